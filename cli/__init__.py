@@ -1,0 +1,1 @@
+"""The `rsms` command: operators' tools and the way each service is started."""

@@ -1,0 +1,24 @@
+"""`rsms`: one entry point; each group of subcommands lives in its own module."""
+
+from __future__ import annotations
+
+import click
+
+from cli.accounts import accounts
+from cli.blocklist import blocklist
+from cli.services import serve_dispatcher, serve_ingest, serve_ledger
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def rsms() -> None:
+    """RSMS Gateway: send SMS through one REST API, every segment on record."""
+
+
+rsms.add_command(accounts)
+rsms.add_command(blocklist)
+rsms.add_command(serve_ingest)
+rsms.add_command(serve_dispatcher)
+rsms.add_command(serve_ledger)
+
+if __name__ == "__main__":
+    rsms()

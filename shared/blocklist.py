@@ -1,0 +1,37 @@
+"""The recipient blocklist: a Redis set of E.164 numbers that are never sent to.
+
+Ingest refuses a send to any of them (`RECIPIENT_BLOCKED`, checked inside its rate-limit
+script under `BLOCKLIST_KEY`); the dispatcher adds numbers the provider reports as
+blocked; operators manage it with `rsms blocklist`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from redis.asyncio import Redis
+
+BLOCKLIST_KEY = "rsms:blocklist"
+
+
+class Blocklist:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def add(self, numbers: Iterable[str]) -> int:
+        members = list(numbers)
+        return int(await self._redis.sadd(BLOCKLIST_KEY, *members)) if members else 0
+
+    async def remove(self, numbers: Iterable[str]) -> int:
+        members = list(numbers)
+        return int(await self._redis.srem(BLOCKLIST_KEY, *members)) if members else 0
+
+    async def members(self) -> list[str]:
+        raw = await self._redis.smembers(BLOCKLIST_KEY)
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
+
+    async def blocked_among(self, numbers: list[str]) -> list[str]:
+        if not numbers:
+            return []
+        flags = await self._redis.smismember(BLOCKLIST_KEY, numbers)
+        return [n for n, flag in zip(numbers, flags, strict=True) if flag]

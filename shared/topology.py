@@ -1,0 +1,64 @@
+"""RabbitMQ topology: every exchange and queue, declared in one place.
+
+Producer and consumer take their names from here, so they cannot drift apart, and every
+service calls `declare_topology` at start: declarations are idempotent, so whichever
+service starts first builds the whole topology and the ingest service's mandatory
+publishes always find their queues.
+
+    ingest ──SmsJob──▶ [rsms.accepted] (fanout)
+                          ├──▶ rsms.dispatch.jobs      ──▶ dispatcher
+                          └──▶ rsms.ledger.accepted    ──▶ ledger (audit trail)
+    dispatcher ──OutcomeEvent──▶ [rsms.outcomes] (fanout)
+                          └──▶ rsms.ledger.outcomes    ──▶ ledger (per-recipient rows)
+    dispatcher retry ──▶ rsms.dispatch.retry.<n> (TTL) ──dead-letter──▶ rsms.dispatch.jobs
+    dispatcher give-up / poison ──▶ rsms.dispatch.dead (operator: `rsms dlq`)
+    ingest / rsms usage ──query──▶ rsms.ledger.queries ──reply──▶ caller
+
+Work queues are quorum queues: replicated, durable and safe under publisher confirms.
+The delay queues are classic queues because they only hold a message until its TTL runs
+out and dead-letters it back; they carry no consumer.
+"""
+
+from __future__ import annotations
+
+from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
+
+ACCEPTED_EXCHANGE = RabbitExchange("rsms.accepted", type=ExchangeType.FANOUT, durable=True)
+OUTCOMES_EXCHANGE = RabbitExchange("rsms.outcomes", type=ExchangeType.FANOUT, durable=True)
+
+DISPATCH_QUEUE = RabbitQueue("rsms.dispatch.jobs", queue_type=QueueType.QUORUM)
+DEAD_LETTER_QUEUE = RabbitQueue("rsms.dispatch.dead", queue_type=QueueType.QUORUM)
+LEDGER_ACCEPTED_QUEUE = RabbitQueue("rsms.ledger.accepted", queue_type=QueueType.QUORUM)
+LEDGER_OUTCOMES_QUEUE = RabbitQueue("rsms.ledger.outcomes", queue_type=QueueType.QUORUM)
+LEDGER_QUERIES_QUEUE = RabbitQueue("rsms.ledger.queries", queue_type=QueueType.CLASSIC)
+
+# Exponential backoff: attempt n waits RETRY_DELAYS_MS[n-1] (the last one repeats).
+RETRY_DELAYS_MS: tuple[int, ...] = (1_000, 5_000, 25_000, 120_000, 600_000)
+
+
+def retry_queue(delay_ms: int) -> RabbitQueue:
+    """A delay queue: holds a job for `delay_ms`, then dead-letters it to the dispatch queue."""
+    return RabbitQueue(
+        f"rsms.dispatch.retry.{delay_ms}ms",
+        queue_type=QueueType.CLASSIC,
+        durable=True,
+        arguments={
+            "x-message-ttl": delay_ms,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": DISPATCH_QUEUE.name,
+        },
+    )
+
+
+async def declare_topology(broker: RabbitBroker, retry_delays_ms: tuple[int, ...] = RETRY_DELAYS_MS) -> None:
+    accepted = await broker.declare_exchange(ACCEPTED_EXCHANGE)
+    outcomes = await broker.declare_exchange(OUTCOMES_EXCHANGE)
+    for queue in (DISPATCH_QUEUE, LEDGER_ACCEPTED_QUEUE):
+        declared = await broker.declare_queue(queue)
+        await declared.bind(accepted)
+    ledger_outcomes = await broker.declare_queue(LEDGER_OUTCOMES_QUEUE)
+    await ledger_outcomes.bind(outcomes)
+    await broker.declare_queue(DEAD_LETTER_QUEUE)
+    await broker.declare_queue(LEDGER_QUERIES_QUEUE)
+    for delay in sorted(set(retry_delays_ms)):
+        await broker.declare_queue(retry_queue(delay))
