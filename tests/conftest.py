@@ -195,3 +195,18 @@ async def tcp_proxy() -> AsyncIterator[Callable[[str, int], asyncio.Future[TcpPr
     yield start  # type: ignore[misc]
     for proxy in proxies:
         await proxy.stop()
+
+
+@pytest.fixture
+def accounts_file(tmp_path: Path) -> Path:
+    return tmp_path / "accounts.toml"
+
+
+@pytest.fixture
+def ingest_settings(amqp_url: str, redis_url: str, accounts_file: Path) -> Any:
+    from services.ingest.settings import IngestSettings
+
+    return IngestSettings(
+        amqp_url=amqp_url, redis_url=redis_url, accounts_file=accounts_file, accounts_reload_seconds=0.1,
+        publish_timeout_seconds=3.0, redis_timeout_seconds=1.0,
+    )

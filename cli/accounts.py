@@ -1,0 +1,185 @@
+"""`rsms accounts …`: edit the accounts file the ingest service reads (it reloads by itself)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from cli.table import print_table
+from services.ingest import accounts as store
+from services.ingest.settings import IngestSettings
+
+file_option = click.option(
+    "--file", "path", type=click.Path(path_type=Path), default=None,
+    help="Accounts file (default: RSMS_ACCOUNTS_FILE or var/accounts.toml).",
+)
+
+
+def _path(path: Path | None) -> Path:
+    return path or IngestSettings().accounts_file
+
+
+@contextmanager
+def _editing(path: Path | None) -> Iterator[store.AccountsFile]:
+    try:
+        with store.editing(_path(path)) as accounts:
+            yield accounts
+    except store.AccountsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def accounts() -> None:
+    """Projects, API keys, tags, IP allow-lists and limits."""
+
+
+@accounts.command("list")
+@file_option
+def list_projects(path: Path | None) -> None:
+    """Every project with its keys and tags."""
+    data = store.load_accounts(_path(path))
+    print_table(
+        ["project", "name", "live key", "test keys", "tags (active)", "allow-list", "store bodies"],
+        [
+            (
+                pid,
+                p.name,
+                next((k.id for k in p.keys if k.kind == "live"), None),
+                sum(k.kind == "test" for k in p.keys),
+                f"{len(p.tags)} ({sum(t.active for t in p.tags.values())})",
+                ", ".join(str(n) for n in p.ip_allowlist) or "any",
+                p.store_bodies,
+            )
+            for pid, p in sorted(data.projects.items())
+        ],
+        empty="No projects yet: rsms accounts create-project ID --name NAME",
+    )
+
+
+@accounts.command("show")
+@click.argument("project")
+@file_option
+def show(project: str, path: Path | None) -> None:
+    """One project's keys, tags and limits."""
+    try:
+        p = store.load_accounts(_path(path)).project(project)
+    except store.AccountsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Project {project}: {p.name}")
+    click.echo(f"IP allow-list: {', '.join(str(n) for n in p.ip_allowlist) or 'any address'}")
+    limits = p.limits.model_dump(exclude_none=True)
+    click.echo("Limits: " + (", ".join(f"{k}={v}" for k, v in limits.items()) or "service defaults"))
+    click.echo()
+    print_table(["key id", "kind", "created"], [(k.id, k.kind, k.created_at.isoformat()) for k in p.keys])
+    click.echo()
+    print_table(["tag", "sender", "active"], [(t, r.sender, r.active) for t, r in sorted(p.tags.items())])
+
+
+@accounts.command("create-project")
+@click.argument("project")
+@click.option("--name", required=True, help="Display name.")
+@click.option("--no-store-bodies", is_flag=True, help="Keep message texts out of the ledger.")
+@file_option
+def create_project(project: str, name: str, no_store_bodies: bool, path: Path | None) -> None:
+    """Create a project (then issue it a key and add tags)."""
+    with _editing(path) as data:
+        store.create_project(data, project, name, store_bodies=not no_store_bodies)
+    click.echo(f"Created project {project}.")
+
+
+@accounts.command("issue-key")
+@click.argument("project")
+@click.option("--test", "test_key", is_flag=True, help="An sk_test_ key: validated and queued, never sent or billed.")
+@file_option
+def issue_key(project: str, test_key: bool, path: Path | None) -> None:
+    """Issue a key. A new live key replaces the project's old one. Printed once only."""
+    with _editing(path) as data:
+        record, key = store.issue_key(data, project, "test" if test_key else "live")
+    click.echo(f"Key id:  {record.id} ({record.kind})")
+    click.echo(f"API key: {key}")
+    click.echo("Store it now: only its hash is kept, it cannot be shown again.")
+
+
+@accounts.command("rotate-key")
+@click.argument("project")
+@file_option
+@click.pass_context
+def rotate_key(ctx: click.Context, project: str, path: Path | None) -> None:
+    """Replace the project's live key; the old one stops working within a second."""
+    ctx.invoke(issue_key, project=project, test_key=False, path=path)
+
+
+@accounts.command("revoke-key")
+@click.argument("project")
+@click.argument("key_id")
+@file_option
+def revoke_key(project: str, key_id: str, path: Path | None) -> None:
+    """Remove a key by its id."""
+    with _editing(path) as data:
+        store.revoke_key(data, project, key_id)
+    click.echo(f"Revoked {key_id}.")
+
+
+@accounts.command("add-tag")
+@click.argument("project")
+@click.argument("tag")
+@click.argument("sender")
+@file_option
+def add_tag(project: str, tag: str, sender: str, path: Path | None) -> None:
+    """Map TAG to SENDER (up to 11 letters/digits, or a phone number); replaces an existing tag."""
+    with _editing(path) as data:
+        store.set_tag(data, project, tag, sender)
+    click.echo(f"Tag {tag} → sender {sender}.")
+
+
+@accounts.command("deactivate-tag")
+@click.argument("project")
+@click.argument("tag")
+@file_option
+def deactivate_tag(project: str, tag: str, path: Path | None) -> None:
+    """Stop accepting sends with TAG (answered with INVALID_TAG)."""
+    with _editing(path) as data:
+        store.set_tag_active(data, project, tag, active=False)
+    click.echo(f"Tag {tag} deactivated.")
+
+
+@accounts.command("activate-tag")
+@click.argument("project")
+@click.argument("tag")
+@file_option
+def activate_tag(project: str, tag: str, path: Path | None) -> None:
+    """Accept sends with TAG again."""
+    with _editing(path) as data:
+        store.set_tag_active(data, project, tag, active=True)
+    click.echo(f"Tag {tag} activated.")
+
+
+@accounts.command("set-allowlist")
+@click.argument("project")
+@click.argument("cidrs", nargs=-1)
+@file_option
+def set_allowlist(project: str, cidrs: tuple[str, ...], path: Path | None) -> None:
+    """Allow only these networks (CIDRs); none given: any address."""
+    with _editing(path) as data:
+        store.set_allowlist(data, project, list(cidrs))
+    click.echo(f"Allow-list of {project}: {', '.join(cidrs) or 'any address'}.")
+
+
+@accounts.command("set-limits")
+@click.argument("project")
+@click.option("--per-minute", type=click.IntRange(min=1), help="Requests per minute per key.")
+@click.option("--tag-per-minute", type=click.IntRange(min=1), help="Requests per minute per tag.")
+@click.option("--concurrent", type=click.IntRange(min=1), help="Concurrent requests per key.")
+@file_option
+def set_limits(project: str, per_minute: int | None, tag_per_minute: int | None,
+               concurrent: int | None, path: Path | None) -> None:
+    """Override the service's default limits for one project (omitted: the default)."""
+    limits = store.ProjectLimits(
+        requests_per_minute=per_minute, tag_requests_per_minute=tag_per_minute, concurrent_requests=concurrent
+    )
+    with _editing(path) as data:
+        store.set_limits(data, project, limits)
+    click.echo(f"Limits of {project} set.")

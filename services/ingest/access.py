@@ -1,0 +1,47 @@
+"""Who may call: the Bearer key, the project's IP allow-list, and the limits that apply."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from litestar import Request
+
+from services.ingest.account_store import AccountStore, Caller
+from services.ingest.accounts import Project
+from services.ingest.client_ip import Network, client_ip
+from services.ingest.ratelimit import Limits
+from shared.errors import ErrorCode, GatewayError
+
+
+class AccessControl:
+    def __init__(self, accounts: AccountStore, defaults: Limits, trusted_proxies: Sequence[Network]) -> None:
+        self._accounts = accounts
+        self._defaults = defaults
+        self._trusted_proxies = trusted_proxies
+
+    @property
+    def default_limits(self) -> Limits:
+        return self._defaults
+
+    def authenticate(self, request: Request[object, object, object]) -> Caller:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        caller = self._accounts.authenticate(key.strip()) if scheme.lower() == "bearer" else None
+        if caller is None:
+            raise GatewayError(ErrorCode.UNAUTHORIZED)
+        return caller
+
+    def check_ip(self, request: Request[object, object, object], caller: Caller) -> None:
+        if not caller.project.ip_allowlist:
+            return
+        peer = request.client.host if request.client else ""
+        ip = client_ip(peer, request.headers.get("x-forwarded-for"), self._trusted_proxies)
+        if ip is None or not caller.ip_allowed(ip):
+            raise GatewayError(ErrorCode.IP_NOT_WHITELISTED)
+
+    def limits_for(self, project: Project) -> Limits:
+        own = project.limits
+        return Limits(
+            requests_per_minute=own.requests_per_minute or self._defaults.requests_per_minute,
+            tag_requests_per_minute=own.tag_requests_per_minute or self._defaults.tag_requests_per_minute,
+            concurrent_requests=own.concurrent_requests or self._defaults.concurrent_requests,
+        )

@@ -1,0 +1,235 @@
+"""The accounts file: projects, their keys, tags, IP allow-lists and limits, in TOML.
+
+The file is declarative and the only source of truth; `rsms accounts …` edits it and the
+ingest service picks changes up without a restart (`account_store.py`). Keys are stored
+only as SHA-256 hashes. Example:
+
+    [projects.acme]
+    name = "Acme AS"
+    store_bodies = true
+    ip_allowlist = ["203.0.113.0/24"]
+
+    [projects.acme.limits]
+    requests_per_minute = 300
+
+    [[projects.acme.keys]]
+    id = "key_3f9a1c2b7d4e"
+    kind = "live"
+    sha256 = "9c1185a5c5e9fc54612808977ee8f548b2258d31..."
+    created_at = 2026-11-24T21:00:00Z
+
+    [projects.acme.tags.R-COV1RSMS]
+    sender = "RSMS"
+    active = true
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from services.ingest.keys import KeyKind, generate_key, generate_key_id, hash_key
+
+PROJECT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
+PHONE_SENDER = re.compile(r"^\+?[1-9]\d{1,14}$")
+
+
+class AccountsError(ValueError):
+    """The accounts file or an edit of it is not valid; the message says why."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectLimits(_Model):
+    """Overrides of the service-wide defaults; unset means the default applies."""
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    tag_requests_per_minute: int | None = Field(None, ge=1)
+    concurrent_requests: int | None = Field(None, ge=1)
+
+
+class ApiKeyRecord(_Model):
+    id: str
+    kind: KeyKind
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created_at: datetime
+
+
+class TagRecord(_Model):
+    sender: str
+    active: bool = True
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if not (ALPHANUMERIC_SENDER.match(value) or PHONE_SENDER.match(value)):
+            raise ValueError(
+                f"sender {value!r} must be 1-11 letters/digits (at least one letter) or a phone number"
+            )
+        return value
+
+
+class Project(_Model):
+    name: str
+    store_bodies: bool = True
+    ip_allowlist: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    limits: ProjectLimits = Field(default_factory=ProjectLimits)
+    keys: list[ApiKeyRecord] = Field(default_factory=list)
+    tags: dict[str, TagRecord] = Field(default_factory=dict)
+
+    @field_validator("ip_allowlist", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [ip_network(str(v), strict=False) for v in value]
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, TagRecord]) -> dict[str, TagRecord]:
+        for tag in value:
+            if not 1 <= len(tag) <= 50:
+                raise ValueError(f"tag {tag!r} must be 1-50 characters")
+        return value
+
+
+class AccountsFile(_Model):
+    projects: dict[str, Project] = Field(default_factory=dict)
+
+    @field_validator("projects")
+    @classmethod
+    def _unique_keys(cls, value: dict[str, Project]) -> dict[str, Project]:
+        seen: set[str] = set()
+        for project_id, project in value.items():
+            if not PROJECT_ID.match(project_id):
+                raise ValueError(f"project id {project_id!r}: lowercase letters, digits, - and _")
+            live = [k for k in project.keys if k.kind == "live"]
+            if len(live) > 1:
+                raise ValueError(f"project {project_id!r} has {len(live)} live keys; one is allowed")
+            for key in project.keys:
+                if key.sha256 in seen:
+                    raise ValueError(f"a key of project {project_id!r} is also used elsewhere")
+                seen.add(key.sha256)
+        return value
+
+    def project(self, project_id: str) -> Project:
+        try:
+            return self.projects[project_id]
+        except KeyError:
+            raise AccountsError(f"no project {project_id!r}") from None
+
+
+def load_accounts(path: Path) -> AccountsFile:
+    if not path.exists():
+        return AccountsFile()
+    try:
+        return AccountsFile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except tomllib.TOMLDecodeError as exc:
+        raise AccountsError(f"{path}: not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        raise AccountsError(f"{path}: {exc}") from exc
+
+
+def save_accounts(path: Path, accounts: AccountsFile) -> None:
+    """Write atomically, so the ingest service never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = accounts.model_dump(mode="json", exclude_none=True)
+    for project in data["projects"].values():
+        project["ip_allowlist"] = [str(n) for n in project["ip_allowlist"]]
+        if not project["limits"]:
+            del project["limits"]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".accounts-", suffix=".toml")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            tomli_w.dump(data, out)
+        Path(tmp).chmod(0o600)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def editing(path: Path) -> Iterator[AccountsFile]:
+    """Load, let the caller change, validate and save, holding a lock against other edits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (path.parent / ".accounts.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        accounts = load_accounts(path)
+        yield accounts
+        try:
+            validated = AccountsFile.model_validate(accounts.model_dump())
+        except ValidationError as exc:
+            raise AccountsError(str(exc)) from exc
+        save_accounts(path, validated)
+
+
+def create_project(accounts: AccountsFile, project_id: str, name: str, *, store_bodies: bool = True) -> None:
+    if project_id in accounts.projects:
+        raise AccountsError(f"project {project_id!r} exists already")
+    if not PROJECT_ID.match(project_id):
+        raise AccountsError(f"project id {project_id!r}: use lowercase letters, digits, - and _")
+    accounts.projects[project_id] = Project(name=name, store_bodies=store_bodies)
+
+
+def issue_key(accounts: AccountsFile, project_id: str, kind: KeyKind) -> tuple[ApiKeyRecord, str]:
+    """A new key for the project; a new live key replaces the old one (rotation).
+
+    Returns the record and the key itself, which exists nowhere else afterwards.
+    """
+    project = accounts.project(project_id)
+    key = generate_key(kind)
+    record = ApiKeyRecord(id=generate_key_id(), kind=kind, sha256=hash_key(key), created_at=datetime.now(UTC))
+    if kind == "live":
+        project.keys = [k for k in project.keys if k.kind != "live"]
+    project.keys.append(record)
+    return record, key
+
+
+def revoke_key(accounts: AccountsFile, project_id: str, key_id: str) -> None:
+    project = accounts.project(project_id)
+    remaining = [k for k in project.keys if k.id != key_id]
+    if len(remaining) == len(project.keys):
+        raise AccountsError(f"project {project_id!r} has no key {key_id!r}")
+    project.keys = remaining
+
+
+def set_tag(accounts: AccountsFile, project_id: str, tag: str, sender: str, *, active: bool = True) -> None:
+    try:
+        accounts.project(project_id).tags[tag] = TagRecord(sender=sender, active=active)
+    except ValidationError as exc:
+        raise AccountsError(exc.errors()[0]["msg"]) from exc
+
+
+def set_tag_active(accounts: AccountsFile, project_id: str, tag: str, *, active: bool) -> None:
+    tags = accounts.project(project_id).tags
+    if tag not in tags:
+        raise AccountsError(f"project {project_id!r} has no tag {tag!r}")
+    tags[tag] = tags[tag].model_copy(update={"active": active})
+
+
+def set_allowlist(accounts: AccountsFile, project_id: str, cidrs: list[str]) -> None:
+    try:
+        networks = [ip_network(c, strict=False) for c in cidrs]
+    except ValueError as exc:
+        raise AccountsError(str(exc)) from exc
+    accounts.project(project_id).ip_allowlist = networks
+
+
+def set_limits(accounts: AccountsFile, project_id: str, limits: ProjectLimits) -> None:
+    accounts.project(project_id).limits = limits

@@ -1,0 +1,153 @@
+"""The ingest service's composition root: builds the Litestar app and wires its parts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.schemas import Channel
+from litestar import Litestar, MediaType, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.ingest.access import AccessControl
+from services.ingest.account_store import AccountStore
+from services.ingest.errors import handle_gateway_error, handle_http_exception, handle_unexpected
+from services.ingest.idempotency import IdempotencyStore
+from services.ingest.metrics import IngestMetrics
+from services.ingest.pricing import PriceTable
+from services.ingest.publisher import JobPublisher
+from services.ingest.ratelimit import Limits, RateLimiter
+from services.ingest.routes import send_sms
+from services.ingest.schemas import SECURITY_COMPONENTS
+from services.ingest.send import SendService
+from services.ingest.settings import IngestSettings
+from shared.errors import GatewayError
+from shared.log import configure_logging, get_logger
+from shared.topology import declare_topology
+
+log = get_logger(__name__)
+
+
+def create_app(settings: IngestSettings | None = None) -> Litestar:
+    """The app; without settings (as the server's workers call it), from the environment."""
+    if settings is None:
+        settings = IngestSettings()
+        configure_logging("ingest", settings.log_level, settings.log_format)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+        )
+        broker = RabbitBroker(
+            settings.amqp_url,
+            default_channel=Channel(publisher_confirms=True, on_return_raises=True),
+            logger=None,
+        )
+        accounts = AccountStore(settings.accounts_file)
+        defaults = Limits(
+            settings.requests_per_minute, settings.tag_requests_per_minute, settings.concurrent_requests
+        )
+        access = AccessControl(accounts, defaults, settings.trusted_proxies)
+        send_service = SendService(
+            redis=redis,
+            access=access,
+            limiter=RateLimiter(redis, slot_seconds=settings.concurrency_slot_seconds),
+            idempotency=IdempotencyStore(
+                redis, ttl_seconds=settings.idempotency_ttl_seconds, wait_seconds=settings.publish_timeout_seconds
+            ),
+            publisher=JobPublisher(broker, timeout=settings.publish_timeout_seconds),
+            prices=PriceTable(settings.currency, settings.default_price_per_segment, settings.prices_per_segment),
+        )
+        app.state.update(access=access, send_service=send_service, redis=redis, broker=broker)
+        watcher = asyncio.create_task(accounts.watch(settings.accounts_reload_seconds))
+        await _connect_broker(broker)
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await broker.stop()
+            await redis.aclose()
+
+    return Litestar(
+        route_handlers=[send_sms, health_live, health_ready, metrics],
+        dependencies={
+            "access": Provide(_state("access"), sync_to_thread=False),
+            "send_service": Provide(_state("send_service"), sync_to_thread=False),
+        },
+        exception_handlers={
+            GatewayError: handle_gateway_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        lifespan=[lifespan],
+        state=State(
+            {
+                "metrics": IngestMetrics(),
+                "max_body_bytes": settings.max_body_bytes,
+                "default_requests_per_minute": settings.requests_per_minute,
+            }
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="RSMS Gateway API",
+            version="1.0.0",
+            description="Send SMS to up to 1,000 recipients per request; every segment is on record.",
+            components=SECURITY_COMPONENTS,
+            security=[{"BearerAuth": []}],
+            path="/docs",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        debug=False,
+    )
+
+
+async def _connect_broker(broker: RabbitBroker) -> None:
+    """Connect and declare the topology; if RabbitMQ is down, start anyway and let sends
+    answer the contract's error until the robust connection comes back."""
+    try:
+        await broker.connect()
+        await declare_topology(broker)
+    except (OSError, ConnectionError) as exc:
+        log.error("broker_unavailable_at_start", error=str(exc))
+
+
+def _state(name: str) -> Any:
+    def provide(state: State) -> Any:
+        return state[name]
+
+    return provide
+
+
+@get("/health/live", include_in_schema=False, media_type=MediaType.JSON)
+async def health_live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/health/ready", include_in_schema=False, media_type=MediaType.JSON)
+async def health_ready(state: State) -> Response[dict[str, Any]]:
+    checks: dict[str, bool] = {}
+    try:
+        checks["redis"] = bool(await state.redis.ping())
+    except (RedisError, OSError):
+        checks["redis"] = False
+    checks["rabbitmq"] = await state.broker.ping(timeout=1.0)
+    ok = all(checks.values())
+    return Response({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+
+@get("/metrics", include_in_schema=False)
+async def metrics(state: State) -> Response[bytes]:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,96 @@
+"""The public API's route handlers: thin, each hands the request to the logic behind it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import MediaType, Request, Response, post
+from litestar.datastructures import ResponseHeader
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+
+from services.ingest.access import AccessControl
+from services.ingest.account_store import Caller
+from services.ingest.errors import observe
+from services.ingest.metrics import IngestMetrics
+from services.ingest.schemas import ErrorResponse, SendOperation, SendResponse
+from services.ingest.send import RateLimited, SendService, parse_or_error
+from shared.errors import GatewayError
+
+AnyRequest = Request[Any, Any, Any]
+
+RATE_LIMIT_HEADERS = [
+    ResponseHeader(name="X-RateLimit-Limit", documentation_only=True,
+                   description="Requests allowed per minute (the limit closest to binding)."),
+    ResponseHeader(name="X-RateLimit-Remaining", documentation_only=True,
+                   description="Requests left in the current minute."),
+    ResponseHeader(name="X-RateLimit-Reset", documentation_only=True,
+                   description="Unix time (seconds) when the oldest counted request leaves the window."),
+]
+
+
+def _error(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=ErrorResponse, description=description, generate_examples=False)
+
+
+ERROR_RESPONSES: dict[int, ResponseSpec] = {
+    400: _error("VALIDATION_ERROR (every problem listed in details), INVALID_TAG or RECIPIENT_BLOCKED"),
+    401: _error("UNAUTHORIZED: invalid or missing API key"),
+    403: _error("IP_NOT_WHITELISTED or FORBIDDEN"),
+    429: _error("RATE_LIMIT_EXCEEDED, with retryAfter and a Retry-After header"),
+    500: _error("PROVIDER_ERROR, PROVIDER_AUTH_ERROR, PROVIDER_NO_CREDITS or INTERNAL_ERROR"),
+}
+
+
+async def identify(request: AnyRequest, access: AccessControl, send_service: SendService) -> Caller:
+    """The key and IP checks every API endpoint starts with."""
+    request.state.started = time.perf_counter()
+    caller = access.authenticate(request)
+    try:
+        access.check_ip(request, caller)
+    except GatewayError:
+        request.state.rate_decision = await send_service.usage(caller)
+        raise
+    return caller
+
+
+@post(
+    "/api/v1/sms/send",
+    summary="Send SMS",
+    description="Queue one message to 1-1000 recipients. Answers only after the job is durably queued.",
+    operation_class=SendOperation,
+    responses={**ERROR_RESPONSES, 413: _error("VALIDATION_ERROR: request body over 1 MB")},
+    response_headers=RATE_LIMIT_HEADERS,
+    tags=["SMS"],
+    status_code=200,
+)
+async def send_sms(
+    request: AnyRequest, access: NamedDependency[AccessControl], send_service: NamedDependency[SendService]
+) -> Response[SendResponse]:
+    body = await request.body()
+    caller = await identify(request, access, send_service)
+    parsed, invalid = parse_or_error(body)
+    try:
+        admission = await send_service.admit(caller, parsed)
+    except RateLimited as exc:
+        request.state.rate_decision = exc.decision
+        raise
+    request.state.rate_decision = admission.decision
+    try:
+        if invalid is not None:
+            raise invalid
+        assert parsed is not None
+        stored = await send_service.accept(caller, parsed, admission, request.headers.get("idempotency-key"))
+    finally:
+        await send_service.release(caller, admission.decision)
+    metrics: IngestMetrics = request.app.state.metrics
+    label = "yes" if caller.test else "no"
+    metrics.accepted_recipients.labels(label).inc(len(parsed.recipients))
+    observe(request, "OK")
+    return Response(
+        content=stored.body,
+        status_code=stored.status,
+        media_type=MediaType.JSON,
+        headers=admission.decision.headers(),
+    )

@@ -1,0 +1,136 @@
+"""Validation of a send request body, reporting every problem at once.
+
+Decisions the contract leaves open:
+- Unknown fields are refused (`VALIDATION_ERROR`, `<field>: Unknown field`). A misspelt
+  optional field silently ignored is worse for an SMS sender than a clear error.
+- `message` length is counted in characters (Unicode code points): an emoji is one
+  character here, though it costs two UTF-16 units in segment counting.
+- The 1,000-recipient limit applies to the array as sent; duplicates are then removed,
+  keeping the first occurrence's order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from shared.errors import ErrorCode, GatewayError
+
+E164 = re.compile(r"\+[1-9]\d{1,14}")
+MAX_TAG_LENGTH = 50
+MAX_RECIPIENTS = 1000
+MAX_MESSAGE_LENGTH = 1000
+MAX_DETAILS = 50
+FIELDS = ("tag", "recipients", "message")
+
+_decoder = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    tag: str
+    recipients: list[str]
+    """Valid E.164 numbers, de-duplicated, in the order first given."""
+    message: str
+
+
+def parse_send_request(body: bytes) -> SendRequest:
+    try:
+        data = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _invalid([f"body: Malformed JSON ({exc})"]) from None
+    if not isinstance(data, dict):
+        raise _invalid(["body: Request body must be a JSON object"])
+
+    problems: list[str] = []
+    problems.extend(f"{name}: Unknown field" for name in data if name not in FIELDS)
+    tag = _check_tag(data.get("tag"), "tag" in data, problems)
+    recipients = _check_recipients(data.get("recipients"), "recipients" in data, problems)
+    message = _check_message(data.get("message"), "message" in data, problems)
+    if problems:
+        raise _invalid(problems)
+    assert tag is not None and recipients is not None and message is not None
+    return SendRequest(tag=tag, recipients=list(dict.fromkeys(recipients)), message=message)
+
+
+def _check_tag(value: Any, present: bool, problems: list[str]) -> str | None:
+    if not present:
+        problems.append("tag: Field is required")
+    elif not isinstance(value, str):
+        problems.append(f"tag: Must be a string, not {_json_type(value)}")
+    elif not value:
+        problems.append("tag: Tag must not be empty")
+    elif len(value) > MAX_TAG_LENGTH:
+        problems.append(f"tag: Tag exceeds maximum length of {MAX_TAG_LENGTH} characters")
+    else:
+        return value
+    return None
+
+
+def _check_recipients(value: Any, present: bool, problems: list[str]) -> list[str] | None:
+    if not present:
+        problems.append("recipients: Field is required")
+        return None
+    if not isinstance(value, list):
+        problems.append(f"recipients: Must be an array of phone numbers, not {_json_type(value)}")
+        return None
+    if not value:
+        problems.append("recipients: At least 1 recipient is required")
+        return None
+    valid = True
+    if len(value) > MAX_RECIPIENTS:
+        problems.append(f"recipients: Too many recipients ({len(value)}); the maximum is {MAX_RECIPIENTS}")
+        valid = False
+    match = E164.fullmatch
+    for index, number in enumerate(value):
+        if isinstance(number, str) and match(number):
+            continue
+        valid = False
+        if isinstance(number, str):
+            problems.append(f"recipients[{index}]: Invalid phone number format {_quote(number)}")
+        else:
+            problems.append(f"recipients[{index}]: Must be a string, not {_json_type(number)}")
+    return value if valid else None
+
+
+def _check_message(value: Any, present: bool, problems: list[str]) -> str | None:
+    if not present:
+        problems.append("message: Field is required")
+    elif not isinstance(value, str):
+        problems.append(f"message: Must be a string, not {_json_type(value)}")
+    elif not value:
+        problems.append("message: Message must be at least 1 character")
+    elif len(value) > MAX_MESSAGE_LENGTH:
+        problems.append(f"message: Message exceeds maximum length of {MAX_MESSAGE_LENGTH} characters")
+    else:
+        return value
+    return None
+
+
+def _invalid(problems: list[str]) -> GatewayError:
+    if len(problems) > MAX_DETAILS:
+        more = len(problems) - MAX_DETAILS
+        problems = [*problems[:MAX_DETAILS], f"... and {more} more problems"]
+    return GatewayError(ErrorCode.VALIDATION_ERROR, details=problems)
+
+
+def _quote(text: str, limit: int = 40) -> str:
+    shown = text if len(text) <= limit else text[:limit] + "…"
+    return "'" + shown.replace("'", "\\'") + "'"
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
