@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -11,10 +10,10 @@ import click
 from redis.asyncio import Redis
 
 from cli.table import print_table
+from services.ingest.validation import E164
 from shared.blocklist import Blocklist
 from shared.settings import ServiceSettings
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 T = TypeVar("T")
 
 
@@ -30,7 +29,7 @@ def _run(action: Callable[[Blocklist], Awaitable[T]]) -> T:
 
 
 def _numbers(numbers: tuple[str, ...]) -> list[str]:
-    bad = [n for n in numbers if not E164.match(n)]
+    bad = [n for n in numbers if not E164.fullmatch(n)]
     if bad:
         raise click.BadParameter(f"not E.164 numbers: {', '.join(bad)}")
     return list(numbers)

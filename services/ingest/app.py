@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aio_pika.exceptions import AMQPError
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.schemas import Channel
 from litestar import Litestar, MediaType, Response, get
@@ -73,11 +74,13 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         )
         app.state.update(access=access, send_service=send_service, redis=redis, broker=broker)
         watcher = asyncio.create_task(accounts.watch(settings.accounts_reload_seconds))
-        await _connect_broker(broker)
+        connector = asyncio.create_task(_connect_broker(broker))
+        await asyncio.wait([connector], timeout=settings.publish_timeout_seconds)
         try:
             yield
         finally:
             watcher.cancel()
+            connector.cancel()
             await broker.stop()
             await redis.aclose()
 
@@ -115,13 +118,23 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
 
 
 async def _connect_broker(broker: RabbitBroker) -> None:
-    """Connect and declare the topology; if RabbitMQ is down, start anyway and let sends
-    answer the contract's error until the robust connection comes back."""
-    try:
-        await broker.connect()
-        await declare_topology(broker)
-    except (OSError, ConnectionError) as exc:
-        log.error("broker_unavailable_at_start", error=str(exc))
+    """Connect and declare the topology, retrying until RabbitMQ answers.
+
+    The service starts even while RabbitMQ is down: sends answer the contract's error
+    until this succeeds; after that the robust connection reconnects by itself.
+    """
+    delay = 0.5
+    while True:
+        try:
+            await broker.connect()
+            await declare_topology(broker)
+            log.info("broker_connected")
+            return
+        except (OSError, ConnectionError, AMQPError) as exc:
+            log.error("broker_unavailable", error=str(exc), retry_in_seconds=delay)
+            await broker.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _state(name: str) -> Any:

@@ -19,7 +19,7 @@ import msgspec
 
 from shared.errors import ErrorCode, GatewayError
 
-E164 = re.compile(r"\+[1-9]\d{1,14}")
+E164 = re.compile(r"\+[1-9]\d{1,14}", re.ASCII)  # \d alone would take any script's digits
 MAX_TAG_LENGTH = 50
 MAX_RECIPIENTS = 1000
 MAX_MESSAGE_LENGTH = 1000

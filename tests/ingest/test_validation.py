@@ -1,0 +1,63 @@
+"""Properties of request validation: never an unexpected exception, every problem reported."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.ingest.validation import E164, parse_send_request
+from shared.errors import ErrorCode, GatewayError
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=20,
+)
+valid_numbers = st.from_regex(re.compile(r"\A\+[1-9]\d{1,14}\Z", re.ASCII))
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_are_accepted_or_a_validation_error(body: bytes) -> None:
+    try:
+        parse_send_request(body)
+    except GatewayError as exc:
+        assert exc.code is ErrorCode.VALIDATION_ERROR
+        assert exc.details
+
+
+@given(st.dictionaries(st.sampled_from(["tag", "recipients", "message", "extra"]), json_values))
+def test_any_json_object_is_accepted_or_a_validation_error(data: dict[str, Any]) -> None:
+    try:
+        request = parse_send_request(json.dumps(data).encode())
+    except GatewayError as exc:
+        assert exc.code is ErrorCode.VALIDATION_ERROR
+        assert all(":" in d for d in exc.details)
+    else:
+        assert 1 <= len(request.tag) <= 50
+        assert all(E164.fullmatch(n) for n in request.recipients)
+
+
+@given(st.lists(valid_numbers, min_size=1, max_size=50))
+def test_duplicates_are_removed_keeping_order(numbers: list[str]) -> None:
+    body = json.dumps({"tag": "t", "recipients": numbers + numbers[::-1], "message": "hi"}).encode()
+    request = parse_send_request(body)
+    assert request.recipients == list(dict.fromkeys(numbers))
+
+
+@pytest.mark.parametrize(
+    "number", ["12345678", "+47 123 45 678", "0047123456789", "+0123", "+1", "+1234567890123456", "+47abc", "+４７", "+4٧12345678"]
+)
+def test_contract_invalid_numbers(number: str) -> None:
+    with pytest.raises(GatewayError) as raised:
+        parse_send_request(json.dumps({"tag": "t", "recipients": [number], "message": "hi"}).encode())
+    assert raised.value.details[0].startswith("recipients[0]: Invalid phone number format")
+
+
+@pytest.mark.parametrize("number", ["+4712345678", "+46701234567", "+4407123456789", "+12025551234"])
+def test_contract_valid_numbers(number: str) -> None:
+    assert parse_send_request(json.dumps({"tag": "t", "recipients": [number], "message": "hi"}).encode())
