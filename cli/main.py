@@ -7,6 +7,7 @@ import click
 from cli.accounts import accounts
 from cli.blocklist import blocklist
 from cli.services import serve_dispatcher, serve_ingest, serve_ledger
+from cli.up import up
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +20,7 @@ rsms.add_command(blocklist)
 rsms.add_command(serve_ingest)
 rsms.add_command(serve_dispatcher)
 rsms.add_command(serve_ledger)
+rsms.add_command(up)
 
 if __name__ == "__main__":
     rsms()

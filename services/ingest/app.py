@@ -28,11 +28,12 @@ from services.ingest.metrics import IngestMetrics
 from services.ingest.pricing import PriceTable
 from services.ingest.publisher import JobPublisher
 from services.ingest.ratelimit import Limits, RateLimiter
-from services.ingest.routes import send_sms
+from services.ingest.routes import message_status, send_sms, usage
 from services.ingest.schemas import SECURITY_COMPONENTS
 from services.ingest.send import SendService
 from services.ingest.settings import IngestSettings
 from shared.errors import GatewayError
+from shared.ledger_queries import LedgerQueries
 from shared.log import configure_logging, get_logger
 from shared.topology import declare_topology
 
@@ -72,7 +73,10 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             publisher=JobPublisher(broker, timeout=settings.publish_timeout_seconds),
             prices=PriceTable(settings.currency, settings.default_price_per_segment, settings.prices_per_segment),
         )
-        app.state.update(access=access, send_service=send_service, redis=redis, broker=broker)
+        app.state.update(
+            access=access, send_service=send_service, redis=redis, broker=broker,
+            ledger=LedgerQueries(broker, timeout=settings.ledger_query_timeout_seconds),
+        )
         watcher = asyncio.create_task(accounts.watch(settings.accounts_reload_seconds))
         connector = asyncio.create_task(_connect_broker(broker))
         await asyncio.wait([connector], timeout=settings.publish_timeout_seconds)
@@ -85,10 +89,11 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             await redis.aclose()
 
     return Litestar(
-        route_handlers=[send_sms, health_live, health_ready, metrics],
+        route_handlers=[send_sms, message_status, usage, health_live, health_ready, metrics],
         dependencies={
             "access": Provide(_state("access"), sync_to_thread=False),
             "send_service": Provide(_state("send_service"), sync_to_thread=False),
+            "ledger": Provide(_state("ledger"), sync_to_thread=False),
         },
         exception_handlers={
             GatewayError: handle_gateway_error,

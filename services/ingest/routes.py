@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-from litestar import MediaType, Request, Response, post
+from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, QueryParameter
 
 from services.ingest.access import AccessControl
 from services.ingest.account_store import Caller
@@ -16,7 +19,13 @@ from services.ingest.errors import observe
 from services.ingest.metrics import IngestMetrics
 from services.ingest.schemas import ErrorResponse, SendOperation, SendResponse
 from services.ingest.send import RateLimited, SendService, parse_or_error
-from shared.errors import GatewayError
+from shared.errors import ErrorCode, GatewayError
+from shared.ledger_queries import (
+    LedgerQueries,
+    message_status_body,
+    parse_usage_params,
+    usage_body,
+)
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -94,3 +103,79 @@ async def send_sms(
         media_type=MediaType.JSON,
         headers=admission.decision.headers(),
     )
+
+
+async def _answer_read(
+    request: AnyRequest,
+    access: AccessControl,
+    send_service: SendService,
+    read: Callable[[Caller], Awaitable[dict[str, Any]]],
+) -> Response[dict[str, Any]]:
+    """Reads pass the same key, IP and rate-limit checks as sends (no tag limit: no tag)."""
+    caller = await identify(request, access, send_service)
+    try:
+        admission = await send_service.admit(caller, None)
+    except RateLimited as exc:
+        request.state.rate_decision = exc.decision
+        raise
+    request.state.rate_decision = admission.decision
+    try:
+        body = await read(caller)
+    finally:
+        await send_service.release(caller, admission.decision)
+    observe(request, "OK")
+    return Response(body, media_type=MediaType.JSON, headers=admission.decision.headers())
+
+
+@get(
+    "/api/v1/sms/{messageId:str}",
+    summary="Message status",
+    description="Per-recipient delivery status of a message sent with this key's project. "
+    "An unknown id and another project's id both answer 404.",
+    responses={**ERROR_RESPONSES, 404: _error("VALIDATION_ERROR: no such message in this project")},
+    response_headers=RATE_LIMIT_HEADERS,
+    tags=["SMS"],
+)
+async def message_status(
+    request: AnyRequest,
+    messageId: FromPath[str],  # noqa: N803 - the contract names it so
+    access: NamedDependency[AccessControl],
+    send_service: NamedDependency[SendService],
+    ledger: NamedDependency[LedgerQueries],
+) -> Response[dict[str, Any]]:
+    async def read(caller: Caller) -> dict[str, Any]:
+        try:
+            parsed = uuid.UUID(messageId)
+        except ValueError:
+            raise GatewayError(
+                ErrorCode.VALIDATION_ERROR, details=[f"messageId: not a UUID: '{messageId[:40]}'"]
+            ) from None
+        return message_status_body(await ledger.message_status(caller.project_id, parsed))
+
+    return await _answer_read(request, access, send_service, read)
+
+
+@get(
+    "/api/v1/usage",
+    summary="Usage",
+    description="Billed usage of this key's project: sent recipients, segments and cost, by day, tag or "
+    "country, for whole UTC days `from`..`to` (inclusive, YYYY-MM-DD).",
+    responses=ERROR_RESPONSES,
+    response_headers=RATE_LIMIT_HEADERS,
+    tags=["Billing"],
+)
+async def usage(
+    request: AnyRequest,
+    access: NamedDependency[AccessControl],
+    send_service: NamedDependency[SendService],
+    ledger: NamedDependency[LedgerQueries],
+    date_from: Annotated[str | None, QueryParameter(name="from", description="First day, YYYY-MM-DD")] = None,
+    date_to: Annotated[str | None, QueryParameter(name="to", description="Last day, YYYY-MM-DD")] = None,
+    group_by: Annotated[str, QueryParameter(name="groupBy", description="day, tag or country")] = "day",
+) -> Response[dict[str, Any]]:
+    async def read(caller: Caller) -> dict[str, Any]:
+        params = parse_usage_params(date_from, date_to, group_by)
+        report = await ledger.usage(caller.project_id, params.date_from, params.date_to, params.group_by)
+        return usage_body(report, params)
+
+    return await _answer_read(request, access, send_service, read)
