@@ -12,36 +12,36 @@ from shared.settings import ServiceSettings
 
 
 class IngestSettings(ServiceSettings):
-    ingest_host: str = "127.0.0.1"
-    ingest_port: int = 8080
-    ingest_workers: int = Field(1, description="Server processes; they share limits in Redis.")
-    accounts_file: Path = Path("var/accounts.toml")
-    accounts_reload_seconds: float = Field(1.0, description="How often the file is checked.")
+    ingest_host: str = Field("127.0.0.1", description="Address the API listens on.")
+    ingest_port: int = Field(8080, description="Port of the API, /docs, /metrics and /health/*.")
+    ingest_workers: int = Field(1, description="Server processes; they share the limits in Redis.")
+    accounts_file: Path = Field(Path("var/accounts.toml"), description="Projects, keys and tags (TOML).")
+    accounts_reload_seconds: float = Field(1.0, description="How often the accounts file is checked for changes.")
 
     # Defaults for every project; a project's [limits] in the accounts file overrides them.
-    requests_per_minute: int = 100
-    tag_requests_per_minute: int = 50
-    concurrent_requests: int = 10
+    requests_per_minute: int = Field(100, description="Requests per minute per API key.")
+    tag_requests_per_minute: int = Field(50, description="Requests per minute per tag.")
+    concurrent_requests: int = Field(10, description="Requests in flight per API key.")
     concurrency_slot_seconds: int = Field(
         30, description="A slot a crashed process never released expires after this long."
     )
 
-    max_body_bytes: int = 1_048_576
-    publish_timeout_seconds: float = 5.0
-    redis_timeout_seconds: float = 2.0
-    ledger_query_timeout_seconds: float = 10.0
-    idempotency_ttl_seconds: int = 86_400
+    max_body_bytes: int = Field(1_048_576, description="Larger request bodies are refused with 413.")
+    publish_timeout_seconds: float = Field(5.0, description="Wait this long for RabbitMQ's confirm.")
+    redis_timeout_seconds: float = Field(2.0, description="Redis connect and command timeout.")
+    ledger_query_timeout_seconds: float = Field(10.0, description="Wait this long for the ledger's answer.")
+    idempotency_ttl_seconds: int = Field(86_400, description="How long an Idempotency-Key is remembered.")
 
-    currency: str = "NOK"
-    default_price_per_segment: Decimal = Decimal("0.67")
+    currency: str = Field("NOK", description="Currency of all prices.")
+    default_price_per_segment: Decimal = Field(Decimal("0.67"), description="Price per segment, any country.")
     prices_per_segment: dict[str, Decimal] = Field(
         default_factory=dict,
-        description='Price per segment by ISO country, e.g. RSMS_PRICES_PER_SEGMENT=\'{"SE": "0.72"}\'.',
+        description='Price per segment by ISO country, e.g. {"SE": "0.72", "US": "0.55"}.',
     )
 
     trusted_proxies: list[IPv4Network | IPv6Network] = Field(
         default_factory=list,
-        description="Peers whose X-Forwarded-For is believed, e.g. '[\"10.0.0.0/8\"]'.",
+        description='Proxies whose X-Forwarded-For is believed, e.g. ["10.0.0.0/8"].',
     )
 
     @field_validator("trusted_proxies", mode="before")

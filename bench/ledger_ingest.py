@@ -1,0 +1,236 @@
+"""Ledger throughput: recipient rows per second from the broker into ClickHouse.
+
+Each round publishes `--events` outcome events of `--recipients` recipients each to the
+outcomes exchange (while no ledger consumes), then starts the ledger in this process and
+times until every row is in ClickHouse (the ledger's rows-written counter, checked with a
+count afterwards). The same rows are inserted by a bare clickhouse-connect
+`insert(column_oriented=True)` into a twin table, in batches of the same size, in the same
+run and the same chDB. Medians over `--rounds`; the ledger's time
+is counted from the moment its consumers start (after AMQP connect, topology and schema
+check), so it covers delivery, decoding, batching, inserting and acknowledging.
+
+    .venv/bin/python -m bench.ledger_ingest [--rounds 3] [--events 200] [--recipients 1000]
+
+Runs in a throw-away RabbitMQ vhost and a temp chDB directory; leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from faststream.rabbit import RabbitBroker
+
+from cli.table import print_table
+from services.ledger.app import build_app
+from services.ledger.clickhouse import open_client
+from services.ledger.metrics import LedgerMetrics
+from services.ledger.rows import outcome_rows
+from services.ledger.schema import OUTCOME_COLUMNS, OUTCOMES_TABLE
+from services.ledger.settings import LedgerSettings
+from shared.contracts import OutcomeEvent, RecipientOutcome
+from shared.log import configure_logging
+from shared.topology import OUTCOMES_EXCHANGE, declare_topology
+
+DATABASE = "rsms_bench"
+BARE_TABLE = "bare_outcomes"
+BASE_AMQP = "amqp://guest:guest@localhost:5672/"
+ROUND_TIMEOUT_SECONDS = 300
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_events(count: int, recipients: int) -> list[bytes]:
+    now = datetime.now(UTC)
+    bodies = []
+    for i in range(count):
+        message_id = uuid.uuid4()
+        event = OutcomeEvent(
+            event_id=uuid.uuid5(message_id, "1"),
+            message_id=message_id,
+            project=f"bench-{i % 5}",
+            tag=f"tag-{i % 7}",
+            sender="Bench",
+            test=False,
+            currency="NOK",
+            attempt=1,
+            occurred_at=now,
+            outcomes=[
+                RecipientOutcome(
+                    recipient=f"+47{40_000_000 + j}",
+                    country="NO",
+                    status="sent",
+                    segments=1 + j % 3,
+                    cost=Decimal("0.67") * (1 + j % 3),
+                    provider_reference=f"ref-{i}-{j}",
+                )
+                for j in range(recipients)
+            ],
+        )
+        bodies.append(event.model_dump_json().encode())
+    return bodies
+
+
+def bare_insert(client: Any, bodies: list[bytes], batch_rows: int) -> float:
+    """Seconds to insert the rows of `bodies` with plain clickhouse-connect calls.
+
+    The columns are built before the clock starts: this is the insert alone.
+    """
+    chunks = [outcome_rows(body) for body in bodies]
+    batches: list[list[list[Any]]] = []
+    current: list[list[Any]] = [[] for _ in OUTCOME_COLUMNS]
+    for chunk in chunks:
+        for merged, column in zip(current, chunk.columns, strict=True):
+            merged.extend(column)
+        if len(current[0]) >= batch_rows:
+            batches.append(current)
+            current = [[] for _ in OUTCOME_COLUMNS]
+    if current[0]:
+        batches.append(current)
+    started = time.perf_counter()
+    for columns in batches:
+        client.insert(
+            f"{DATABASE}.{BARE_TABLE}",
+            columns,
+            column_names=list(OUTCOME_COLUMNS),
+            column_oriented=True,
+        )
+    return time.perf_counter() - started
+
+
+async def ledger_round(
+    settings: LedgerSettings, bodies: list[bytes], rows: int
+) -> tuple[float, int]:
+    """Seconds until the ledger has written every row, and its mean batch size in rows."""
+    async with RabbitBroker(settings.amqp_url, logger=None) as broker:
+        await declare_topology(broker)
+        for body in bodies:
+            await broker.publish(
+                body, exchange=OUTCOMES_EXCHANGE, persist=True, content_type="application/json"
+            )
+    metrics = LedgerMetrics()
+    app = build_app(settings, metrics)
+    consuming_from: list[float] = []
+    # Runs after the ledger's own start hook (ClickHouse open, schema checked, topology
+    # declared) and before the broker starts its consumers: the clock starts at consumption.
+    app.on_startup(lambda: consuming_from.append(time.perf_counter()))
+    await app.start()
+    started = consuming_from[0]
+    try:
+        deadline = started + ROUND_TIMEOUT_SECONDS
+        while written(metrics) < rows:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"ledger wrote {written(metrics)} of {rows} rows")
+            await asyncio.sleep(0.005)
+        seconds = time.perf_counter() - started
+    finally:
+        await app.stop()
+    batches = metrics.registry.get_sample_value("rsms_ledger_batch_rows_count") or 1.0
+    return seconds, max(1, round(written(metrics) / batches))
+
+
+def written(metrics: LedgerMetrics) -> float:
+    value = metrics.registry.get_sample_value(
+        "rsms_ledger_rows_written_total", {"table": OUTCOMES_TABLE}
+    )
+    return value or 0.0
+
+
+async def main(args: argparse.Namespace) -> None:
+    vhost = f"rsms-bench-{uuid.uuid4().hex[:8]}"
+    data = Path(tempfile.mkdtemp(prefix="rsms-bench-chdb-"))
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        settings = LedgerSettings(
+            amqp_url=f"{BASE_AMQP}{vhost}",
+            clickhouse_dsn=f"chdb://{data}",
+            clickhouse_database=DATABASE,
+            ledger_batch_rows=args.batch_rows,
+            ledger_prefetch=args.prefetch,
+            ledger_http_port=0,
+            log_level="WARNING",
+            log_format="console",
+        )
+        await run_rounds(args, settings)
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def run_rounds(args: argparse.Namespace, settings: LedgerSettings) -> None:
+    rows = args.events * args.recipients
+    # Warm-up: the ledger creates the schema; the twin table copies its definition.
+    warm = make_events(2, args.recipients)
+    await ledger_round(settings, warm, 2 * args.recipients)
+    client = open_client(settings.clickhouse_dsn)
+    client.command(f"CREATE TABLE {DATABASE}.{BARE_TABLE} AS {DATABASE}.{OUTCOMES_TABLE}")
+    bare_insert(client, warm, args.batch_rows)
+
+    results = []
+    batch_rows = args.batch_rows
+    for number in range(1, args.rounds + 1):
+        bodies = make_events(args.events, args.recipients)
+        # Alternate which goes first, so background merges of the other's parts and
+        # anything else on the machine weigh on both alike.
+        if number % 2 == 0:
+            bare_seconds = bare_insert(client, bodies, batch_rows)
+        before = client.command(f"SELECT count() FROM {DATABASE}.{OUTCOMES_TABLE}")
+        ledger_seconds, ledger_batch = await ledger_round(settings, bodies, rows)
+        after = client.command(f"SELECT count() FROM {DATABASE}.{OUTCOMES_TABLE}")
+        assert after - before == rows, f"ledger wrote {after - before} rows, expected {rows}"
+        if number % 2 == 1:
+            # The bare insert gets the ledger's own batch size: same rows, same inserts.
+            batch_rows = ledger_batch
+            bare_seconds = bare_insert(client, bodies, batch_rows)
+        results.append((rows / ledger_seconds, rows / bare_seconds, ledger_batch))
+        print(
+            f"round {number}: ledger {rows / ledger_seconds:,.0f} rows/s "
+            f"(mean batch {ledger_batch:,} rows), bare insert {rows / bare_seconds:,.0f} rows/s "
+            f"(batches of {batch_rows:,})",
+            flush=True,
+        )
+
+    ledger_rate = statistics.median(r[0] for r in results)
+    bare_rate = statistics.median(r[1] for r in results)
+    print()
+    print(
+        f"{args.rounds} rounds of {args.events} events x {args.recipients} recipients "
+        f"= {rows:,} rows; ledger_batch_rows {args.batch_rows:,}; prefetch {args.prefetch}"
+    )
+    print_table(
+        ["path", "median rows/s", "target"],
+        [
+            ["ledger: broker -> ClickHouse", f"{ledger_rate:,.0f}", ">= 100,000"],
+            ["bare clickhouse-connect insert", f"{bare_rate:,.0f}", ""],
+            ["ratio ledger / bare", f"{ledger_rate / bare_rate:.2f}", ">= 0.80"],
+        ],
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    defaults = LedgerSettings.model_fields
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--recipients", type=int, default=1000)
+    parser.add_argument("--batch-rows", type=int, default=defaults["ledger_batch_rows"].default)
+    parser.add_argument("--prefetch", type=int, default=defaults["ledger_prefetch"].default)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    configure_logging("ledger-bench", "WARNING", "console")
+    asyncio.run(main(parse_args()))

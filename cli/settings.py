@@ -1,0 +1,50 @@
+"""`rsms settings`: every RSMS_* setting of every service, with its default and meaning."""
+
+from __future__ import annotations
+
+import json
+from importlib import import_module
+
+import click
+from pydantic_settings import BaseSettings
+
+from cli.table import print_table
+
+SETTINGS_CLASSES = (
+    ("ingest", "services.ingest.settings", "IngestSettings"),
+    ("dispatcher", "services.dispatcher.settings", "DispatcherSettings"),
+    ("ledger", "services.ledger.settings", "LedgerSettings"),
+    ("provider-sim", "services.provider_sim.settings", "ProviderSimSettings"),
+)
+
+
+def settings_rows() -> list[tuple[str, str, str, str]]:
+    """(variable, services, default, description), one row per variable."""
+    seen: dict[str, list[object]] = {}
+    for service, module, name in SETTINGS_CLASSES:
+        cls: type[BaseSettings] = getattr(import_module(module), name)
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for field_name, field in cls.model_fields.items():
+            variable = (prefix + field_name).upper()
+            if variable in seen:
+                services = seen[variable][1]
+                assert isinstance(services, list)
+                services.append(service)
+                continue
+            default = field.get_default(call_default_factory=True)
+            shown = json.dumps(default, default=str) if isinstance(default, dict | list) else str(default)
+            seen[variable] = [variable, [service], shown, field.description or ""]
+    return [(str(v), ", ".join(s), str(d), str(doc)) for v, s, d, doc in seen.values()]  # type: ignore[misc]
+
+
+@click.command("settings")
+@click.option("--markdown", is_flag=True, help="A Markdown table (for the README).")
+def settings(markdown: bool) -> None:
+    """Every RSMS_* environment variable, the services that read it, its default."""
+    rows = settings_rows()
+    if markdown:
+        click.echo("| variable | read by | default | meaning |\n|---|---|---|---|")
+        for variable, services, default, doc in rows:
+            click.echo(f"| `{variable}` | {services} | `{default}` | {doc} |")
+        return
+    print_table(["variable", "read by", "default", "meaning"], rows)

@@ -1,0 +1,104 @@
+"""ClickHouse access for the ledger, one code path for embedded chDB and a server.
+
+`chdb:///abs/dir` opens the embedded engine in this process; `http(s)://…` talks to a
+ClickHouse server. Both go through clickhouse-connect, so every statement runs on both.
+The calls block: the service runs them in a worker thread (`asyncio.to_thread`).
+Every table name is qualified with the database, so a client never depends on `USE`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import Error as ClickHouseDriverError
+
+from services.ledger.rows import RowChunk
+from services.ledger.schema import (
+    OUTCOME_COLUMNS,
+    OUTCOMES_TABLE,
+    REQUEST_COLUMNS,
+    REQUESTS_TABLE,
+    apply_migrations,
+)
+
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    REQUESTS_TABLE: REQUEST_COLUMNS,
+    OUTCOMES_TABLE: OUTCOME_COLUMNS,
+}
+
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (ClickHouseDriverError, OSError)
+
+
+class StorageUnavailable(RuntimeError):
+    """ClickHouse did not take a statement; the caller keeps its data and tries again later."""
+
+
+def open_client(dsn: str) -> Any:
+    kwargs: dict[str, Any] = {}
+    if not dsn.startswith("chdb:"):
+        # A session id per client would make concurrent queries on one client fail with
+        # "session is locked"; the ledger needs no session state.
+        kwargs["autogenerate_session_id"] = False
+    try:
+        return clickhouse_connect.get_client(dsn=dsn, **kwargs)
+    except STORAGE_ERRORS as error:
+        raise StorageUnavailable(f"ClickHouse unreachable: {type(error).__name__}") from error
+
+
+class LedgerWriter:
+    """Inserts column-oriented batches; an insert token makes a retried batch land once."""
+
+    def __init__(self, client: Any, database: str) -> None:
+        self._client = client
+        self._database = database
+
+    def migrate(self) -> list[int]:
+        try:
+            return apply_migrations(self._client, self._database)
+        except STORAGE_ERRORS as error:
+            raise StorageUnavailable(f"schema migration failed: {error}") from error
+
+    def write_batch(self, chunks: list[RowChunk]) -> dict[str, int]:
+        """One insert per table; returns the rows written per table.
+
+        The token names the events in the batch, so the same batch tried again after a
+        lost answer is dropped by ClickHouse instead of stored twice.
+        """
+        written: dict[str, int] = {}
+        for table, column_names in TABLE_COLUMNS.items():
+            parts = [chunk for chunk in chunks if chunk.table == table and chunk.row_count]
+            if not parts:
+                continue
+            columns: list[list[Any]] = [[] for _ in column_names]
+            for part in parts:
+                for merged, column in zip(columns, part.columns, strict=True):
+                    merged.extend(column)
+            digest = hashlib.sha256("\n".join(sorted(p.key for p in parts)).encode()).hexdigest()
+            self.insert(table, column_names, columns, token=f"{table}:{digest}")
+            written[table] = len(columns[0])
+        return written
+
+    def insert(
+        self, table: str, column_names: Sequence[str], columns: list[list[Any]], token: str
+    ) -> None:
+        try:
+            self._client.insert(
+                f"{self._database}.{table}",
+                columns,
+                column_names=list(column_names),
+                column_oriented=True,
+                settings={"insert_deduplication_token": token},
+            )
+        except STORAGE_ERRORS as error:
+            raise StorageUnavailable(f"insert into {table} failed: {error}") from error
+
+
+def answers(client: Any) -> bool:
+    """Whether ClickHouse answers `SELECT 1` (the readiness probe)."""
+    try:
+        return bool(client.command("SELECT 1") == 1)
+    except STORAGE_ERRORS:
+        return False

@@ -1,0 +1,58 @@
+"""Ledger settings: `RSMS_*` environment variables (or `.env`), defaults for localhost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from shared.settings import ServiceSettings
+
+DEFAULT_CLICKHOUSE_DIR = Path("var/clickhouse")
+
+
+def default_clickhouse_dsn() -> str:
+    """Embedded chDB under the working directory, made absolute: chDB compares paths literally."""
+    return f"chdb://{DEFAULT_CLICKHOUSE_DIR.resolve()}"
+
+
+class LedgerSettings(ServiceSettings):
+    clickhouse_dsn: str = Field(
+        default_factory=default_clickhouse_dsn,
+        description="`chdb:///abs/dir` (embedded) or `http://user:pass@host:8123` (server).",
+    )
+    clickhouse_database: str = Field("rsms", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    ledger_batch_rows: int = Field(5_000, ge=1, description="Flush when this many rows wait.")
+    ledger_batch_seconds: float = Field(
+        1.0, gt=0, description="Flush at most this long after the first waiting row."
+    )
+    ledger_prefetch: int = Field(
+        1_000,
+        ge=2,
+        le=65_535,
+        description="Unacked deliveries per queue: a batch holds its messages until written.",
+    )
+    ledger_retry_initial_seconds: float = Field(0.5, gt=0)
+    ledger_retry_max_seconds: float = Field(30.0, gt=0)
+    ledger_shutdown_seconds: float = Field(
+        10.0, gt=0, description="Longest final flush on SIGTERM."
+    )
+    ledger_queue_poll_seconds: float = Field(
+        5.0, gt=0, description="How often queue depths are read."
+    )
+    ledger_http_host: str = "127.0.0.1"
+    ledger_http_port: int = 8082
+
+    @field_validator("clickhouse_dsn")
+    @classmethod
+    def _absolute_chdb_path(cls, value: str) -> str:
+        # chDB allows one data path per process and compares it literally.
+        if value.startswith("chdb://") and not value.startswith("chdb:///"):
+            raise ValueError("a chDB DSN needs an absolute path: chdb:///abs/dir")
+        return value
+
+    @property
+    def ledger_batch_messages(self) -> int:
+        """Flush once half the prefetch window waits, so small events never stall on the timer."""
+        return max(1, self.ledger_prefetch // 2)

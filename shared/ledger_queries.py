@@ -1,0 +1,284 @@
+"""Asking the ledger: message status and usage, request/reply over RabbitMQ.
+
+The ledger owns its ClickHouse data (embedded chDB allows one process per data
+directory), so ingest and the `rsms` CLI never open ClickHouse themselves: they publish
+a query to `rsms.ledger.queries` and wait for the ledger's reply. The same path works
+unchanged when the ledger runs against a ClickHouse server.
+
+Also here: the JSON bodies of `GET /api/v1/sms/{messageId}` and `GET /api/v1/usage`, built
+from the ledger's reports, so the HTTP layer stays a few lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, get_args
+from uuid import UUID
+
+from aiormq.exceptions import AMQPError
+from faststream.rabbit import RabbitBroker
+from pydantic import TypeAdapter, ValidationError
+
+from shared.contracts import (
+    LedgerQuery,
+    LedgerQueryFailure,
+    LedgerReply,
+    MessageStatusQuery,
+    MessageStatusReport,
+    RecipientStatusRow,
+    UsageGrouping,
+    UsageQuery,
+    UsageReport,
+)
+from shared.errors import ErrorCode, GatewayError
+from shared.topology import LEDGER_QUERIES_QUEUE
+
+REPLY_ADAPTER: TypeAdapter[LedgerReply] = TypeAdapter(LedgerReply)
+USAGE_GROUPINGS: tuple[str, ...] = get_args(UsageGrouping)
+MAX_USAGE_DAYS = 366
+CENT = Decimal("0.01")
+
+
+class LedgerQueries:
+    """The caller's side of the ledger's queries; `broker` must be connected."""
+
+    def __init__(self, broker: RabbitBroker, timeout: float = 10.0) -> None:
+        self._broker = broker
+        self._timeout = timeout
+
+    async def message_status(self, project: str, message_id: UUID) -> MessageStatusReport:
+        """`found` is False for an unknown id and for another project's message alike."""
+        reply = await self._ask(MessageStatusQuery(project=project, message_id=message_id))
+        if not isinstance(reply, MessageStatusReport):
+            raise _unavailable(f"unexpected reply {reply.kind!r} to a status query")
+        return reply
+
+    async def usage(
+        self,
+        project: str | None,
+        date_from: date,
+        date_to: date,
+        group_by: UsageGrouping,
+        *,
+        include_test: bool = False,
+    ) -> UsageReport:
+        """Billed usage from `date_from` through `date_to` (whole UTC days, both included)."""
+        start, end = usage_window(date_from, date_to)
+        reply = await self._ask(
+            UsageQuery(
+                project=project,
+                date_from=start,
+                date_to=end,
+                group_by=group_by,
+                include_test=include_test,
+            )
+        )
+        if not isinstance(reply, UsageReport):
+            raise _unavailable(f"unexpected reply {reply.kind!r} to a usage query")
+        return reply
+
+    async def _ask(self, query: LedgerQuery) -> LedgerReply:
+        try:
+            answer = await self._broker.request(
+                query.model_dump_json().encode(),
+                queue=LEDGER_QUERIES_QUEUE.name,
+                timeout=self._timeout,
+                # A query nobody took in time is useless: let the broker drop it.
+                expiration=self._timeout,
+                content_type="application/json",
+            )
+        except TimeoutError as error:
+            raise _unavailable(f"no answer within {self._timeout:g} s") from error
+        except (AMQPError, ConnectionError) as error:
+            raise _unavailable("the broker is unreachable") from error
+        try:
+            reply = REPLY_ADAPTER.validate_json(answer.body)
+        except ValidationError as error:
+            raise _unavailable("unreadable reply") from error
+        if isinstance(reply, LedgerQueryFailure):
+            raise _unavailable(reply.reason)
+        return reply
+
+
+def _unavailable(reason: str) -> GatewayError:
+    return GatewayError(ErrorCode.INTERNAL_ERROR, f"Ledger unavailable: {reason}. Try again later")
+
+
+# --- request parameters -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageParams:
+    date_from: date
+    date_to: date
+    group_by: UsageGrouping
+
+
+def parse_usage_params(
+    date_from: str | None, date_to: str | None, group_by: str | None
+) -> UsageParams:
+    """`from`, `to` (YYYY-MM-DD, UTC days, inclusive) and `groupBy` (default `day`).
+
+    Raises the contract's VALIDATION_ERROR naming every bad parameter.
+    """
+    details: list[str] = []
+    start = _parse_day("from", date_from, details)
+    end = _parse_day("to", date_to, details)
+    grouping = group_by or "day"
+    if grouping not in USAGE_GROUPINGS:
+        details.append(
+            f"groupBy: must be one of {', '.join(USAGE_GROUPINGS)}, not '{grouping[:20]}'"
+        )
+    if start and end:
+        if end < start:
+            details.append("to: must not be before from")
+        elif (end - start).days >= MAX_USAGE_DAYS:
+            details.append(f"to: a usage query spans at most {MAX_USAGE_DAYS} days")
+    if details or start is None or end is None:
+        raise GatewayError(ErrorCode.VALIDATION_ERROR, details=details)
+    return UsageParams(start, end, grouping)  # type: ignore[arg-type]
+
+
+def _parse_day(name: str, value: str | None, details: list[str]) -> date | None:
+    if not value:
+        details.append(f"{name}: required, a date like 2026-01-31")
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        details.append(f"{name}: expected a date like 2026-01-31, got '{value[:20]}'")
+        return None
+
+
+def usage_window(date_from: date, date_to: date) -> tuple[datetime, datetime]:
+    """Inclusive UTC days as the half-open interval the ledger queries."""
+    return (
+        datetime.combine(date_from, time.min, UTC),
+        datetime.combine(date_to + timedelta(days=1), time.min, UTC),
+    )
+
+
+def not_found(message_id: UUID | str) -> GatewayError:
+    """The answer for an unknown id and for another project's message: both look the same."""
+    return GatewayError(
+        ErrorCode.VALIDATION_ERROR,
+        "Message not found",
+        details=[f"messageId: no message {message_id} in this project"],
+        status=404,
+    )
+
+
+# --- response bodies ----------------------------------------------------------------
+
+
+def format_money(amount: Decimal, currency: str | None) -> str:
+    """`"1.34 NOK"`: two decimals, rounded half up, like the contract's `estimatedCost`."""
+    text = str(amount.quantize(CENT, rounding=ROUND_HALF_UP))
+    return f"{text} {currency}" if currency else text
+
+
+def format_timestamp(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with milliseconds, like the contract's `timestamp`."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def message_status_body(report: MessageStatusReport) -> dict[str, Any]:
+    """`{"success": true, "data": …}` for `GET /api/v1/sms/{messageId}`; raises not-found."""
+    if not report.found:
+        raise not_found(report.message_id)
+    currency = report.currency
+    counts = {status: 0 for status in ("queued", "sent", "retrying", "failed", "dead_lettered")}
+    for row in report.recipients:
+        counts[row.status] += 1
+    return {
+        "success": True,
+        "data": {
+            "messageId": str(report.message_id),
+            "status": overall_status(report.recipients),
+            "tag": report.tag,
+            "sender": report.sender,
+            "recipientCount": report.recipient_count,
+            "smsSegmentsPerRecipient": report.segments_per_recipient,
+            "totalSmsSegments": report.recipient_count * report.segments_per_recipient,
+            "estimatedCost": (
+                format_money(report.estimated_cost, currency)
+                if report.estimated_cost is not None
+                else None
+            ),
+            "cost": format_money(report.cost, currency),
+            "test": report.test,
+            "timestamp": format_timestamp(report.accepted_at),
+            "summary": {
+                "queued": counts["queued"],
+                "sent": counts["sent"],
+                "retrying": counts["retrying"],
+                "failed": counts["failed"],
+                "deadLettered": counts["dead_lettered"],
+            },
+            "recipients": [_recipient_body(row, currency) for row in report.recipients],
+        },
+    }
+
+
+def overall_status(recipients: list[RecipientStatusRow]) -> str:
+    """queued → processing → sent | partially_sent | failed, from the recipients' states."""
+    states = {row.status for row in recipients}
+    if not states or states == {"queued"}:
+        return "queued"
+    if states & {"queued", "retrying"}:
+        return "processing"
+    if states == {"sent"}:
+        return "sent"
+    return "partially_sent" if "sent" in states else "failed"
+
+
+def _recipient_body(row: RecipientStatusRow, currency: str | None) -> dict[str, Any]:
+    return {
+        "recipient": row.recipient,
+        "country": row.country,
+        "status": row.status,
+        "smsSegments": row.segments,
+        "cost": format_money(row.cost, currency),
+        "attempt": row.attempt,
+        "providerReference": row.provider_reference,
+        "errorCode": row.error_code,
+        "updatedAt": format_timestamp(row.updated_at),
+    }
+
+
+def usage_body(report: UsageReport, params: UsageParams) -> dict[str, Any]:
+    """`{"success": true, "data": …}` for `GET /api/v1/usage` of one project."""
+    key = params.group_by
+    costs: dict[str, Decimal] = {}
+    rows = []
+    for row in report.rows:
+        rows.append(
+            {
+                key: row.group,
+                "messages": row.messages,
+                "recipients": row.recipients,
+                "smsSegments": row.segments,
+                "cost": format_money(row.cost, row.currency),
+            }
+        )
+        costs[row.currency] = costs.get(row.currency, Decimal(0)) + row.cost
+    return {
+        "success": True,
+        "data": {
+            "from": params.date_from.isoformat(),
+            "to": params.date_to.isoformat(),
+            "groupBy": key,
+            "rows": rows,
+            "totals": {
+                "recipients": sum(row.recipients for row in report.rows),
+                "smsSegments": sum(row.segments for row in report.rows),
+                # One currency per gateway in practice; several are listed, never added up.
+                "cost": " + ".join(format_money(c, cur) for cur, c in sorted(costs.items()))
+                or format_money(Decimal(0), None),
+            },
+        },
+    }

@@ -1,0 +1,154 @@
+"""The ledger as a real process: killed mid-batch, or started while ClickHouse is away.
+
+Each ledger process gets a chDB directory of its own (`tmp_path`); the test reads the
+results over RPC, the way ingest and the CLI do, and counts raw rows in a helper process.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from shared.ledger_queries import LedgerQueries
+from tests.ledger.support import (
+    eventually,
+    free_port,
+    http_status,
+    ledger_process,
+    ledger_settings,
+    make_job,
+    make_outcome,
+    numbers,
+    publish_job,
+    publish_outcome,
+    publisher,
+    query_chdb_dir,
+)
+from tests.support.queues import depth
+
+TODAY = datetime.now(UTC).date()
+
+
+async def _sent_recipients(queries: LedgerQueries) -> int:
+    report = await queries.usage("acme", TODAY, TODAY, "day")
+    return sum(row.recipients for row in report.rows)
+
+
+async def test_a_ledger_killed_mid_batch_loses_nothing_and_bills_nothing_twice(amqp_url, tmp_path):
+    data = tmp_path / "chdb"
+    # Two messages a batch: hundreds of small batches, so the kill lands in the middle.
+    settings = ledger_settings(
+        amqp_url, f"chdb://{data}", "rsms", ledger_prefetch=4, ledger_batch_seconds=0.05
+    )
+    jobs = [make_job(recipients=numbers(20, start=40_000_000 + 100 * i)) for i in range(1000)]
+    expected = 20 * len(jobs)
+    async with publisher(amqp_url) as broker:
+        for job in jobs:
+            await publish_job(broker, job)
+            await publish_outcome(broker, make_outcome(job))
+        queries = LedgerQueries(broker, timeout=5)
+        with ledger_process(settings, tmp_path / "ledger-1.log") as first:
+            first.start()
+            await eventually(
+                lambda: _rows_written(settings.ledger_http_port),
+                timeout=60,
+                interval=0.02,
+                what="the first batches",
+            )
+            first.kill()
+        # Whatever the dead ledger held unacknowledged is back in the queues.
+        await eventually(
+            lambda: _queue_total_above(amqp_url, 0),
+            timeout=10,
+            what="events left after the kill (else the kill came too late to prove anything)",
+        )
+
+        with ledger_process(settings, tmp_path / "ledger-2.log") as second:
+            second.start()
+            await eventually(lambda: _queues_drained(amqp_url), timeout=120, what="queues drained")
+            await eventually(
+                lambda: _sent_is(queries, expected), timeout=60, what="every recipient"
+            )
+            assert await _sent_recipients(queries) == expected
+            assert second.terminate() == 0
+    assert query_chdb_dir(data, "SELECT count() FROM rsms.sms_outcomes FINAL") == [(expected,)]
+    assert query_chdb_dir(data, "SELECT count() FROM rsms.sms_requests FINAL") == [(len(jobs),)]
+    # Raw rows may hold the redelivered batch twice until a merge; billing never does.
+    [(raw,)] = query_chdb_dir(data, "SELECT count() FROM rsms.sms_outcomes")
+    assert raw >= expected
+
+
+async def test_with_clickhouse_away_events_wait_on_the_broker_and_land_when_it_is_back(
+    amqp_url, tmp_path
+):
+    closed_port = free_port()
+    settings = ledger_settings(amqp_url, f"http://127.0.0.1:{closed_port}", "rsms")
+    jobs = [make_job(recipients=numbers(10, start=40_000_000 + 100 * i)) for i in range(20)]
+    async with publisher(amqp_url) as broker:
+        for job in jobs:
+            await publish_job(broker, job)
+            await publish_outcome(broker, make_outcome(job))
+        queries = LedgerQueries(broker, timeout=5)
+        with ledger_process(settings, tmp_path / "ledger-away.log") as away:
+            away.start()
+            port = settings.ledger_http_port
+            await eventually(lambda: _is(http_status(port, "/health/live"), 200), what="liveness")
+            await eventually(
+                lambda: "clickhouse_unavailable_at_start" in away.log(),
+                what="the ledger noticing ClickHouse is away",
+            )
+            assert await http_status(port, "/health/ready") == 503
+            assert await depth(amqp_url, "rsms.ledger.outcomes") == len(jobs)
+            assert await depth(amqp_url, "rsms.ledger.accepted") == len(jobs)
+            assert away.terminate() == 0
+        assert await depth(amqp_url, "rsms.ledger.outcomes") == len(jobs)
+
+        back = settings.model_copy(update={"clickhouse_dsn": f"chdb://{tmp_path / 'chdb'}"})
+        with ledger_process(back, tmp_path / "ledger-back.log") as ledger:
+            ledger.start()
+            await eventually(
+                lambda: _sent_is(queries, 10 * len(jobs)),
+                timeout=60,
+                what="every recipient written",
+            )
+            await eventually(
+                lambda: _is(http_status(back.ledger_http_port, "/health/ready"), 200),
+                what="readiness",
+            )
+            await eventually(lambda: _queues_drained(amqp_url), what="queues drained")
+            assert ledger.terminate() == 0
+
+
+async def _rows_written(port: int) -> bool:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=1) as client:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    except httpx.TransportError:
+        return False
+    return any(
+        line.startswith("rsms_ledger_rows_written_total{") and not line.endswith(" 0.0")
+        for line in text.splitlines()
+    )
+
+
+async def _queue_total_above(amqp_url: str, floor: int) -> bool:
+    return await _queue_total(amqp_url) > floor
+
+
+async def _sent_is(queries: LedgerQueries, expected: int) -> bool:
+    return await _sent_recipients(queries) == expected
+
+
+async def _queue_total(amqp_url: str) -> int:
+    return await depth(amqp_url, "rsms.ledger.accepted") + await depth(
+        amqp_url, "rsms.ledger.outcomes"
+    )
+
+
+async def _queues_drained(amqp_url: str) -> bool:
+    return await _queue_total(amqp_url) == 0
+
+
+async def _is(value, expected) -> bool:
+    return await value == expected

@@ -1,0 +1,75 @@
+"""The schema the ledger creates: versioned, idempotent, partitioned, with a 12-month TTL;
+and the analysts' example queries in QUERIES.md run against it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from services.ledger.clickhouse import LedgerWriter, open_client
+from services.ledger.rows import outcome_rows, request_rows
+from services.ledger.schema import (
+    MIGRATIONS_TABLE,
+    OUTCOMES_TABLE,
+    REQUESTS_TABLE,
+    SCHEMA_MIGRATIONS,
+)
+from tests.ledger.support import make_job, make_outcome, numbers
+
+QUERIES_MD = Path(__file__).resolve().parents[2] / "services" / "ledger" / "QUERIES.md"
+
+
+def test_migrations_are_recorded_and_applying_them_again_changes_nothing(clickhouse):
+    writer = LedgerWriter(open_client(clickhouse.dsn), clickhouse.database)
+    assert writer.migrate() == [m.version for m in SCHEMA_MIGRATIONS]
+    assert writer.migrate() == []
+    client = clickhouse.client()
+    versions = client.query(
+        f"SELECT version FROM {clickhouse.database}.{MIGRATIONS_TABLE} FINAL ORDER BY version"
+    ).result_rows
+    assert [v for (v,) in versions] == [m.version for m in SCHEMA_MIGRATIONS]
+
+
+def test_tables_are_partitioned_by_month_with_a_12_month_ttl(clickhouse):
+    LedgerWriter(open_client(clickhouse.dsn), clickhouse.database).migrate()
+    client = clickhouse.client()
+    tables = dict(
+        client.query(
+            "SELECT name, create_table_query FROM system.tables WHERE database = {db:String}",
+            parameters={"db": clickhouse.database},
+        ).result_rows
+    )
+    for table, time_column in ((REQUESTS_TABLE, "accepted_at"), (OUTCOMES_TABLE, "occurred_at")):
+        ddl = tables[table]
+        assert "ReplacingMergeTree" in ddl
+        assert f"PARTITION BY toYYYYMM({time_column})" in ddl
+        assert f"TTL toDateTime({time_column}) + toIntervalMonth(12)" in ddl
+        assert f"ORDER BY (project, toDate({time_column}), message_id" in ddl
+    keys = dict(
+        client.query(
+            "SELECT name, partition_key FROM system.tables WHERE database = {db:String}",
+            parameters={"db": clickhouse.database},
+        ).result_rows
+    )
+    assert keys[OUTCOMES_TABLE] == "toYYYYMM(occurred_at)"
+
+
+def test_the_analysts_example_queries_run_and_count_a_duplicate_once(clickhouse):
+    writer = LedgerWriter(open_client(clickhouse.dsn), clickhouse.database)
+    writer.migrate()
+    job = make_job(recipients=numbers(3))
+    event = outcome_rows(make_outcome(job).model_dump_json().encode())
+    writer.write_batch([request_rows(job.model_dump_json().encode()), event])
+    writer.write_batch([event, request_rows(make_job().model_dump_json().encode())])  # a redelivery
+
+    queries = re.findall(r"```sql\n(.*?)```", QUERIES_MD.read_text(), re.DOTALL)
+    assert len(queries) == 5
+    client = clickhouse.client()
+    results = [
+        client.query(sql.replace("rsms.", f"{clickhouse.database}.")).result_rows for sql in queries
+    ]
+    invoice, failures, per_tag, audit, _ = results
+    assert [(r[0], r[3], r[4], r[5]) for r in invoice] == [("acme", 1, 3, 3)]
+    assert [(r[0], r[1], r[3]) for r in failures] == [("NO", 3, 0)]
+    assert [(r[1], r[2], r[3]) for r in per_tag] == [(job.tag, 3, 3)]
+    assert len(audit) == 2
