@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,6 +52,9 @@ class SmsJob(Contract):
     store_body: bool = Field(description="Whether the ledger may keep the message text.")
     accepted_at: datetime
     attempt: int = 1
+    replay: int = Field(
+        0, description="Times an operator replayed it from the dead-letter queue (`rsms dlq replay`)."
+    )
 
     def price_for(self, country: str) -> Decimal:
         return self.prices.get(country, self.default_price)
@@ -85,30 +88,44 @@ class OutcomeEvent(Contract):
     attempt: int
     occurred_at: datetime
     outcomes: list[RecipientOutcome]
+    replay: int = Field(
+        0, description="The job's `replay` count: attempts restart at 1 when an operator replays "
+        "a dead letter, so (replay, attempt) orders a recipient's attempts for the ledger.",
+    )
 
 
 # --- Ledger reads (request/reply over RabbitMQ; the ledger owns the ClickHouse data) ---
+#
+# Callers use `shared/ledger_queries.py`; the ledger answers on `LEDGER_QUERIES_QUEUE`.
+# `kind` tells the queries (and the replies) apart on the one queue.
 
 
 class MessageStatusQuery(Contract):
     schema_version: Literal[1] = 1
-    project: str
+    kind: Literal["message_status"] = "message_status"
+    project: str = Field(description="Only this project's message is found: another's is not-found.")
     message_id: UUID
 
 
+DeliveryStatus = Literal["queued", "sent", "retrying", "failed", "dead_lettered"]
+
+
 class RecipientStatusRow(Contract):
+    """One recipient as of its latest attempt (`queued`: no attempt recorded yet)."""
+
     recipient: str
     country: str
-    status: str
+    status: DeliveryStatus
     segments: int
     cost: Decimal
-    attempt: int
-    provider_reference: str | None
-    error_code: str | None
-    updated_at: datetime
+    attempt: int = Field(description="0 while queued.")
+    provider_reference: str | None = None
+    error_code: str | None = None
+    updated_at: datetime | None = None
 
 
 class MessageStatusReport(Contract):
+    kind: Literal["message_status"] = "message_status"
     found: bool
     message_id: UUID
     project: str
@@ -117,6 +134,7 @@ class MessageStatusReport(Contract):
     recipient_count: int = 0
     segments_per_recipient: int = 0
     estimated_cost: Decimal | None = None
+    cost: Decimal = Field(Decimal(0), description="Billed so far: the sent recipients' cost.")
     currency: str | None = None
     test: bool = False
     accepted_at: datetime | None = None
@@ -127,23 +145,66 @@ UsageGrouping = Literal["day", "tag", "country"]
 
 
 class UsageQuery(Contract):
+    """Billed usage (sent recipients of non-test messages) in [date_from, date_to)."""
+
     schema_version: Literal[1] = 1
+    kind: Literal["usage"] = "usage"
     project: str | None = Field(description="None: every project (operators only).")
     date_from: datetime
-    date_to: datetime
+    date_to: datetime = Field(description="Exclusive.")
     group_by: UsageGrouping
     include_test: bool = False
 
 
 class UsageRow(Contract):
     project: str
-    group: str
-    messages: int
-    recipients: int
+    group: str = Field(description="The day (YYYY-MM-DD, UTC), tag or country of the row.")
+    currency: str
+    messages: int = Field(description="Messages with at least one recipient sent.")
+    recipients: int = Field(description="Recipients sent.")
     segments: int
     cost: Decimal
-    currency: str
 
 
 class UsageReport(Contract):
+    kind: Literal["usage"] = "usage"
+    group_by: UsageGrouping
+    date_from: datetime
+    date_to: datetime
     rows: list[UsageRow]
+
+
+class LedgerQueryFailure(Contract):
+    """The ledger took the query but could not answer it (ClickHouse unreachable)."""
+
+    kind: Literal["failure"] = "failure"
+    reason: str
+
+
+LedgerQuery = Annotated[MessageStatusQuery | UsageQuery, Field(discriminator="kind")]
+LedgerReply = Annotated[
+    MessageStatusReport | UsageReport | LedgerQueryFailure, Field(discriminator="kind")
+]
+
+
+# --- Dead letters (the dispatcher's give-ups; operators use `rsms dlq`) ---
+
+
+DeadLetterReason = Literal["attempts_exhausted", "invalid_job"]
+
+
+class DeadLetter(Contract):
+    """A job the dispatcher gave up on, kept in `DEAD_LETTER_QUEUE` for an operator.
+
+    `job` holds only the recipients still unsent, ready to replay. A job that could not be
+    read at all has no `job`: `body` keeps what arrived (as text, for inspection only).
+    """
+
+    schema_version: Literal[1] = 1
+    reason: DeadLetterReason
+    detail: str = Field(description="Why, for an operator: never a number or a message text.")
+    dead_lettered_at: datetime
+    message_id: UUID | None = None
+    attempts: int = 0
+    job: SmsJob | None = None
+    body: str | None = None

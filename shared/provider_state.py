@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from redis.asyncio import Redis
+
 from shared.errors import ErrorCode
 
 PROVIDER_STATE_KEY = "rsms:provider:state"
@@ -27,3 +29,22 @@ class ProviderState(StrEnum):
             ProviderState.AUTH_ERROR: ErrorCode.PROVIDER_AUTH_ERROR,
             ProviderState.NO_CREDITS: ErrorCode.PROVIDER_NO_CREDITS,
         }[self]
+
+
+async def write_provider_state(redis: Redis, state: ProviderState, ttl_seconds: int) -> None:
+    """Record an account-wide failure (or clear it with `ProviderState.OK`).
+
+    The failure expires unless renewed: a dispatcher that died while its circuit was open
+    must not leave ingest refusing sends forever.
+    """
+    if state is ProviderState.OK:
+        await redis.delete(PROVIDER_STATE_KEY)
+    else:
+        await redis.set(PROVIDER_STATE_KEY, state.value, ex=ttl_seconds)
+
+
+async def read_provider_state(redis: Redis) -> ProviderState:
+    raw = await redis.get(PROVIDER_STATE_KEY)
+    if raw is None:
+        return ProviderState.OK
+    return ProviderState(raw.decode() if isinstance(raw, bytes) else raw)

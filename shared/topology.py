@@ -13,6 +13,7 @@ publishes always find their queues.
     dispatcher retry ──▶ rsms.dispatch.retry.<n> (TTL) ──dead-letter──▶ rsms.dispatch.jobs
     dispatcher give-up / poison ──▶ rsms.dispatch.dead (operator: `rsms dlq`)
     ingest / rsms usage ──query──▶ rsms.ledger.queries ──reply──▶ caller
+    ledger, an event it cannot record ──▶ rsms.ledger.dead (operator)
 
 Work queues are quorum queues: replicated, durable and safe under publisher confirms.
 The delay queues are classic queues because they only hold a message until its TTL runs
@@ -27,10 +28,16 @@ ACCEPTED_EXCHANGE = RabbitExchange("rsms.accepted", type=ExchangeType.FANOUT, du
 OUTCOMES_EXCHANGE = RabbitExchange("rsms.outcomes", type=ExchangeType.FANOUT, durable=True)
 
 DISPATCH_QUEUE = RabbitQueue("rsms.dispatch.jobs", queue_type=QueueType.QUORUM)
-DEAD_LETTER_QUEUE = RabbitQueue("rsms.dispatch.dead", queue_type=QueueType.QUORUM)
+# Classic, not quorum: operators peek at it (`rsms dlq list` gets and requeues), and a
+# quorum queue counts every requeue against its delivery limit (20 by default since
+# RabbitMQ 4), so looking at a dead letter often enough would drop it.
+DEAD_LETTER_QUEUE = RabbitQueue("rsms.dispatch.dead", queue_type=QueueType.CLASSIC, durable=True)
 LEDGER_ACCEPTED_QUEUE = RabbitQueue("rsms.ledger.accepted", queue_type=QueueType.QUORUM)
 LEDGER_OUTCOMES_QUEUE = RabbitQueue("rsms.ledger.outcomes", queue_type=QueueType.QUORUM)
 LEDGER_QUERIES_QUEUE = RabbitQueue("rsms.ledger.queries", queue_type=QueueType.CLASSIC)
+# Events the ledger cannot record (malformed, unknown schema version), kept for an operator;
+# classic like the dispatch dead letters, so peeking does not count against a delivery limit.
+LEDGER_DEAD_LETTER_QUEUE = RabbitQueue("rsms.ledger.dead", queue_type=QueueType.CLASSIC, durable=True)
 
 # Exponential backoff: attempt n waits RETRY_DELAYS_MS[n-1] (the last one repeats).
 RETRY_DELAYS_MS: tuple[int, ...] = (1_000, 5_000, 25_000, 120_000, 600_000)
@@ -60,5 +67,6 @@ async def declare_topology(broker: RabbitBroker, retry_delays_ms: tuple[int, ...
     await ledger_outcomes.bind(outcomes)
     await broker.declare_queue(DEAD_LETTER_QUEUE)
     await broker.declare_queue(LEDGER_QUERIES_QUEUE)
+    await broker.declare_queue(LEDGER_DEAD_LETTER_QUEUE)
     for delay in sorted(set(retry_delays_ms)):
         await broker.declare_queue(retry_queue(delay))

@@ -1,0 +1,1 @@
+"""The dispatcher: consumes accepted jobs and sends every recipient through the provider."""

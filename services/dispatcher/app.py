@@ -1,0 +1,128 @@
+"""The composition root: builds the dispatcher's FastStream app and wires its parts."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream import FastStream
+from faststream.message import StreamMessage
+from faststream.middlewares import AckPolicy
+from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.dispatcher.batching_provider import BatchingProvider
+from services.dispatcher.circuit_breaker import CircuitBreaker
+from services.dispatcher.consumer_gate import ConsumerGate
+from services.dispatcher.http_provider import HttpProvider
+from services.dispatcher.job_dispatcher import JobDispatcher
+from services.dispatcher.job_handler import JobHandler
+from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.observability_server import ObservabilityServer
+from services.dispatcher.outbox import Outbox
+from services.dispatcher.provider import Provider
+from services.dispatcher.retry_policy import RetryPolicy
+from services.dispatcher.send_markers import SendMarkers
+from services.dispatcher.settings import DispatcherSettings
+from services.dispatcher.test_traffic_provider import TestTrafficProvider
+from shared.blocklist import Blocklist
+from shared.topology import DISPATCH_QUEUE, declare_topology
+
+
+async def _raw_body(message: StreamMessage[object]) -> bytes:
+    # The handler reads the job itself, so an invalid one is dead-lettered, not requeued.
+    return message.body
+
+
+def build_live_provider(settings: DispatcherSettings) -> Provider:
+    if settings.provider_kind == "http":
+        return HttpProvider(
+            settings.provider_url,
+            settings.provider_token,
+            settings.provider_timeout_seconds,
+            max_connections=settings.provider_max_concurrent_requests,
+        )
+    raise ValueError(f"unknown provider kind {settings.provider_kind!r}")
+
+
+def create_app(settings: DispatcherSettings) -> FastStream:
+    metrics = DispatcherMetrics()
+    broker = RabbitBroker(
+        settings.amqp_url,
+        default_channel=Channel(prefetch_count=settings.dispatcher_prefetch),
+        graceful_timeout=settings.dispatcher_shutdown_grace_seconds,
+        log_level=logging.DEBUG,  # FastStream's per-message lines; shared/log keeps WARNING+
+        # The handler takes the raw body and nothing to inject; FastDepends would resolve
+        # the message object in a worker thread for every job.
+        apply_types=False,
+    )
+    subscriber = broker.subscriber(DISPATCH_QUEUE, ack_policy=AckPolicy.MANUAL, decoder=_raw_body)
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    retry_policy = RetryPolicy(
+        settings.dispatcher_max_attempts, settings.dispatcher_retry_delays_ms
+    )
+    live_provider = BatchingProvider(
+        build_live_provider(settings),
+        max_recipients=settings.provider_batch_size,
+        max_concurrent_requests=settings.provider_max_concurrent_requests,
+        max_partial_requests=settings.provider_max_partial_requests,
+        observe_latency=metrics.provider_latency.observe,
+    )
+    breaker = CircuitBreaker(
+        live_provider,
+        redis,
+        ConsumerGate(subscriber),
+        probe_interval_seconds=settings.provider_probe_interval_seconds,
+        state_ttl_seconds=settings.provider_state_ttl_seconds,
+        on_change=metrics.circuit_changed,
+    )
+    handler = JobHandler(
+        JobDispatcher(
+            live_provider,
+            TestTrafficProvider(),
+            SendMarkers(redis, settings.dispatcher_marker_ttl_seconds),
+            Blocklist(redis),
+            retry_policy,
+            batch_size=settings.provider_batch_size,
+        ),
+        Outbox(broker, settings.dispatcher_publish_timeout_seconds),
+        breaker,
+        metrics,
+        settings.dispatcher_infra_backoff_seconds,
+    )
+
+    @subscriber
+    async def on_job(body: bytes) -> None:
+        message: RabbitMessage = broker.context.get_local("message")
+        await handler.handle(message)
+
+    async def ready() -> bool:
+        try:
+            return bool(await broker.ping(timeout=1.0)) and bool(await redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    observability = ObservabilityServer(
+        settings.dispatcher_http_host, settings.dispatcher_http_port, metrics.registry, ready
+    )
+
+    async def declare() -> None:
+        await broker.connect()
+        await declare_topology(
+            broker,
+            retry_delays_ms=retry_policy.delays_in_use()
+            or (settings.dispatcher_retry_delays_ms[0],),
+        )
+
+    async def release() -> None:
+        await breaker.close()
+        await live_provider.close()
+        await redis.aclose()
+        await observability.stop()
+
+    return FastStream(
+        broker,
+        on_startup=[declare, observability.start],
+        after_shutdown=[release],
+    )

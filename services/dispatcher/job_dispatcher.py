@@ -1,0 +1,250 @@
+"""One dispatch attempt of one job: claim, send, record, and say what happens next.
+
+Pure logic over its dependencies (markers, providers, blocklist); the broker side (ack,
+publish, requeue) is `job_handler.py`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, Provider
+from services.dispatcher.retry_policy import RetryPolicy
+from services.dispatcher.send_markers import BLOCKED, CLAIMED, INVALID, SENT_PREFIX, SendMarkers
+from shared.blocklist import Blocklist
+from shared.contracts import DeadLetter, OutcomeEvent, RecipientOutcome, SmsJob
+from shared.countries import country_of
+from shared.errors import ErrorCode
+
+_EVENT_NAMESPACE = uuid.UUID("1f0d5c8e-3d0a-4c59-9a57-7a1bb2f0e6a1")
+_ZERO = Decimal(0)
+
+_ALREADY_BLOCKED = Delivery(
+    DeliveryStatus.BLOCKED, detail="provider reported the number as blocked"
+)
+_ALREADY_INVALID = Delivery(
+    DeliveryStatus.INVALID, detail="provider reported the number as invalid"
+)
+
+
+def idempotency_reference(message_id: uuid.UUID, recipient: str) -> str:
+    """Stable per message and recipient: every retry and redelivery sends the same one."""
+    return f"{message_id.hex}-{recipient[1:]}"
+
+
+def outcome_event_id(job: SmsJob) -> uuid.UUID:
+    """Stable per job attempt, so a redelivered attempt publishes a recognisable duplicate."""
+    return uuid.uuid5(_EVENT_NAMESPACE, f"{job.message_id}:{job.replay}:{job.attempt}")
+
+
+def delivery_from_marker(marker: str) -> Delivery | None:
+    """What an earlier attempt already settled, or None if the recipient must be sent."""
+    if marker in ("", CLAIMED):
+        return None
+    if marker.startswith(SENT_PREFIX):
+        return Delivery(DeliveryStatus.SENT, marker[len(SENT_PREFIX) :])
+    if marker == BLOCKED:
+        return _ALREADY_BLOCKED
+    if marker == INVALID:
+        return _ALREADY_INVALID
+    return None
+
+
+def marker_for(delivery: Delivery) -> str | None:
+    if delivery.status is DeliveryStatus.SENT:
+        return f"{SENT_PREFIX}{delivery.provider_reference or ''}"
+    if delivery.status is DeliveryStatus.BLOCKED:
+        return BLOCKED
+    if delivery.status is DeliveryStatus.INVALID:
+        return INVALID
+    return None  # transient: stays claimed, the retry sends it again
+
+
+@dataclass
+class DispatchResult:
+    event: OutcomeEvent
+    retry: SmsJob | None = None
+    retry_delay_ms: int = 0
+    dead_letter: DeadLetter | None = None
+    newly_blocked: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class JobDispatcher:
+    def __init__(
+        self,
+        live_provider: Provider,
+        test_provider: Provider,
+        markers: SendMarkers,
+        blocklist: Blocklist,
+        retry_policy: RetryPolicy,
+        batch_size: int,
+    ) -> None:
+        self._live = live_provider
+        self._test = test_provider
+        self._markers = markers
+        self._blocklist = blocklist
+        self._retry = retry_policy
+        self._batch_size = batch_size
+
+    async def dispatch(self, job: SmsJob) -> DispatchResult:
+        """Raises `ProviderAccountError` (nothing recorded as failed) for the circuit breaker."""
+        recipients = job.recipients
+        if job.test:
+            deliveries = await self._send(self._test, job, list(range(len(recipients))), None)
+        else:
+            deliveries = await self._send_live(job)
+        newly_blocked = [
+            r
+            for r, d in zip(recipients, deliveries, strict=True)
+            if d.status is DeliveryStatus.BLOCKED
+        ]
+        if newly_blocked:
+            await self._blocklist.add(newly_blocked)
+        return self._settle(job, deliveries, newly_blocked)
+
+    async def _send_live(self, job: SmsJob) -> list[Delivery]:
+        markers = await self._markers.claim(job.message_id, job.recipients)
+        settled = [delivery_from_marker(m) for m in markers]
+        to_send = [i for i, d in enumerate(settled) if d is None]
+        sent = await self._send(self._live, job, to_send, self._markers) if to_send else []
+        deliveries: list[Delivery] = []
+        sent_iter = iter(sent)
+        for d in settled:
+            deliveries.append(d if d is not None else next(sent_iter))
+        return deliveries
+
+    async def _send(
+        self, provider: Provider, job: SmsJob, indexes: list[int], markers: SendMarkers | None
+    ) -> list[Delivery]:
+        """Sends the recipients at `indexes` in provider-sized batches; results in their order.
+
+        Each batch's outcome is recorded as soon as it is known, so a crash later in a big
+        job does not send the finished batches again.
+        """
+        recipients = job.recipients
+        chunks = [
+            indexes[i : i + self._batch_size] for i in range(0, len(indexes), self._batch_size)
+        ]
+
+        async def send_chunk(chunk: list[int]) -> list[Delivery]:
+            chunk_recipients = [recipients[i] for i in chunk]
+            batch = OutboundBatch(
+                sender=job.sender,
+                text=job.message,
+                recipients=chunk_recipients,
+                references=[idempotency_reference(job.message_id, r) for r in chunk_recipients],
+            )
+            (deliveries,) = await provider.send([batch])
+            if markers is not None:
+                settled = {
+                    r: m
+                    for r, d in zip(chunk_recipients, deliveries, strict=True)
+                    if (m := marker_for(d))
+                }
+                await markers.record(job.message_id, settled)
+            return deliveries
+
+        if len(chunks) == 1:
+            return await send_chunk(chunks[0])
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(send_chunk(c)) for c in chunks]
+        except BaseExceptionGroup as grouped:
+            # One cause is enough for the caller (the first account error, typically).
+            raise grouped.exceptions[0] from grouped
+        return [d for task in tasks for d in task.result()]
+
+    def _settle(
+        self, job: SmsJob, deliveries: Sequence[Delivery], newly_blocked: list[str]
+    ) -> DispatchResult:
+        can_retry = self._retry.can_retry(job.attempt)
+        live = not job.test
+        segments = job.segments
+        outcomes: list[RecipientOutcome] = []
+        remaining: list[str] = []
+        counts: dict[str, int] = {}
+        construct = RecipientOutcome.model_construct
+        for recipient, delivery in zip(job.recipients, deliveries, strict=True):
+            country = country_of(recipient)
+            status = delivery.status
+            if status is DeliveryStatus.SENT:
+                cost = segments * job.price_for(country) if live else _ZERO
+                outcome = construct(
+                    recipient=recipient,
+                    country=country,
+                    status="sent",
+                    segments=segments,
+                    cost=cost,
+                    provider_reference=delivery.provider_reference,
+                    error_code=None,
+                    error_message=None,
+                )
+            elif status is DeliveryStatus.TRANSIENT:
+                remaining.append(recipient)
+                outcome = construct(
+                    recipient=recipient,
+                    country=country,
+                    status="retrying" if can_retry else "dead_lettered",
+                    segments=segments,
+                    cost=_ZERO,
+                    provider_reference=None,
+                    error_code=ErrorCode.PROVIDER_ERROR.value,
+                    error_message=delivery.detail,
+                )
+            else:
+                code = (
+                    ErrorCode.RECIPIENT_BLOCKED
+                    if status is DeliveryStatus.BLOCKED
+                    else ErrorCode.VALIDATION_ERROR
+                )
+                outcome = construct(
+                    recipient=recipient,
+                    country=country,
+                    status="failed",
+                    segments=segments,
+                    cost=_ZERO,
+                    provider_reference=None,
+                    error_code=code.value,
+                    error_message=delivery.detail,
+                )
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+            outcomes.append(outcome)
+        now = datetime.now(UTC)
+        event = OutcomeEvent.model_construct(
+            schema_version=1,
+            event_id=outcome_event_id(job),
+            message_id=job.message_id,
+            project=job.project,
+            tag=job.tag,
+            sender=job.sender,
+            test=job.test,
+            currency=job.currency,
+            attempt=job.attempt,
+            replay=job.replay,
+            occurred_at=now,
+            outcomes=outcomes,
+        )
+        result = DispatchResult(event=event, newly_blocked=newly_blocked, counts=counts)
+        if remaining and can_retry:
+            result.retry = job.model_copy(
+                update={"recipients": remaining, "attempt": job.attempt + 1}
+            )
+            result.retry_delay_ms = self._retry.delay_after(job.attempt)
+        elif remaining:
+            details = {d.detail for d in deliveries if d.status is DeliveryStatus.TRANSIENT}
+            result.dead_letter = DeadLetter(
+                reason="attempts_exhausted",
+                detail=f"{len(remaining)} recipient(s) still failing after "
+                f"{job.attempt} attempt(s): " + "; ".join(sorted(d for d in details if d)),
+                dead_lettered_at=now,
+                message_id=job.message_id,
+                attempts=job.attempt,
+                job=job.model_copy(update={"recipients": remaining}),
+            )
+        return result

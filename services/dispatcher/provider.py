@@ -1,0 +1,73 @@
+"""What the dispatcher needs from an SMS provider, whatever its API looks like.
+
+A provider takes batches (one sender, one text, many recipients, each with the
+gateway's idempotency reference) and answers per recipient. Account-wide failures
+(authentication, no credits) are raised, not answered per recipient: they say nothing
+about the recipients and everything about whether to keep sending.
+
+Implementations: `HttpProvider` (the simulator's API; the model for a real provider's
+adapter), `TestTrafficProvider` (sk_test_ jobs: marked sent without a call) and
+`BatchingProvider` (merges concurrent sends into fewer requests in front of another).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from shared.provider_state import ProviderState
+
+
+class DeliveryStatus(StrEnum):
+    SENT = "sent"
+    TRANSIENT = "transient"
+    """Worth trying again later: a 5xx, a timeout, a per-recipient temporary failure."""
+    BLOCKED = "blocked"
+    """Permanent: the provider refuses this number (opted out, barred)."""
+    INVALID = "invalid"
+    """Permanent: not a reachable number."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    status: DeliveryStatus
+    provider_reference: str | None = None
+    detail: str | None = None
+    """Why it failed, for operators: never a number or a message text."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundBatch:
+    sender: str
+    text: str
+    recipients: Sequence[str]
+    references: Sequence[str]
+    """One idempotency reference per recipient, stable across retries and redeliveries."""
+
+
+class ProviderAccountError(Exception):
+    """The provider refuses every send on this account: stop sending until it recovers."""
+
+    def __init__(self, state: ProviderState, detail: str) -> None:
+        super().__init__(f"{state.value}: {detail}")
+        self.state = state
+        self.detail = detail
+
+
+class Provider(Protocol):
+    async def send(self, batches: Sequence[OutboundBatch]) -> list[list[Delivery]]:
+        """One list of deliveries per batch, aligned with its recipients.
+
+        Raises `ProviderAccountError` for account-wide failures; anything transient about
+        the whole request (5xx, timeout, connection refused) comes back as TRANSIENT
+        deliveries.
+        """
+        ...
+
+    async def account_state(self) -> ProviderState:
+        """A cheap check of the account, used to probe a provider the circuit stopped using."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,3 @@
+from services.provider_sim.main import run
+
+run()

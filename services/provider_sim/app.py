@@ -1,0 +1,137 @@
+"""The simulator's HTTP app: the provider API (`/v1/*`) and the admin API (`/admin/*`).
+
+Bodies are read and written with msgspec directly: the simulator must keep up with tens
+of thousands of recipients a second on the same machine as the gateway it measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, Response, get, post
+
+from services.provider_sim.delivery_log import DeliveryLog
+from services.provider_sim.faults import Faults, FaultsUpdate
+from services.provider_sim.settings import ProviderSimSettings
+from services.provider_sim.wire import ErrorBody, MessageResult, SendRequest, SendResponse
+
+JSON = "application/json"
+
+
+@dataclass
+class SimulatorState:
+    token: bytes
+    timeout_seconds: float
+    faults: Faults
+    log: DeliveryLog = field(default_factory=DeliveryLog)
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def _json(body: object, status: int = 200) -> Response[bytes]:
+    return Response(msgspec.json.encode(body), status_code=status, media_type=JSON)
+
+
+def _refusal(state: SimulatorState, request: Request[Any, Any, Any]) -> Response[bytes] | None:
+    """The account-wide answers a real provider gives before looking at the messages."""
+    presented = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
+    faults = state.faults
+    if faults.auth_failure or not hmac.compare_digest(presented, state.token):
+        state.log.counters["auth_failures"] += 1
+        return _json(ErrorBody("invalid or revoked token"), 401)
+    if faults.no_credits:
+        state.log.counters["no_credit_failures"] += 1
+        return _json(ErrorBody("insufficient credits"), 402)
+    return None
+
+
+def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
+    settings = settings or ProviderSimSettings()
+    state = SimulatorState(
+        token=settings.provider_sim_token.encode(),
+        timeout_seconds=settings.provider_sim_timeout_seconds,
+        faults=Faults(latency_ms=settings.provider_sim_latency_ms),
+    )
+    decode_send = msgspec.json.Decoder(SendRequest).decode
+
+    @post("/v1/messages", status_code=200)
+    async def send_messages(request: Request[Any, Any, Any]) -> Response[bytes]:
+        counters = state.log.counters
+        counters["requests"] += 1
+        if (refusal := _refusal(state, request)) is not None:
+            return refusal
+        faults = state.faults
+        if faults.error_rate and state.rng.random() < faults.error_rate:
+            counters["errors_5xx"] += 1
+            return _json(ErrorBody("temporarily unavailable"), 503)
+        try:
+            batch = decode_send(await request.body())
+        except msgspec.ValidationError as exc:
+            return _json(ErrorBody(f"bad request: {exc}"), 400)
+        results = [MessageResult(state.log.record(m, faults, state.rng)) for m in batch.messages]
+        if faults.timeout_rate and state.rng.random() < faults.timeout_rate:
+            # Accepted, but the answer never arrives in time: the gateway must retry with
+            # the same references and the duplicates show up here, not on a handset.
+            counters["timeouts"] += 1
+            await asyncio.sleep(state.timeout_seconds)
+            return _json(ErrorBody("gateway timeout"), 504)
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        return _json(SendResponse(results))
+
+    @get("/v1/account")
+    async def account(request: Request[Any, Any, Any]) -> Response[bytes]:
+        if (refusal := _refusal(state, request)) is not None:
+            return refusal
+        return _json({"status": "active"})
+
+    @get("/admin/faults")
+    async def read_faults() -> Response[bytes]:
+        return _json(state.faults)
+
+    @post("/admin/faults", status_code=200)
+    async def change_faults(request: Request[Any, Any, Any]) -> Response[bytes]:
+        try:
+            update = msgspec.json.decode(await request.body(), type=FaultsUpdate)
+        except msgspec.ValidationError as exc:
+            return _json(ErrorBody(f"bad faults: {exc}"), 400)
+        state.faults = update.apply_to(state.faults)
+        return _json(state.faults)
+
+    @get("/admin/stats")
+    async def stats() -> Response[bytes]:
+        return _json(state.log.stats())
+
+    @get("/admin/messages")
+    async def messages(limit: int | None = None) -> Response[bytes]:
+        deliveries = list(state.log.deliveries.values())
+        if limit is not None:
+            deliveries = deliveries[-limit:]
+        return _json(
+            [
+                {
+                    "reference": d.reference,
+                    "to": d.to,
+                    "from": d.sender,
+                    "id": d.id,
+                    "attempts": d.attempts,
+                }
+                for d in deliveries
+            ]
+        )
+
+    @post("/admin/reset", status_code=200)
+    async def reset() -> Response[bytes]:
+        state.log.reset()
+        state.faults = Faults(latency_ms=settings.provider_sim_latency_ms)
+        return _json(state.faults)
+
+    return Litestar(
+        route_handlers=[send_messages, account, read_faults, change_faults, stats, messages, reset],
+        openapi_config=None,
+        request_max_body_size=64 * 1024 * 1024,
+    )

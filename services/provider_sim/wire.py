@@ -1,0 +1,52 @@
+"""The simulator's batch send API on the wire (the shape of a typical provider's API).
+
+POST /v1/messages   Authorization: Bearer <token>
+{"messages": [{"from": "RSMS", "text": "...",
+               "destinations": [{"to": "+4712345678", "reference": "<idempotency ref>"}]}]}
+200 {"messages": [{"results": [{"reference": "...", "status": "accepted", "id": "sim-1"}]}]}
+    status: accepted | duplicate | blocked | invalid | failed (transient)
+401 bad token · 402 no credits · 503 / timeout: try again later
+
+GET /v1/account     200 {"status": "active"} · 401 · 402
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+ResultStatus = Literal["accepted", "duplicate", "blocked", "invalid", "failed"]
+
+
+class Destination(msgspec.Struct):
+    to: str
+    reference: str
+
+
+class OutboundMessage(msgspec.Struct):
+    sender: str = msgspec.field(name="from")
+    text: str = ""
+    destinations: list[Destination] = msgspec.field(default_factory=list)
+
+
+class SendRequest(msgspec.Struct):
+    messages: list[OutboundMessage]
+
+
+class DestinationResult(msgspec.Struct):
+    reference: str
+    status: ResultStatus
+    id: str | None = None
+
+
+class MessageResult(msgspec.Struct):
+    results: list[DestinationResult]
+
+
+class SendResponse(msgspec.Struct):
+    messages: list[MessageResult]
+
+
+class ErrorBody(msgspec.Struct):
+    error: str

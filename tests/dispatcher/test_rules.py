@@ -1,0 +1,57 @@
+"""The dispatcher's decisions that need no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.dispatcher.http_provider import classify_status
+from services.dispatcher.job_dispatcher import delivery_from_marker, marker_for
+from services.dispatcher.job_reader import read_job
+from services.dispatcher.provider import Delivery, DeliveryStatus, ProviderAccountError
+from services.dispatcher.retry_policy import RetryPolicy
+from shared.contracts import DeadLetter
+from shared.provider_state import ProviderState
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (401, ProviderState.AUTH_ERROR),
+        (403, ProviderState.AUTH_ERROR),
+        (402, ProviderState.NO_CREDITS),
+        (503, DeliveryStatus.TRANSIENT),
+        (429, DeliveryStatus.TRANSIENT),
+    ],
+)
+def test_http_status_classification(status, expected):
+    verdict = classify_status(status)
+    if isinstance(verdict, ProviderAccountError):
+        assert verdict.state is expected
+    else:
+        assert isinstance(verdict, Delivery) and verdict.status is expected
+    assert classify_status(200) is None
+
+
+def test_backoff_grows_then_repeats_and_stops_at_the_last_attempt():
+    policy = RetryPolicy(max_attempts=5, delays_ms=(1_000, 5_000, 25_000))
+    assert [policy.delay_after(n) for n in (1, 2, 3, 4)] == [1_000, 5_000, 25_000, 25_000]
+    assert [policy.can_retry(n) for n in (1, 4, 5)] == [True, True, False]
+    assert policy.delays_in_use() == (1_000, 5_000, 25_000)
+
+
+def test_markers_round_trip_and_unsettled_ones_are_sent_again():
+    sent = Delivery(DeliveryStatus.SENT, "sim-7")
+    assert delivery_from_marker(marker_for(sent) or "") == sent
+    assert (
+        delivery_from_marker(marker_for(Delivery(DeliveryStatus.BLOCKED)) or "").status
+        is DeliveryStatus.BLOCKED
+    )
+    assert marker_for(Delivery(DeliveryStatus.TRANSIENT)) is None
+    assert delivery_from_marker("p") is None and delivery_from_marker("") is None
+
+
+def test_an_invalid_job_becomes_a_dead_letter_without_its_contents():
+    letter = read_job(b'{"recipients": ["+4791234567"], "message": "secret"}')
+    assert isinstance(letter, DeadLetter) and letter.reason == "invalid_job"
+    assert "message_id: Field required" in letter.detail
+    assert "+4791234567" not in letter.detail and "secret" not in letter.detail
