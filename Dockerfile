@@ -1,5 +1,5 @@
 # One image for every RSMS service; the command picks which: ingest, dispatcher, ledger,
-# provider-sim serve (see compose.yaml).
+# provider-sim (see compose.yaml).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -149,7 +149,7 @@ def up(dispatchers: int) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("RSMS_LOG_FORMAT", "console")
     services = [
-        Service("provider-sim", ["provider-sim", "serve"], COLOURS[0]),
+        Service("provider-sim", ["provider-sim"], COLOURS[0]),
         Service("ledger", ["ledger"], COLOURS[1]),
         *(Service(f"dispatcher-{i + 1}", ["dispatcher"], COLOURS[2]) for i in range(dispatchers)),
         Service("ingest", ["ingest"], COLOURS[3]),

@@ -1,0 +1,185 @@
+"""The whole gateway as `rsms up` starts it: real processes, real RabbitMQ and Redis, chDB.
+
+The contract's examples go in over HTTP; they must come out at the provider simulator and in
+the ledger with the right segments and cost; Ctrl-C must stop every process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.ingest import accounts as store
+
+pytestmark = pytest.mark.slow
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+INVOICE = (
+    "Dear customer, this is a reminder that your invoice #12345 for the amount of 500 NOK is due on "
+    "January 15, 2026. Please make payment before the due date to avoid late fees. You can pay via our "
+    "website, mobile app, or bank transfer. For questions, contact support@example.com. Thank you!"
+)
+EXAMPLES = [
+    # (tag, recipients, message, segments per recipient, estimated cost)
+    ("RS-COV1RSMS", ["+4712345678"], "Hello! This is a test message from our system.", 1, "0.67 NOK"),
+    ("RS-COV1RSMS", ["+4712345678", "+4787654321", "+46701234567"],
+     "Important notification: Your account has been updated.", 1, "2.01 NOK"),
+    ("billing", ["+4712345678"], INVOICE, 2, "1.34 NOK"),
+]
+
+
+class Gateway:
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+
+    def wait_for(self, pattern: str, timeout: float = 90) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if match := re.search(pattern, line):
+                    return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.lines[-60:]))
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def gateway(
+    tmp_path: Path, amqp_url: str, redis_url: str, free_port: Callable[[], int]
+) -> Iterator[tuple[Gateway, dict[str, int]]]:
+    ports = {name: free_port() for name in ("ingest", "dispatcher", "ledger", "sim")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSMS_")}
+    env.update(
+        RSMS_AMQP_URL=amqp_url,
+        RSMS_REDIS_URL=redis_url,
+        RSMS_INGEST_PORT=str(ports["ingest"]),
+        RSMS_DISPATCHER_HTTP_PORT=str(ports["dispatcher"]),
+        RSMS_LEDGER_HTTP_PORT=str(ports["ledger"]),
+        RSMS_PROVIDER_SIM_PORT=str(ports["sim"]),
+        RSMS_PROVIDER_URL=f"http://127.0.0.1:{ports['sim']}",
+        RSMS_LEDGER_BATCH_SECONDS="0.2",
+        RSMS_PRICES_PER_SEGMENT='{"SE": "0.67"}',
+    )
+    # Like a new user: run from a directory of its own, so var/ (accounts, chDB) is fresh.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "up"], cwd=tmp_path, env={**env, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    up = Gateway(process)
+    try:
+        yield up, ports
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_rsms_up_runs_the_whole_gateway(gateway: tuple[Gateway, dict[str, int]], tmp_path: Path) -> None:
+    up, ports = gateway
+    key = up.wait_for(r"Bearer (sk_test_[A-Za-z0-9]{40})").group(1)
+    up.wait_for(r"RSMS Gateway is up")
+    api = f"http://127.0.0.1:{ports['ingest']}"
+
+    # The printed curl command works: a test key, queued, never sent for real.
+    demo = httpx.post(f"{api}/api/v1/sms/send", headers={"Authorization": f"Bearer {key}"},
+                      json={"tag": "demo", "recipients": ["+4712345678"], "message": "Hello from RSMS Gateway!"})
+    assert demo.status_code == 200 and demo.json()["data"]["status"] == "queued", demo.text
+
+    # A live key and the contract's tags, added while it runs (ingest reloads the file).
+    accounts_file = tmp_path / "var" / "accounts.toml"
+    with store.editing(accounts_file) as data:
+        _, live_key = store.issue_key(data, "demo", "live")
+        store.set_tag(data, "demo", "RS-COV1RSMS", "RSMS")
+        store.set_tag(data, "demo", "billing", "Billing")
+    headers = {"Authorization": f"Bearer {live_key}"}
+    eventually(lambda: httpx.post(f"{api}/api/v1/sms/send", headers=headers, content=b"{}").status_code == 400,
+               "the new key to be loaded")
+
+    sent: dict[str, tuple[list[str], int, str]] = {}
+    for tag, recipients, message, segments, cost in EXAMPLES:
+        response = httpx.post(f"{api}/api/v1/sms/send", headers=headers,
+                              json={"tag": tag, "recipients": recipients, "message": message})
+        assert response.status_code == 200, response.text
+        data = response.json()["data"]
+        assert (data["smsSegmentsPerRecipient"], data["estimatedCost"]) == (segments, cost)
+        sent[data["messageId"]] = (recipients, segments, cost)
+
+    # At the provider: every recipient of every live message exactly once, with its sender.
+    sim = f"http://127.0.0.1:{ports['sim']}"
+    expected = sorted(r for recipients, _, _ in sent.values() for r in recipients)
+    delivered = eventually(
+        lambda: (m := httpx.get(f"{sim}/admin/messages").json()) and len(m) >= len(expected) and m,
+        "the simulator to receive every recipient",
+    )
+    assert sorted(m["to"] for m in delivered) == expected
+    assert {m["from"] for m in delivered} == {"RSMS", "Billing"}
+    assert httpx.get(f"{sim}/admin/stats").json().get("duplicates", 0) == 0
+
+    # In ClickHouse, through the ledger: each recipient sent, with its segments and cost.
+    for message_id, (recipients, segments, cost) in sent.items():
+        def status(message_id: str = message_id) -> dict[str, Any] | None:
+            response = httpx.get(f"{api}/api/v1/sms/{message_id}", headers=headers)
+            body = response.json().get("data") if response.status_code == 200 else None
+            return body if body and body["status"] == "sent" else None
+
+        data = eventually(status, f"message {message_id} recorded as sent")
+        assert sorted(r["recipient"] for r in data["recipients"]) == sorted(recipients)
+        assert all(r["smsSegments"] == segments for r in data["recipients"])
+        assert data["cost"] == cost
+        assert data["test"] is False
+
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    usage = httpx.get(f"{api}/api/v1/usage?from={today}&to={today}&groupBy=tag", headers=headers).json()["data"]
+    by_tag = {row["tag"]: row for row in usage["rows"]}
+    assert by_tag["RS-COV1RSMS"]["smsSegments"] == 4 and by_tag["RS-COV1RSMS"]["cost"] == "2.68 NOK"
+    assert by_tag["billing"]["smsSegments"] == 2 and by_tag["billing"]["cost"] == "1.34 NOK"
+    assert "demo" not in by_tag  # test traffic is never billed
+
+    # Every service answers its health and metrics endpoints.
+    for port in (ports["ingest"], ports["dispatcher"], ports["ledger"]):
+        assert httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200
+        assert "rsms_" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+
+    # Ctrl-C stops everything cleanly.
+    up.process.send_signal(signal.SIGINT)
+    assert up.process.wait(40) == 0
+    up.wait_for(r"Stopping")
+    for port in ports.values():
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+    output = "\n".join(up.lines)
+    assert live_key not in output and "Hello! This is a test message" not in output  # no keys or bodies in logs
