@@ -20,21 +20,19 @@ SETTINGS_CLASSES = (
 
 def settings_rows() -> list[tuple[str, str, str, str]]:
     """(variable, services, default, description), one row per variable."""
-    seen: dict[str, list[object]] = {}
+    rows: dict[str, tuple[list[str], str, str]] = {}
     for service, module, name in SETTINGS_CLASSES:
         cls: type[BaseSettings] = getattr(import_module(module), name)
         prefix = str(cls.model_config.get("env_prefix", ""))
         for field_name, field in cls.model_fields.items():
             variable = (prefix + field_name).upper()
-            if variable in seen:
-                services = seen[variable][1]
-                assert isinstance(services, list)
-                services.append(service)
+            if variable in rows:
+                rows[variable][0].append(service)
                 continue
             default = field.get_default(call_default_factory=True)
             shown = json.dumps(default, default=str) if isinstance(default, dict | list) else str(default)
-            seen[variable] = [variable, [service], shown, field.description or ""]
-    return [(str(v), ", ".join(s), str(d), str(doc)) for v, s, d, doc in seen.values()]  # type: ignore[misc]
+            rows[variable] = ([service], shown, field.description or "")
+    return [(variable, ", ".join(services), default, doc) for variable, (services, default, doc) in rows.items()]
 
 
 @click.command("settings")

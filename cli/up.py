@@ -172,10 +172,9 @@ def up(dispatchers: int) -> None:
         else:
             click.echo("Issue a key for a curl test with: rsms accounts issue-key demo --test\n")
         while not stopping.is_set():
-            dead = [s for s in services if s.process and s.process.poll() is not None]
+            dead = [(s.name, code) for s in services if s.process and (code := s.process.poll()) is not None]
             if dead:
-                click.secho(f"{dead[0].name} exited with code {dead[0].process.returncode}; stopping the gateway",
-                            fg="red", err=True)
+                click.secho(f"{dead[0][0]} exited with code {dead[0][1]}; stopping the gateway", fg="red", err=True)
                 raise SystemExit(1)
             stopping.wait(0.5)
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from litestar import Request
 
@@ -23,14 +24,14 @@ class AccessControl:
     def default_limits(self) -> Limits:
         return self._defaults
 
-    def authenticate(self, request: Request[object, object, object]) -> Caller:
+    def authenticate(self, request: Request[Any, Any, Any]) -> Caller:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         caller = self._accounts.authenticate(key.strip()) if scheme.lower() == "bearer" else None
         if caller is None:
             raise GatewayError(ErrorCode.UNAUTHORIZED)
         return caller
 
-    def check_ip(self, request: Request[object, object, object], caller: Caller) -> None:
+    def check_ip(self, request: Request[Any, Any, Any], caller: Caller) -> None:
         if not caller.project.ip_allowlist:
             return
         peer = request.client.host if request.client else ""

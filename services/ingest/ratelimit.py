@@ -13,14 +13,18 @@ on a refusal by the per-tag limit, where they describe the tag's window.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 WINDOW_MS = 60_000
 
@@ -119,9 +123,30 @@ class RateDecision:
 class RateLimiter:
     def __init__(self, redis: Redis, *, slot_seconds: int, prefix: str = "rsms:rl") -> None:
         self._redis = redis
-        self._script = redis.register_script(_SCRIPT)
+        self._sha = redis.register_script(_SCRIPT).sha
+        self._releases: list[tuple[str, str, asyncio.Future[None]]] = []
+        self._releaser: asyncio.Task[None] | None = None
         self._slot_ms = slot_seconds * 1000
         self._prefix = prefix
+
+    async def round_trip(self, fill: Callable[[Pipeline], Awaitable[str]]) -> tuple[str, list[Any]]:
+        """Run the pipeline `fill` queues (a decision and other commands) in one round trip;
+        returns what `fill` returned (the slot) and the pipeline's results.
+
+        The script goes as a bare EVALSHA: redis-py's `Script` would send SCRIPT EXISTS before
+        every pipeline, a second round trip per request. If Redis has lost the script (first
+        use, restart, SCRIPT FLUSH) the script did not run, so the script is loaded and the
+        pipeline sent once more; `fill` must therefore queue nothing but reads besides it.
+        """
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                slot = await fill(pipe)
+                return slot, await pipe.execute()
+        except NoScriptError:
+            await self._redis.script_load(_SCRIPT)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            slot = await fill(pipe)
+            return slot, await pipe.execute()
 
     async def acquire(self, pipe: Pipeline, key_id: str, tag: str | None, limits: Limits) -> str:
         """Queue the decision on `pipe`, so it shares a round trip with the other checks of
@@ -142,7 +167,7 @@ class RateLimiter:
             f"{self._prefix}:tag:{tag or ''}",
             f"{self._prefix}:conc:{key_id}",
         ]
-        args = [
+        args: list[int | str] = [
             WINDOW_MS,
             limits.requests_per_minute,
             limits.tag_requests_per_minute if tag else 0,
@@ -151,7 +176,7 @@ class RateLimiter:
             self._slot_ms,
             1 if admit else 0,
         ]
-        await self._script(keys=keys, args=args, client=pipe)
+        pipe.evalsha(self._sha, len(keys), *keys, *args)
         return slot
 
     @staticmethod
@@ -167,5 +192,36 @@ class RateLimiter:
         )
 
     async def release(self, key_id: str, slot: str) -> None:
-        if slot:
-            await self._redis.zrem(f"{self._prefix}:conc:{key_id}", slot)
+        """Give the slot back; returns once Redis has removed it (or raises why not).
+
+        Group commit: releases that arrive while others are on their way to Redis go
+        together in the next round trip. Alone, a release goes at once; under load one
+        round trip carries many, where one each cost the hot path ~5% of its CPU.
+        """
+        if not slot:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._releases.append((f"{self._prefix}:conc:{key_id}", slot, done))
+        if self._releaser is None or self._releaser.done():
+            # A task, not the first caller: a cancelled caller must not strand the others.
+            self._releaser = asyncio.create_task(self._release_batches())
+        await done
+
+    async def _release_batches(self) -> None:
+        while self._releases:
+            batch, self._releases = self._releases, []
+            outcome: BaseException | None = None
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key, slot, _ in batch:
+                        pipe.zrem(key, slot)
+                    await pipe.execute()
+            except Exception as exc:  # every waiter gets the error its own ZREM would have raised
+                outcome = exc
+            for _, _, done in batch:
+                if done.done():
+                    continue  # its request was cancelled meanwhile
+                if outcome is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(outcome)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from services.ingest.access import AccessControl
@@ -75,20 +76,27 @@ class SendService:
         self._publisher = publisher
         self._prices = prices
 
+    @property
+    def access(self) -> AccessControl:
+        return self._access
+
     async def admit(self, caller: Caller, request: SendRequest | None) -> Admission:
         """Count the request against its limits, in one round trip with the lookups that
         the later checks need. Raises `RateLimited` (with the decision) over a limit."""
         tag = request.tag if request and self._tag_sender(caller, request.tag) else None
+
+        async def fill(pipe: Pipeline) -> str:
+            slot = await self._limiter.acquire(
+                pipe, caller.key.id, f"{caller.project_id}:{tag}" if tag else None,
+                self._access.limits_for(caller.project),
+            )
+            if request is not None and tag is not None:
+                pipe.smismember(BLOCKLIST_KEY, request.recipients)
+            pipe.get(PROVIDER_STATE_KEY)
+            return slot
+
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                slot = await self._limiter.acquire(
-                    pipe, caller.key.id, f"{caller.project_id}:{tag}" if tag else None,
-                    self._access.limits_for(caller.project),
-                )
-                if request is not None and tag is not None:
-                    pipe.smismember(BLOCKLIST_KEY, request.recipients)
-                pipe.get(PROVIDER_STATE_KEY)
-                results = await pipe.execute()
+            slot, results = await self._limiter.round_trip(fill)
         except RedisError as exc:
             raise GatewayError(ErrorCode.INTERNAL_ERROR, REDIS_UNAVAILABLE, retry_after=1) from exc
         decision = self._limiter.decision(results[0], slot)
@@ -104,10 +112,12 @@ class SendService:
     async def usage(self, caller: Caller) -> RateDecision:
         """The key's current usage, counting nothing: for the headers of early refusals."""
         limits = self._access.limits_for(caller.project)
+
+        async def fill(pipe: Pipeline) -> str:
+            return await self._limiter.peek(pipe, caller.key.id, limits)
+
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                slot = await self._limiter.peek(pipe, caller.key.id, limits)
-                results = await pipe.execute()
+            slot, results = await self._limiter.round_trip(fill)
         except RedisError:
             return RateDecision.untracked(limits.requests_per_minute)
         return self._limiter.decision(results[0], slot)

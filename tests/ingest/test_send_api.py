@@ -61,7 +61,8 @@ async def test_contract_example_1_single_recipient_is_queued_with_every_field(
 ) -> None:
     message = "Hello! This is a test message from our system."
     response = await client.post(
-        SEND, json={"tag": "RS-COV1RSMS", "recipients": ["+4712345678"], "message": message},
+        SEND,
+        json={"tag": "RS-COV1RSMS", "recipients": ["+4712345678"], "message": message},
         headers=bearer(keys.live_key),
     )
     assert response.status_code == 200, response.text
@@ -106,8 +107,11 @@ async def test_contract_example_1_single_recipient_is_queued_with_every_field(
 async def test_contract_example_2_multiple_recipients(client: AsyncTestClient[Any], keys: ProjectKeys) -> None:
     response = await client.post(
         SEND,
-        json={"tag": "RS-COV1RSMS", "recipients": ["+4712345678", "+4787654321", "+46701234567"],
-              "message": "Important notification: Your account has been updated."},
+        json={
+            "tag": "RS-COV1RSMS",
+            "recipients": ["+4712345678", "+4787654321", "+46701234567"],
+            "message": "Important notification: Your account has been updated.",
+        },
         headers=bearer(keys.live_key),
     )
     assert response.status_code == 200, response.text
@@ -118,7 +122,8 @@ async def test_contract_example_2_multiple_recipients(client: AsyncTestClient[An
 
 async def test_contract_example_3_long_message(client: AsyncTestClient[Any], keys: ProjectKeys, amqp_url: str) -> None:
     response = await client.post(
-        SEND, json={"tag": "billing", "recipients": ["+4712345678"], "message": INVOICE},
+        SEND,
+        json={"tag": "billing", "recipients": ["+4712345678"], "message": INVOICE},
         headers=bearer(keys.live_key),
     )
     assert response.status_code == 200, response.text
@@ -134,7 +139,8 @@ async def test_duplicates_are_removed_and_emoji_switches_to_ucs2(
 ) -> None:
     text = "x" * 99 + "🎉"
     response = await client.post(
-        SEND, json={"tag": "billing", "recipients": ["+4712345678", "+4712345678", "+4787654321"], "message": text},
+        SEND,
+        json={"tag": "billing", "recipients": ["+4712345678", "+4712345678", "+4787654321"], "message": text},
         headers=bearer(keys.test_key),
     )
     assert response.status_code == 200, response.text
@@ -154,13 +160,12 @@ async def test_missing_or_wrong_key_is_unauthorized(client: AsyncTestClient[Any]
     assert await depth(amqp_url, DISPATCH_QUEUE.name) == 0
 
 
-async def test_ip_outside_allowlist_is_refused(
-    ingest_settings: Any, accounts_file: Path, amqp_url: str
-) -> None:
+async def test_ip_outside_allowlist_is_refused(ingest_settings: Any, accounts_file: Path, amqp_url: str) -> None:
     other = add_project(accounts_file, "walled", allowlist=["203.0.113.0/24"])
     async with AsyncTestClient(app=create_app(ingest_settings)) as test_client:
         response = await test_client.post(
-            SEND, json={"tag": "billing", "recipients": ["+4712345678"], "message": "hi"},
+            SEND,
+            json={"tag": "billing", "recipients": ["+4712345678"], "message": "hi"},
             headers=bearer(other.live_key),
         )
     assert_error(response, 403, "IP_NOT_WHITELISTED")
@@ -177,7 +182,9 @@ async def test_forged_forwarded_for_does_not_pass_the_allowlist(
     assert_error(await client.post(SEND, json=payload, headers=forged), 403, "IP_NOT_WHITELISTED")
 
 
-async def test_invalid_payload_lists_every_problem(client: AsyncTestClient[Any], keys: ProjectKeys, amqp_url: str) -> None:
+async def test_invalid_payload_lists_every_problem(
+    client: AsyncTestClient[Any], keys: ProjectKeys, amqp_url: str
+) -> None:
     response = await client.post(
         SEND,
         json={"tag": "", "recipients": ["+47abc", "12345678", 4712345678], "message": "x" * 1001, "sender": "X"},
@@ -205,14 +212,18 @@ async def test_invalid_payload_lists_every_problem(client: AsyncTestClient[Any],
         (b"{}", "tag: Field is required"),
         (b'{"tag": 5, "recipients": "+4712345678", "message": null}', "tag: Must be a string, not a number"),
         (b'{"tag": "billing", "recipients": [], "message": "hi"}', "recipients: At least 1 recipient is required"),
-        (b'{"tag": "billing", "recipients": ["+4712345678"], "message": ""}',
-         "message: Message must be at least 1 character"),
+        (
+            b'{"tag": "billing", "recipients": ["+4712345678"], "message": ""}',
+            "message: Message must be at least 1 character",
+        ),
     ],
 )
 async def test_malformed_bodies_are_validation_errors_never_500(
     client: AsyncTestClient[Any], keys: ProjectKeys, body: bytes, detail: str
 ) -> None:
-    response = await client.post(SEND, content=body, headers={**bearer(keys.live_key), "Content-Type": "application/json"})
+    response = await client.post(
+        SEND, content=body, headers={**bearer(keys.live_key), "Content-Type": "application/json"}
+    )
     error = assert_error(response, 400, "VALIDATION_ERROR")
     assert any(d.startswith(detail) for d in error["details"]), error["details"]
 
@@ -228,7 +239,9 @@ async def test_more_than_1000_recipients_is_refused(client: AsyncTestClient[Any]
 
 async def test_body_over_1mb_is_413_in_the_contract_shape(client: AsyncTestClient[Any], keys: ProjectKeys) -> None:
     big = b'{"tag": "billing", "recipients": ["+4712345678"], "message": "' + b"x" * 1_100_000 + b'"}'
-    response = await client.post(SEND, content=big, headers={**bearer(keys.live_key), "Content-Type": "application/json"})
+    response = await client.post(
+        SEND, content=big, headers={**bearer(keys.live_key), "Content-Type": "application/json"}
+    )
     error = assert_error(response, 413, "VALIDATION_ERROR")
     assert "1 MB" in error["message"]
 
@@ -255,7 +268,8 @@ async def test_blocked_recipient_is_refused_and_named(
     await redis.sadd(BLOCKLIST_KEY, "+4787654321")
     await redis.aclose()
     response = await client.post(
-        SEND, json={"tag": "billing", "recipients": ["+4712345678", "+4787654321"], "message": "hi"},
+        SEND,
+        json={"tag": "billing", "recipients": ["+4712345678", "+4787654321"], "message": "hi"},
         headers=bearer(keys.live_key),
     )
     error = assert_error(response, 400, "RECIPIENT_BLOCKED")
@@ -263,7 +277,9 @@ async def test_blocked_recipient_is_refused_and_named(
     assert await depth(amqp_url, DISPATCH_QUEUE.name) == 0
 
 
-@pytest.mark.parametrize(("state", "code"), [("no_credits", "PROVIDER_NO_CREDITS"), ("auth_error", "PROVIDER_AUTH_ERROR")])
+@pytest.mark.parametrize(
+    ("state", "code"), [("no_credits", "PROVIDER_NO_CREDITS"), ("auth_error", "PROVIDER_AUTH_ERROR")]
+)
 async def test_provider_outage_refuses_live_sends_but_not_test_sends(
     client: AsyncTestClient[Any], keys: ProjectKeys, redis_url: str, state: str, code: str
 ) -> None:
@@ -284,8 +300,10 @@ async def test_the_101st_request_in_a_minute_is_rate_limited_across_two_app_inst
 
     with store.editing(ingest_settings.accounts_file) as data:
         store.set_limits(data, keys.project, ProjectLimits(tag_requests_per_minute=1000))
-    async with AsyncTestClient(app=create_app(ingest_settings)) as first, \
-            AsyncTestClient(app=create_app(ingest_settings)) as second:
+    async with (
+        AsyncTestClient(app=create_app(ingest_settings)) as first,
+        AsyncTestClient(app=create_app(ingest_settings)) as second,
+    ):
         for i in range(100):
             response = await (first if i % 2 else second).post(SEND, json=payload, headers=bearer(keys.live_key))
             assert response.status_code == 200, response.text
@@ -337,8 +355,11 @@ async def test_idempotency_key_returns_the_first_response_and_queues_once(
     first, second = await asyncio.gather(
         client.post(SEND, json=payload, headers=headers), client.post(SEND, json=payload, headers=headers)
     )
-    third = await client.post(SEND, content=b'{"message": "hi", "recipients": ["+4712345678"], "tag": "billing"}',
-                              headers={**headers, "Content-Type": "application/json"})
+    third = await client.post(
+        SEND,
+        content=b'{"message": "hi", "recipients": ["+4712345678"], "tag": "billing"}',
+        headers={**headers, "Content-Type": "application/json"},
+    )
     assert first.status_code == second.status_code == third.status_code == 200
     ids = {r.json()["data"]["messageId"] for r in (first, second, third)}
     assert len(ids) == 1
@@ -379,5 +400,12 @@ async def test_openapi_describes_the_contract(client: AsyncTestClient[Any]) -> N
     assert schema["components"]["securitySchemes"]["BearerAuth"]["scheme"] == "bearer"
     assert schema["security"] == [{"BearerAuth": []}]
     result = schema["components"]["schemas"]["SendResult"]["properties"]
-    assert set(result) == {"messageId", "recipientCount", "smsSegmentsPerRecipient", "totalSmsSegments",
-                           "estimatedCost", "status", "timestamp"}
+    assert set(result) == {
+        "messageId",
+        "recipientCount",
+        "smsSegmentsPerRecipient",
+        "totalSmsSegments",
+        "estimatedCost",
+        "status",
+        "timestamp",
+    }

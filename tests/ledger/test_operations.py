@@ -62,7 +62,7 @@ async def test_a_body_the_ledger_cannot_record_goes_to_its_dead_letter_queue(amq
             exchange = await channel.get_exchange("rsms.outcomes")
             await exchange.publish(aio_pika.Message(b'{"schema_version": 7}'), routing_key="")
         await publish_outcome(broker, make_outcome(good))
-        dead = await drain(amqp_url, "rsms.ledger.dead", expect=1, timeout=30)
+        dead = await drain(amqp_url, "rsms.ledger.dead", expect=1, wait=30)
         client = clickhouse.client()
         await eventually(
             lambda: scalar(client, f"SELECT count() FROM {clickhouse.database}.sms_outcomes") == 2,

@@ -9,14 +9,16 @@ from typing import Any
 import aio_pika
 
 
-async def drain(amqp_url: str, queue: str, *, expect: int | None = None, timeout: float = 5.0) -> list[dict[str, Any]]:
+async def drain(
+    amqp_url: str, queue: str, *, expect: int | None = None, wait: float = 5.0
+) -> list[dict[str, Any]]:
     """Take messages off `queue` (acking them): `expect` of them, or all there are now."""
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
         q = await channel.get_queue(queue, ensure=True)
         found: list[dict[str, Any]] = []
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + wait
         while expect is None or len(found) < expect:
             message = await q.get(no_ack=False, fail=False)
             if message is None:
