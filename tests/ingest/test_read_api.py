@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from services.ingest.app import create_app
 from shared.contracts import SmsJob
 from tests.ledger.support import (
     eventually,
+    http_status,
     ledger_process,
     ledger_settings,
     make_outcome,
@@ -26,12 +27,17 @@ from tests.support.queues import drain
 
 
 @pytest.fixture
-def ledger(amqp_url: str, tmp_path: Path) -> Iterator[None]:
+async def ledger(amqp_url: str, tmp_path: Path) -> AsyncIterator[None]:
     """A ledger process of its own (the test client's app shares this process's event loop
-    handling in ways that would stall an in-process ledger's replies)."""
+    handling in ways that would stall an in-process ledger's replies), ready to answer."""
     settings = ledger_settings(amqp_url, f"chdb://{tmp_path / 'chdb'}", "rsms")
     with ledger_process(settings, tmp_path / "ledger.log") as process:
         process.start()
+
+        async def ready() -> bool:
+            return await http_status(settings.ledger_http_port, "/health/ready") == 200
+
+        await eventually(ready, timeout=90, what="the ledger to be ready")
         yield
 
 

@@ -1,0 +1,235 @@
+"""The throw-away world `bench.ingest_send` runs in, and the two servers it measures.
+
+A fresh RabbitMQ vhost (deleted at the end), a leased Redis database (the test suite's
+lease protocol, so a concurrent `pytest` never shares it), an accounts file in a temp dir
+with one project whose limits are raised so the limiter admits the load (it still runs on
+every request: that is part of what is measured). Nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import httpx
+import redis
+
+from services.ingest import accounts as store
+from shared.topology import DISPATCH_QUEUE, LEDGER_ACCEPTED_QUEUE
+
+ROOT = Path(__file__).resolve().parents[1]
+LEASE_KEY = "__rsms_test_lease__"  # as tests/conftest.py: a leased database is nobody else's
+LEASE_SECONDS = 900
+TAG = "BENCH"
+# High enough that no limit binds at any rate this machine reaches in a run.
+RAISED_LIMITS = store.ProjectLimits(
+    requests_per_minute=50_000_000, tag_requests_per_minute=50_000_000, concurrent_requests=100_000
+)
+ACCEPTED_QUEUES = (DISPATCH_QUEUE.name, LEDGER_ACCEPTED_QUEUE.name)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("wb")
+        # A new session, so stopping it reaches Granian's workers and nothing else.
+        self.process = subprocess.Popen(
+            self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start:\n{self.tail()}")
+            try:
+                url = f"http://127.0.0.1:{self.port}/health/ready"
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready within {timeout:.0f}s:\n{self.tail()}")
+
+    def worker_pids(self) -> list[int]:
+        """Granian's worker processes (for py-spy): the children of the server process."""
+        if self.process is None:
+            return []
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        # SIGINT: Granian's graceful stop (lifespan shutdown closes broker and Redis).
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@dataclass
+class BenchEnv:
+    """Enter to create the vhost, Redis lease and accounts; exit removes all of it."""
+
+    amqp_base: str = os.environ.get("RSMS_BENCH_AMQP_URL", "amqp://guest:guest@localhost:5672/")
+    redis_base: str = os.environ.get("RSMS_BENCH_REDIS_URL", "redis://localhost:6379").rstrip("/")
+    vhost: str = field(default_factory=lambda: f"rsms-bench-ingest-{uuid.uuid4().hex[:8]}")
+    tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rsms-bench-ingest-")))
+    amqp_url: str = ""
+    redis_url: str = ""
+    api_key: str = ""
+    _redis: redis.Redis | None = None
+    _lease: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _vhost_created: bool = False
+
+    def __enter__(self) -> BenchEnv:
+        try:
+            rabbitmqctl("add_vhost", self.vhost)
+            self._vhost_created = True
+            user = urlsplit(self.amqp_base).username or "guest"
+            rabbitmqctl("set_permissions", "-p", self.vhost, user, ".*", ".*", ".*")
+            parts = urlsplit(self.amqp_base)
+            self.amqp_url = urlunsplit((parts.scheme, parts.netloc, "/" + self.vhost, "", ""))
+            self._lease_redis_db()
+            self.api_key = self._write_accounts()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._redis is not None:
+            self._redis.flushdb()  # takes the lease with it
+            self._redis.close()
+        if self._vhost_created:
+            rabbitmqctl("delete_vhost", self.vhost)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @property
+    def accounts_file(self) -> Path:
+        return self.tmp / "accounts.toml"
+
+    def _lease_redis_db(self) -> None:
+        # From 15 down: the tests lease from 1 up, so the two rarely even meet.
+        for index in range(15, 0, -1):
+            client = redis.Redis.from_url(f"{self.redis_base}/{index}")
+            if client.set(LEASE_KEY, self._lease, nx=True, ex=LEASE_SECONDS):
+                self._redis = client
+                self.redis_url = f"{self.redis_base}/{index}"
+                self.reset_redis()
+                return
+            client.close()
+        raise RuntimeError("no free Redis database (1-15 all leased by running tests)")
+
+    def reset_redis(self) -> None:
+        """Empty the database but for the lease: the limiter's logs start from zero."""
+        assert self._redis is not None
+        for key in self._redis.scan_iter(count=1000):
+            if key != LEASE_KEY.encode():
+                self._redis.delete(key)
+
+    def _write_accounts(self) -> str:
+        with store.editing(self.accounts_file) as data:
+            store.create_project(data, "bench", "Bench")
+            _, key = store.issue_key(data, "bench", "live")
+            store.set_tag(data, "bench", TAG, "RSMS")
+            store.set_limits(data, "bench", RAISED_LIMITS)
+        return key
+
+    def gateway(self, port: int, workers: int) -> Server:
+        """`rsms ingest`, exactly as an operator starts it, configured by environment."""
+        env = {
+            **os.environ,
+            "RSMS_AMQP_URL": self.amqp_url,
+            "RSMS_REDIS_URL": self.redis_url,
+            "RSMS_ACCOUNTS_FILE": str(self.accounts_file),
+            "RSMS_INGEST_HOST": "127.0.0.1",
+            "RSMS_INGEST_PORT": str(port),
+            "RSMS_INGEST_WORKERS": str(workers),
+        }
+        command = [sys.executable, "-m", "cli.main", "ingest"]
+        return Server("gateway", port, command, env, self.tmp / "gateway.log")
+
+    def baseline(self, port: int, workers: int) -> Server:
+        command = [sys.executable, "-m", "bench.ingest_baseline",
+                   "--port", str(port), "--workers", str(workers)]
+        return Server("baseline", port, command, dict(os.environ), self.tmp / "baseline.log")
+
+    def queued_jobs(self) -> int:
+        """Jobs in the dispatch queue: what the gateway really queued."""
+        return asyncio.run(self._queues(purge=False))[0]
+
+    def purge_queues(self) -> None:
+        """Nothing consumes the accepted queues here; purge them so RabbitMQ's memory stays flat."""
+        asyncio.run(self._queues(purge=True))
+
+    def wait_topology(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                asyncio.run(self._queues(purge=False))
+                return
+            except aio_pika.exceptions.ChannelClosed:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    async def _queues(self, *, purge: bool) -> list[int]:
+        connection = await aio_pika.connect(self.amqp_url)
+        try:
+            counts = []
+            for name in ACCEPTED_QUEUES:
+                channel = await connection.channel()
+                queue = await channel.declare_queue(name, passive=True)
+                counts.append(queue.declaration_result.message_count or 0)
+                if purge:
+                    await queue.purge()
+            return counts
+        finally:
+            await connection.close()
