@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -26,3 +31,12 @@ class IngestMetrics:
             "rsms_ingest_request_seconds", "Time to answer a request, by endpoint",
             ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
+
+    def exposition(self) -> bytes:
+        """The metrics text; with several server workers, all workers' counts together."""
+        directory = os.environ.get(MULTIPROCESS_ENV)
+        if not directory:
+            return bytes(generate_latest(self.registry))
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined, path=directory)  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(combined))

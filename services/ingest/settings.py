@@ -14,7 +14,7 @@ from shared.settings import ServiceSettings
 class IngestSettings(ServiceSettings):
     ingest_host: str = Field("127.0.0.1", description="Address the API listens on.")
     ingest_port: int = Field(8080, description="Port of the API, /docs, /metrics and /health/*.")
-    ingest_workers: int = Field(1, description="Server processes; they share the limits in Redis.")
+    ingest_workers: int = Field(2, description="Server processes; they share the limits in Redis.")
     accounts_file: Path = Field(Path("var/accounts.toml"), description="Projects, keys and tags (TOML).")
     accounts_reload_seconds: float = Field(1.0, description="How often the accounts file is checked for changes.")
 
