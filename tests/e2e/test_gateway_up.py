@@ -128,6 +128,7 @@ def test_rsms_up_runs_the_whole_gateway(gateway: tuple[Gateway, dict[str, int]],
     headers = {"Authorization": f"Bearer {live_key}"}
     eventually(lambda: httpx.post(f"{api}/api/v1/sms/send", headers=headers, content=b"{}").status_code == 400,
                "the new key to be loaded")
+    time.sleep(2)  # each ingest worker re-reads the file within a second: let the other one catch up too
 
     sent: dict[str, tuple[list[str], int, str]] = {}
     for tag, recipients, message, segments, cost in EXAMPLES:
