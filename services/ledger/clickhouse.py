@@ -2,7 +2,8 @@
 
 `chdb:///abs/dir` opens the embedded engine in this process; `http(s)://…` talks to a
 ClickHouse server. Both go through clickhouse-connect, so every statement runs on both.
-The calls block: the service runs them in a worker thread (`asyncio.to_thread`).
+The calls block: the service runs them in a worker thread (`asyncio.to_thread`), and chDB
+releases the GIL while it runs a statement, so the event loop decodes on meanwhile.
 Every table name is qualified with the database, so a client never depends on `USE`.
 """
 
@@ -17,17 +18,20 @@ from clickhouse_connect.driver.exceptions import Error as ClickHouseDriverError
 
 from services.ledger.rows import RowChunk
 from services.ledger.schema import (
-    OUTCOME_COLUMNS,
+    OUTCOME_EVENT_INSERT_SETTINGS,
+    OUTCOME_EVENTS_TABLE,
     OUTCOMES_TABLE,
     REQUEST_COLUMNS,
     REQUESTS_TABLE,
     apply_migrations,
 )
 
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    REQUESTS_TABLE: REQUEST_COLUMNS,
-    OUTCOMES_TABLE: OUTCOME_COLUMNS,
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {REQUESTS_TABLE: REQUEST_COLUMNS}
+"""Tables written column by column (a few rows per event: building columns is cheap)."""
+EVENT_TABLES: dict[str, tuple[str, dict[str, Any]]] = {
+    OUTCOMES_TABLE: (OUTCOME_EVENTS_TABLE, OUTCOME_EVENT_INSERT_SETTINGS),
 }
+"""Tables written as JSON bodies into an events table whose view fans them out into rows."""
 
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (ClickHouseDriverError, OSError)
 
@@ -49,7 +53,8 @@ def open_client(dsn: str) -> Any:
 
 
 class LedgerWriter:
-    """Inserts column-oriented batches; an insert token makes a retried batch land once."""
+    """Inserts batches (columns, or event bodies ClickHouse fans out into rows); an insert
+    token makes a retried batch land once."""
 
     def __init__(self, client: Any, database: str) -> None:
         self._client = client
@@ -68,18 +73,42 @@ class LedgerWriter:
         lost answer is dropped by ClickHouse instead of stored twice.
         """
         written: dict[str, int] = {}
-        for table, column_names in TABLE_COLUMNS.items():
+        for table in (*TABLE_COLUMNS, *EVENT_TABLES):
             parts = [chunk for chunk in chunks if chunk.table == table and chunk.row_count]
             if not parts:
                 continue
-            columns: list[list[Any]] = [[] for _ in column_names]
-            for part in parts:
-                for merged, column in zip(columns, part.columns, strict=True):
-                    merged.extend(column)
             digest = hashlib.sha256("\n".join(sorted(p.key for p in parts)).encode()).hexdigest()
-            self.insert(table, column_names, columns, token=f"{table}:{digest}")
-            written[table] = len(columns[0])
+            token = f"{table}:{digest}"
+            if table in EVENT_TABLES:
+                self._insert_bodies(table, parts, token)
+            else:
+                self._insert_columns(table, parts, token)
+            written[table] = sum(p.row_count for p in parts)
         return written
+
+    def _insert_columns(self, table: str, parts: list[RowChunk], token: str) -> None:
+        column_names = TABLE_COLUMNS[table]
+        columns: list[list[Any]] = [[] for _ in column_names]
+        for part in parts:
+            assert part.columns is not None, f"{table} is written column by column"
+            for merged, column in zip(columns, part.columns, strict=True):
+                merged.extend(column)
+        self.insert(table, column_names, columns, token=token)
+
+    def _insert_bodies(self, table: str, parts: list[RowChunk], token: str) -> None:
+        events_table, settings = EVENT_TABLES[table]
+        bodies = [p.body for p in parts if p.body is not None]
+        assert len(bodies) == len(parts), f"{table} is written from event bodies"
+        try:
+            self._client.raw_insert(
+                f"{self._database}.{events_table}",
+                # JSONEachRow reads one object after another, whatever spaces them.
+                insert_block=b"\n".join(bodies),
+                fmt="JSONEachRow",
+                settings={**settings, "insert_deduplication_token": token},
+            )
+        except STORAGE_ERRORS as error:
+            raise StorageUnavailable(f"insert into {table} failed: {error}") from error
 
     def insert(
         self, table: str, column_names: Sequence[str], columns: list[list[Any]], token: str

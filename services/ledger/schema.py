@@ -10,6 +10,12 @@ one project over a date range, status reads one project's message (helped by a b
 filter on `message_id`). Rows expire after 12 months, the contract's retention promise;
 with monthly partitions TTL drops whole parts.
 
+Outcome events arrive as JSON bodies of up to 1,000 recipients. They are inserted as they
+are into `sms_outcome_events` (engine Null: it keeps nothing), and the materialized view
+`sms_outcome_rows` turns each into one `sms_outcomes` row per recipient (ARRAY JOIN). An
+insert deduplication token given to that insert applies to the rows the view writes
+(`deduplicate_blocks_in_dependent_materialized_views`), so a retried batch lands once.
+
 A migration is a version and statements; `{db}` is replaced by the database name. Applied
 versions are recorded in `schema_migrations`. Statements are idempotent (`IF NOT EXISTS`),
 so two ledgers starting at once against one server cannot break each other.
@@ -23,6 +29,8 @@ from typing import Any
 
 REQUESTS_TABLE = "sms_requests"
 OUTCOMES_TABLE = "sms_outcomes"
+OUTCOME_EVENTS_TABLE = "sms_outcome_events"
+OUTCOME_ROWS_VIEW = "sms_outcome_rows"
 MIGRATIONS_TABLE = "schema_migrations"
 
 REQUEST_COLUMNS: tuple[str, ...] = (
@@ -141,7 +149,64 @@ SCHEMA_MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "outcome events fanned out into rows by ClickHouse",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.{OUTCOME_EVENTS_TABLE}
+            (
+                event_id UUID,
+                message_id UUID,
+                project LowCardinality(String),
+                tag LowCardinality(String),
+                sender String,
+                test Bool,
+                currency LowCardinality(String),
+                attempt UInt16,
+                replay UInt16,
+                occurred_at DateTime64(3, 'UTC'),
+                outcomes Array(Tuple(
+                    recipient String,
+                    country LowCardinality(String),
+                    status LowCardinality(String),
+                    segments UInt16,
+                    cost Decimal(18, 6),
+                    provider_reference Nullable(String),
+                    error_code Nullable(String),
+                    error_message Nullable(String)))
+            )
+            ENGINE = Null
+            COMMENT 'outcome events as they arrive; the view {OUTCOME_ROWS_VIEW} stores their rows'
+            """,
+            f"""
+            CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.{OUTCOME_ROWS_VIEW}
+            TO {{db}}.{OUTCOMES_TABLE}
+            AS SELECT
+                project, message_id, o.recipient AS recipient, replay, attempt,
+                o.country AS country, o.status AS status, o.segments AS segments, o.cost AS cost,
+                currency, tag, sender, test, o.provider_reference AS provider_reference,
+                o.error_code AS error_code, o.error_message AS error_message,
+                event_id, occurred_at
+            FROM {{db}}.{OUTCOME_EVENTS_TABLE}
+            ARRAY JOIN outcomes AS o
+            """,  # noqa: S608 -- constant names; {db} is a settings-validated identifier
+        ),
+    ),
 )
+
+OUTCOME_EVENT_INSERT_SETTINGS: dict[str, Any] = {
+    # ISO 8601 with a zone ("…T12:00:00.123456Z"), as the contracts write times.
+    "date_time_input_format": "best_effort",
+    # Fields the ledger does not store (`schema_version`, later optional ones) are skipped,
+    # as the msgspec mirror skips them; missing optional ones take their defaults.
+    "input_format_skip_unknown_fields": 1,
+    "input_format_defaults_for_omitted_fields": 1,
+    "input_format_json_defaults_for_missing_elements_in_named_tuple": 1,
+    "input_format_json_named_tuples_as_objects": 1,
+    # The insert token then also guards the rows the view writes into sms_outcomes.
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+}
 
 
 def apply_migrations(client: Any, database: str) -> list[int]:

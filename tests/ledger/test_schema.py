@@ -4,12 +4,14 @@ and the analysts' example queries in QUERIES.md run against it."""
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from pathlib import Path
 
 from services.ledger.clickhouse import LedgerWriter, open_client
 from services.ledger.rows import outcome_rows, request_rows
 from services.ledger.schema import (
     MIGRATIONS_TABLE,
+    OUTCOME_COLUMNS,
     OUTCOMES_TABLE,
     REQUESTS_TABLE,
     SCHEMA_MIGRATIONS,
@@ -52,6 +54,50 @@ def test_tables_are_partitioned_by_month_with_a_12_month_ttl(clickhouse):
         ).result_rows
     )
     assert keys[OUTCOMES_TABLE] == "toYYYYMM(occurred_at)"
+
+
+def test_clickhouse_fans_an_outcome_event_out_into_the_rows_of_the_contract(clickhouse):
+    writer = LedgerWriter(open_client(clickhouse.dsn), clickhouse.database)
+    writer.migrate()
+    job = make_job(recipients=numbers(2), segments=2)
+    sent = make_outcome(job, attempt=2, replay=1)
+    failed = make_outcome(job, attempt=3, replay=1, status="failed")
+    # An optional field left out, and one the ledger does not know, as a newer producer might.
+    body = failed.model_dump_json().replace('"error_message":null,', '"channel":{"a":[1]},')
+    writer.write_batch([outcome_rows(sent.model_dump_json().encode()), outcome_rows(body.encode())])
+    columns = ", ".join(OUTCOME_COLUMNS)
+    rows = (
+        clickhouse.client()
+        .query(
+            f"SELECT {columns} FROM {clickhouse.database}.{OUTCOMES_TABLE} ORDER BY attempt, recipient"
+        )
+        .result_rows
+    )
+    expected = [
+        (
+            event.project,
+            event.message_id,
+            o.recipient,
+            event.replay,
+            event.attempt,
+            o.country,
+            o.status,
+            o.segments,
+            o.cost,
+            event.currency,
+            event.tag,
+            event.sender,
+            event.test,
+            o.provider_reference,
+            o.error_code,
+            o.error_message,
+            event.event_id,
+            event.occurred_at.replace(microsecond=event.occurred_at.microsecond // 1000 * 1000),
+        )
+        for event in (sent, failed)
+        for o in event.outcomes
+    ]
+    assert [(*row[:-1], row[-1].replace(tzinfo=UTC)) for row in rows] == expected
 
 
 def test_the_analysts_example_queries_run_and_count_a_duplicate_once(clickhouse):
