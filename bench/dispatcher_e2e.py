@@ -7,6 +7,7 @@ recipient. The baseline publishes the same bodies to a plain quorum queue and co
 and acks them with raw aio-pika in this process: what the broker alone costs.
 
     .venv/bin/python -m bench.dispatcher_e2e [--rounds 3] [--big-jobs 60] [--small-jobs 3000]
+        [--set RSMS_DISPATCHER_PREFETCH=128 ...]   # try a setting without editing code
 
 Stops by itself: a fixed number of rounds, each with a deadline.
 """
@@ -119,6 +120,10 @@ async def run_dispatcher_round(
         started = time.perf_counter()
         await publish_all(channel, exchange, "", bodies)
         finished = await wait_for(sim, recipients, started + ROUND_DEADLINE_SECONDS)
+        # A fault-free round sends nobody twice; if it did, the figure would be a lie.
+        duplicates = (await sim.get("/admin/stats")).json().get("duplicate_attempts", 0)
+        if duplicates:
+            raise RuntimeError(f"the simulator saw {duplicates} duplicate send(s)")
         # Nothing consumes these here; keep the broker from growing across rounds.
         for queue in (LEDGER_ACCEPTED_QUEUE.name, LEDGER_OUTCOMES_QUEUE.name):
             await (await channel.get_queue(queue)).purge()
@@ -216,6 +221,13 @@ def main() -> None:
     parser.add_argument("--big-jobs", type=int, default=60, help="1000-recipient jobs per round")
     parser.add_argument("--small-jobs", type=int, default=3000, help="1-recipient jobs per round")
     parser.add_argument("--dispatchers", type=int, default=1)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="RSMS_X=VALUE",
+        help="extra setting for the dispatchers and the simulator (repeatable)",
+    )
     args = parser.parse_args()
 
     base = os.environ.get("RSMS_AMQP_URL", "amqp://guest:guest@localhost:5672/")
@@ -236,6 +248,9 @@ def main() -> None:
             "RSMS_LOG_LEVEL": "WARNING",
         }
     )
+    for item in args.set:
+        key, _, value = item.partition("=")
+        env[key] = value
     processes = [start("services.provider_sim", env, quiet=True)]
     try:
         for _ in range(args.dispatchers):

@@ -12,6 +12,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.dispatcher.acknowledger import Acknowledger
 from services.dispatcher.batching_provider import BatchingProvider
 from services.dispatcher.circuit_breaker import CircuitBreaker
 from services.dispatcher.consumer_gate import ConsumerGate
@@ -77,6 +78,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         state_ttl_seconds=settings.provider_state_ttl_seconds,
         on_change=metrics.circuit_changed,
     )
+    outbox = Outbox(broker, settings.dispatcher_publish_timeout_seconds)
     handler = JobHandler(
         JobDispatcher(
             live_provider,
@@ -86,10 +88,11 @@ def create_app(settings: DispatcherSettings) -> FastStream:
             retry_policy,
             batch_size=settings.provider_batch_size,
         ),
-        Outbox(broker, settings.dispatcher_publish_timeout_seconds),
+        outbox,
         breaker,
         metrics,
         settings.dispatcher_infra_backoff_seconds,
+        Acknowledger(),
     )
 
     @subscriber
@@ -114,6 +117,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
             retry_delays_ms=retry_policy.delays_in_use()
             or (settings.dispatcher_retry_delays_ms[0],),
         )
+        await outbox.start()
 
     async def release() -> None:
         await breaker.close()

@@ -14,6 +14,7 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from faststream.rabbit.message import RabbitMessage
 from redis.exceptions import RedisError
 
+from services.dispatcher.acknowledger import Acknowledger
 from services.dispatcher.circuit_breaker import CircuitBreaker
 from services.dispatcher.job_dispatcher import JobDispatcher
 from services.dispatcher.job_reader import read_job
@@ -43,7 +44,9 @@ class JobHandler:
         breaker: CircuitBreaker,
         metrics: DispatcherMetrics,
         infrastructure_backoff_seconds: float,
+        acknowledger: Acknowledger,
     ) -> None:
+        self._acks = acknowledger
         self._dispatcher = dispatcher
         self._outbox = outbox
         self._breaker = breaker
@@ -54,7 +57,7 @@ class JobHandler:
         metrics = self._metrics
         if self._breaker.is_open:
             # Delivered before the consumer was cancelled: back to the queue, untouched.
-            await message.nack(requeue=True)
+            await self._acks.nack(message)
             metrics.jobs.labels("requeued").inc()
             return
         metrics.in_flight.inc()
@@ -76,7 +79,7 @@ class JobHandler:
         job = read_job(message.body)
         if isinstance(job, DeadLetter):
             await self._outbox.publish_dead_letter(job)
-            await message.ack()
+            await self._acks.ack(message)
             self._metrics.jobs.labels("invalid").inc()
             self._metrics.dead_lettered.labels(job.reason).inc()
             log.warning("invalid job dead-lettered", detail=job.detail)
@@ -85,11 +88,11 @@ class JobHandler:
             result = await self._dispatcher.dispatch(job)
         except ProviderAccountError as exc:
             self._breaker.trip(exc.state)
-            await message.nack(requeue=True)
+            await self._acks.nack(message)
             self._metrics.jobs.labels("requeued").inc()
             return
         await self._outbox.publish_result(result)
-        await message.ack()
+        await self._acks.ack(message)  # only now: its events are confirmed
 
         metrics = self._metrics
         traffic = "test" if job.test else "live"
@@ -130,7 +133,7 @@ class JobHandler:
 
     async def _hand_back(self, message: RabbitMessage) -> None:
         try:
-            await message.nack(requeue=True)
+            await self._acks.nack(message)
         except (AMQPError, ChannelInvalidStateError, ConnectionError) as exc:
             # The channel is gone; the broker requeues everything unacknowledged on it.
             log.warning(

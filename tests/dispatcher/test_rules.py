@@ -55,3 +55,30 @@ def test_an_invalid_job_becomes_a_dead_letter_without_its_contents():
     assert isinstance(letter, DeadLetter) and letter.reason == "invalid_job"
     assert "message_id: Field required" in letter.detail
     assert "+4791234567" not in letter.detail and "secret" not in letter.detail
+
+
+def test_acks_cover_only_settled_tags_and_never_a_job_in_flight():
+    import asyncio
+
+    from services.dispatcher.acknowledger import Acknowledger, _ChannelAcks
+
+    loop = asyncio.new_event_loop()
+    try:
+        state = _ChannelAcks()
+        # Tags 1, 2 and 4 finished, 3 handed back, 6 finished; 5 still in flight.
+        state.finished = {t: loop.create_future() for t in (1, 2, 4, 6)}
+        state.settled = {3}
+        frames = Acknowledger._plan(state)
+        assert [(tag, multiple, len(jobs)) for tag, multiple, jobs in frames] == [
+            (4, True, 3),  # one frame for 1..4: every tag up to 4 is settled
+            (6, False, 1),  # past the gap at 5: on its own, not held back
+        ]
+        assert state.settled_upto == 4 and state.settled == {6}
+
+        # 5 finishes: the multiple-ack stops at 5, 6 was already acked on its own.
+        state.finished = {5: loop.create_future()}
+        frames = Acknowledger._plan(state)
+        assert [(tag, multiple) for tag, multiple, _ in frames] == [(5, True)]
+        assert state.settled_upto == 6 and not state.settled
+    finally:
+        loop.close()
