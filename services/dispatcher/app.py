@@ -20,7 +20,6 @@ from services.dispatcher.http_provider import HttpProvider
 from services.dispatcher.job_dispatcher import JobDispatcher
 from services.dispatcher.job_handler import JobHandler
 from services.dispatcher.metrics import DispatcherMetrics
-from services.dispatcher.observability_server import ObservabilityServer
 from services.dispatcher.outbox import Outbox
 from services.dispatcher.provider import Provider
 from services.dispatcher.retry_policy import RetryPolicy
@@ -28,6 +27,7 @@ from services.dispatcher.send_markers import SendMarkers
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.test_traffic_provider import TestTrafficProvider
 from shared.blocklist import Blocklist
+from shared.ops_server import OpsServer
 from shared.topology import DISPATCH_QUEUE, declare_topology
 
 
@@ -106,7 +106,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         except (RedisError, OSError):
             return False
 
-    observability = ObservabilityServer(
+    observability = OpsServer(
         settings.dispatcher_http_host, settings.dispatcher_http_port, metrics.registry, ready
     )
 

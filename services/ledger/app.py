@@ -17,12 +17,12 @@ from services.ledger.batcher import RowBatcher
 from services.ledger.clickhouse import LedgerWriter, StorageUnavailable, answers, open_client
 from services.ledger.handlers import answer_query, record_event
 from services.ledger.metrics import LedgerMetrics
-from services.ledger.ops_server import OpsServer
 from services.ledger.reads import LedgerReader
 from services.ledger.rows import RowChunk, outcome_rows, request_rows
 from services.ledger.settings import LedgerSettings
 from shared.contracts import LedgerReply
 from shared.log import get_logger
+from shared.ops_server import OpsServer
 from shared.topology import (
     ACCEPTED_EXCHANGE,
     LEDGER_ACCEPTED_QUEUE,

@@ -1,7 +1,9 @@
-"""`/metrics`, `/health/live` and `/health/ready` over plain HTTP/1.1, in the dispatcher's loop.
+"""`/metrics`, `/health/live` and `/health/ready` for the workers (dispatcher, ledger).
 
-A few lines of asyncio instead of a web framework: three GET routes, answered from the
-same event loop the readiness check must look at (broker connection, Redis).
+A few lines of asyncio instead of a web framework: three GET routes for Prometheus and an
+orchestrator's probes, answered from the same event loop the readiness check must look at
+(broker connection, Redis, ClickHouse). The ingest service serves the same routes through
+its Litestar app.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
-class ObservabilityServer:
+class OpsServer:
     def __init__(
         self, host: str, port: int, registry: CollectorRegistry, ready: ReadinessCheck
     ) -> None:
@@ -34,6 +36,7 @@ class ObservabilityServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+            self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
