@@ -23,28 +23,30 @@ class DispatcherSettings(ServiceSettings):
     dispatcher_marker_ttl_seconds: int = Field(
         7 * 86_400, description="How long a per-recipient send marker is kept."
     )
-    dispatcher_publish_timeout_seconds: float = 10.0
+    dispatcher_publish_timeout_seconds: float = Field(
+        10.0, description="Wait this long for the confirm of an outcome event."
+    )
     dispatcher_infra_backoff_seconds: float = Field(
         1.0, description="Pause before handing a job back when Redis or RabbitMQ failed."
     )
     dispatcher_shutdown_grace_seconds: float = Field(
         30.0, description="On SIGTERM, how long in-flight jobs may take to finish."
     )
-    dispatcher_http_host: str = "127.0.0.1"
+    dispatcher_http_host: str = Field("127.0.0.1", description="Address of /metrics and /health/*.")
     dispatcher_http_port: int = Field(8081, description="Serves /metrics and /health/*.")
 
     provider_kind: Literal["http"] = Field(
         "http", description="Which provider adapter sends live jobs."
     )
-    provider_url: str = "http://127.0.0.1:8090"
-    provider_token: str = "sim-token"  # noqa: S105 - the simulator's, not a secret
-    provider_timeout_seconds: float = 10.0
+    provider_url: str = Field("http://127.0.0.1:8090", description="Base URL of the provider's batch API.")
+    provider_token: str = Field("sim-token", description="Bearer token for the provider (default: the simulator's).")
+    provider_timeout_seconds: float = Field(10.0, description="Timeout of one provider request; then transient.")
     provider_batch_size: int = Field(
         1000,
         ge=1,
         description="Most recipients in one provider request (jobs are merged or split).",
     )
-    provider_max_concurrent_requests: int = Field(8, ge=1)
+    provider_max_concurrent_requests: int = Field(8, ge=1, description="Provider requests in flight per dispatcher.")
     provider_max_partial_requests: int = Field(
         1, ge=1, description="Requests in flight not yet full; more small sends wait and merge."
     )

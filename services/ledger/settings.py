@@ -21,7 +21,9 @@ class LedgerSettings(ServiceSettings):
         default_factory=default_clickhouse_dsn,
         description="`chdb:///abs/dir` (embedded) or `http://user:pass@host:8123` (server).",
     )
-    clickhouse_database: str = Field("rsms", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    clickhouse_database: str = Field(
+        "rsms", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database of the ledger's tables (created at start)."
+    )
 
     ledger_batch_rows: int = Field(5_000, ge=1, description="Flush when this many rows wait.")
     ledger_batch_seconds: float = Field(
@@ -33,16 +35,16 @@ class LedgerSettings(ServiceSettings):
         le=65_535,
         description="Unacked deliveries per queue: a batch holds its messages until written.",
     )
-    ledger_retry_initial_seconds: float = Field(0.5, gt=0)
-    ledger_retry_max_seconds: float = Field(30.0, gt=0)
+    ledger_retry_initial_seconds: float = Field(0.5, gt=0, description="First wait before retrying a refused insert.")
+    ledger_retry_max_seconds: float = Field(30.0, gt=0, description="Longest wait between insert retries.")
     ledger_shutdown_seconds: float = Field(
         10.0, gt=0, description="Longest final flush on SIGTERM."
     )
     ledger_queue_poll_seconds: float = Field(
         5.0, gt=0, description="How often queue depths are read."
     )
-    ledger_http_host: str = "127.0.0.1"
-    ledger_http_port: int = 8082
+    ledger_http_host: str = Field("127.0.0.1", description="Address of /metrics and /health/*.")
+    ledger_http_port: int = Field(8082, description="Port of /metrics and /health/*.")
 
     @field_validator("clickhouse_dsn")
     @classmethod

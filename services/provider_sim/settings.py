@@ -12,9 +12,9 @@ from shared.settings import ServiceSettings
 
 
 class ProviderSimSettings(ServiceSettings):
-    provider_sim_host: str = "127.0.0.1"
-    provider_sim_port: int = 8090
-    provider_sim_token: str = "sim-token"  # noqa: S105 - the simulator's, not a secret
+    provider_sim_host: str = Field("127.0.0.1", description="Address the simulator listens on.")
+    provider_sim_port: int = Field(8090, description="Port of the simulator's API and /admin/*.")
+    provider_sim_token: str = Field("sim-token", description="Bearer token the simulator accepts.")
     provider_sim_latency_ms: float = Field(0.0, description="Added to every send request.")
     provider_sim_timeout_seconds: float = Field(
         30.0, description="How long a request hit by the timeout fault hangs before answering."
