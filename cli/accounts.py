@@ -42,7 +42,7 @@ def list_projects(path: Path | None) -> None:
     """Every project with its keys and tags."""
     data = store.load_accounts(_path(path))
     print_table(
-        ["project", "name", "live key", "test keys", "tags (active)", "allow-list", "store bodies"],
+        ["project", "name", "live key", "test keys", "tags (active)", "allow-list", "store bodies", "suspended"],
         [
             (
                 pid,
@@ -52,6 +52,7 @@ def list_projects(path: Path | None) -> None:
                 f"{len(p.tags)} ({sum(t.active for t in p.tags.values())})",
                 ", ".join(str(n) for n in p.ip_allowlist) or "any",
                 p.store_bodies,
+                p.suspended,
             )
             for pid, p in sorted(data.projects.items())
         ],
@@ -155,6 +156,26 @@ def activate_tag(project: str, tag: str, path: Path | None) -> None:
     with _editing(path) as data:
         store.set_tag_active(data, project, tag, active=True)
     click.echo(f"Tag {tag} activated.")
+
+
+@accounts.command("suspend")
+@click.argument("project")
+@file_option
+def suspend(project: str, path: Path | None) -> None:
+    """Refuse every request of PROJECT with FORBIDDEN (keys stay valid)."""
+    with _editing(path) as data:
+        store.set_suspended(data, project, suspended=True)
+    click.echo(f"Project {project} suspended.")
+
+
+@accounts.command("resume")
+@click.argument("project")
+@file_option
+def resume(project: str, path: Path | None) -> None:
+    """Accept PROJECT's requests again."""
+    with _editing(path) as data:
+        store.set_suspended(data, project, suspended=False)
+    click.echo(f"Project {project} resumed.")
 
 
 @accounts.command("set-allowlist")

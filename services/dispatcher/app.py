@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from faststream import FastStream
@@ -28,7 +29,8 @@ from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.test_traffic_provider import TestTrafficProvider
 from shared.blocklist import Blocklist
 from shared.ops_server import OpsServer
-from shared.topology import DISPATCH_QUEUE, declare_topology
+from shared.queue_depths import watch_queue_depths
+from shared.topology import DEAD_LETTER_QUEUE, DISPATCH_QUEUE, declare_topology, retry_queue
 
 
 async def _raw_body(message: StreamMessage[object]) -> bytes:
@@ -119,7 +121,19 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         )
         await outbox.start()
 
+    depth_watcher: list[asyncio.Task[None]] = []
+
+    async def watch_depths() -> None:
+        queues = [DISPATCH_QUEUE, *(retry_queue(d) for d in retry_policy.delays_in_use()), DEAD_LETTER_QUEUE]
+
+        def record(name: str, depth: int) -> None:
+            metrics.queue_depth.labels(name).set(depth)
+
+        depth_watcher.append(asyncio.create_task(watch_queue_depths(broker, queues, record, 5.0)))
+
     async def release() -> None:
+        for task in depth_watcher:
+            task.cancel()
         await breaker.close()
         await live_provider.close()
         await redis.aclose()
@@ -128,5 +142,6 @@ def create_app(settings: DispatcherSettings) -> FastStream:
     return FastStream(
         broker,
         on_startup=[declare, observability.start],
+        after_startup=[watch_depths],
         after_shutdown=[release],
     )

@@ -9,6 +9,7 @@ RabbitMQ fail under it; a job that cannot be read is dead-lettered at once.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from faststream.rabbit.message import RabbitMessage
@@ -93,6 +94,9 @@ class JobHandler:
             return
         await self._outbox.publish_result(result)
         await self._acks.ack(message)  # only now: its events are confirmed
+        if job.attempt == 1:
+            lag = (datetime.now(UTC) - job.accepted_at).total_seconds()
+            self._metrics.accept_to_send.observe(max(0.0, lag))
 
         metrics = self._metrics
         traffic = "test" if job.test else "live"

@@ -45,6 +45,19 @@ class DispatcherMetrics:
             ["provider_state"],
             registry=self.registry,
         )
+        self.queue_depth = Gauge(
+            "rsms_dispatcher_queue_depth",
+            "Messages waiting: the dispatch queue, the retry delay queues, the dead-letter queue.",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.accept_to_send = Histogram(
+            "rsms_dispatcher_accept_to_send_seconds",
+            "From acceptance by ingest to the end of the first send attempt: consumer lag plus "
+            "sending; it grows when dispatchers fall behind.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "rsms_dispatcher_jobs_in_flight",
             "Jobs being dispatched right now.",

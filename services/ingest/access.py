@@ -29,6 +29,9 @@ class AccessControl:
         caller = self._accounts.authenticate(key.strip()) if scheme.lower() == "bearer" else None
         if caller is None:
             raise GatewayError(ErrorCode.UNAUTHORIZED)
+        if caller.project.suspended:
+            # The key is right, so say so: the client should call its administrator, not rotate keys.
+            raise GatewayError(ErrorCode.FORBIDDEN, "Project is suspended; contact your administrator")
         return caller
 
     def check_ip(self, request: Request[Any, Any, Any], caller: Caller) -> None:

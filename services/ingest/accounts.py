@@ -87,6 +87,7 @@ class TagRecord(_Model):
 class Project(_Model):
     name: str
     store_bodies: bool = True
+    suspended: bool = Field(False, description="Keys still authenticate, but every request is FORBIDDEN.")
     ip_allowlist: list[IPv4Network | IPv6Network] = Field(default_factory=list)
     limits: ProjectLimits = Field(default_factory=ProjectLimits)
     keys: list[ApiKeyRecord] = Field(default_factory=list)
@@ -229,6 +230,10 @@ def set_allowlist(accounts: AccountsFile, project_id: str, cidrs: list[str]) -> 
     except ValueError as exc:
         raise AccountsError(str(exc)) from exc
     accounts.project(project_id).ip_allowlist = networks
+
+
+def set_suspended(accounts: AccountsFile, project_id: str, *, suspended: bool) -> None:
+    accounts.project(project_id).suspended = suspended
 
 
 def set_limits(accounts: AccountsFile, project_id: str, limits: ProjectLimits) -> None:

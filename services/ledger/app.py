@@ -7,7 +7,6 @@ import contextlib
 import logging
 from typing import Any
 
-from aiormq.exceptions import AMQPError
 from faststream import AckPolicy, FastStream
 from faststream.message import StreamMessage
 from faststream.rabbit import Channel, RabbitBroker
@@ -23,6 +22,7 @@ from services.ledger.settings import LedgerSettings
 from shared.contracts import LedgerReply
 from shared.log import get_logger
 from shared.ops_server import OpsServer
+from shared.queue_depths import watch_queue_depths
 from shared.topology import (
     ACCEPTED_EXCHANGE,
     LEDGER_ACCEPTED_QUEUE,
@@ -188,18 +188,6 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
 
     background: list[asyncio.Task[None]] = []
 
-    async def watch_queue_depths() -> None:
-        while True:
-            for queue in (LEDGER_ACCEPTED_QUEUE, LEDGER_OUTCOMES_QUEUE):
-                try:
-                    declared = await broker.declare_queue(queue)
-                    depth = (await declared.declare()).message_count
-                except (AMQPError, ConnectionError) as error:
-                    log.debug("ledger.queue_depth_unknown", queue=queue.name, error=str(error))
-                    continue
-                metrics.queue_depth.labels(queue.name).set(depth or 0)
-            await asyncio.sleep(settings.ledger_queue_poll_seconds)
-
     async def start_storage_then_broker() -> None:
         # Consuming starts only once ClickHouse takes rows: until then events wait on the broker.
         await ops.start()
@@ -209,7 +197,17 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
         batcher.start()
 
     async def after_start() -> None:
-        background.append(asyncio.create_task(watch_queue_depths(), name="ledger-queue-depths"))
+        background.append(
+            asyncio.create_task(
+                watch_queue_depths(
+                    broker,
+                    (LEDGER_ACCEPTED_QUEUE, LEDGER_OUTCOMES_QUEUE),
+                    lambda name, depth: metrics.queue_depth.labels(name).set(depth),
+                    settings.ledger_queue_poll_seconds,
+                ),
+                name="ledger-queue-depths",
+            )
+        )
         log.info(
             "ledger.started",
             database=settings.clickhouse_database,

@@ -173,7 +173,19 @@ def test_rsms_up_runs_the_whole_gateway(gateway: tuple[Gateway, dict[str, int]],
     # Every service answers its health and metrics endpoints.
     for port in (ports["ingest"], ports["dispatcher"], ports["ledger"]):
         assert httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200
-        assert "rsms_" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    expected_metrics = {
+        "ingest": ['rsms_ingest_requests_total{code="OK"', "rsms_ingest_request_seconds_bucket"],
+        "dispatcher": ["rsms_dispatcher_recipients_total", "rsms_dispatcher_accept_to_send_seconds_count",
+                       "rsms_dispatcher_retries_total", "rsms_dispatcher_dead_lettered_total"],
+        "ledger": ["rsms_ledger_rows_written_total", "rsms_ledger_insert_seconds_bucket", "rsms_ledger_batch_rows"],
+    }
+    for service, names in expected_metrics.items():
+        text = httpx.get(f"http://127.0.0.1:{ports[service]}/metrics").text
+        for name in names:
+            assert name in text, (service, name)
+    depths = eventually(lambda: "rsms_dispatcher_queue_depth{" in (
+        t := httpx.get(f"http://127.0.0.1:{ports['dispatcher']}/metrics").text) and t, "queue depth metrics")
+    assert 'queue="rsms.dispatch.jobs"' in depths
 
     # Ctrl-C stops everything cleanly.
     up.process.send_signal(signal.SIGINT)

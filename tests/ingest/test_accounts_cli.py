@@ -49,10 +49,14 @@ def test_project_key_tag_and_allowlist_lifecycle(tmp_path: Path) -> None:
     run("accounts", "deactivate-tag", "acme", "R-COV1RSMS", *f)
     run("accounts", "set-allowlist", "acme", "203.0.113.0/24", "2001:db8::/32", *f)
     run("accounts", "set-limits", "acme", "--per-minute", "300", *f)
+    run("accounts", "suspend", "acme", *f)
+    assert load_accounts(path).projects["acme"].suspended is True
+    run("accounts", "resume", "acme", *f)
     project = load_accounts(path).projects["acme"]
     assert project.tags["R-COV1RSMS"].active is False
     assert [str(n) for n in project.ip_allowlist] == ["203.0.113.0/24", "2001:db8::/32"]
     assert project.limits.requests_per_minute == 300
+    assert project.suspended is False
     assert len([k for k in project.keys if k.kind == "live"]) == 1
 
     listing = run("accounts", "list", *f)

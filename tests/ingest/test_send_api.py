@@ -97,6 +97,7 @@ async def test_contract_example_1_single_recipient_is_queued_with_every_field(
     assert sent["segments"] == 1
     assert sent["estimated_cost"] == "0.67"
     assert sent["currency"] == "NOK"
+    assert sent["default_price"] == "0.67" and sent["prices"] == {}
     assert sent["test"] is False
     assert sent["store_body"] is True
     assert sent["attempt"] == 1
@@ -158,6 +159,24 @@ async def test_missing_or_wrong_key_is_unauthorized(client: AsyncTestClient[Any]
         error = assert_error(await client.post(SEND, json=payload, headers=headers), 401, "UNAUTHORIZED")
         assert error["message"] == "Invalid or missing API key"
     assert await depth(amqp_url, DISPATCH_QUEUE.name) == 0
+
+
+async def test_suspended_project_is_forbidden(
+    client: AsyncTestClient[Any], keys: ProjectKeys, accounts_file: Path, amqp_url: str
+) -> None:
+    from services.ingest import accounts as store
+
+    with store.editing(accounts_file) as data:
+        store.set_suspended(data, keys.project, suspended=True)
+    await asyncio.sleep(0.5)
+    payload = {"tag": "billing", "recipients": ["+4712345678"], "message": "hi"}
+    error = assert_error(await client.post(SEND, json=payload, headers=bearer(keys.live_key)), 403, "FORBIDDEN")
+    assert "suspended" in error["message"]
+    assert await depth(amqp_url, DISPATCH_QUEUE.name) == 0
+    with store.editing(accounts_file) as data:
+        store.set_suspended(data, keys.project, suspended=False)
+    await asyncio.sleep(0.5)
+    assert (await client.post(SEND, json=payload, headers=bearer(keys.live_key))).status_code == 200
 
 
 async def test_ip_outside_allowlist_is_refused(ingest_settings: Any, accounts_file: Path, amqp_url: str) -> None:
