@@ -1,7 +1,8 @@
 """Accepting a send request: the checks in the contract's order, then one confirmed publish.
 
-Order of answers (the first that applies wins): 413 body too large → 401 key → 403 IP →
-429 limits → 400 payload → 400 tag → 400 blocked recipient → 500 provider down → queued.
+Order of answers (the first that applies wins): 413 body too large → 401 key → 403
+suspended project → 403 IP → 429 limits → 400 payload → 400 tag → 400 blocked recipient →
+500 provider down → queued.
 The body is parsed before the limits are asked (it costs no I/O), so that one Redis round
 trip can carry the rate-limit script, the blocklist lookup and the provider state; the
 answers are still given in the order above.
