@@ -11,14 +11,17 @@ from the ledger's reports, so the HTTP layer stays a few lines.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, get_args
-from uuid import UUID
+from uuid import UUID, uuid4
 
+from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import AMQPError
 from faststream.rabbit import RabbitBroker
+from faststream.rabbit.schemas import RABBIT_REPLY
 from pydantic import TypeAdapter, ValidationError
 
 from shared.contracts import (
@@ -42,11 +45,20 @@ CENT = Decimal("0.01")
 
 
 class LedgerQueries:
-    """The caller's side of the ledger's queries; `broker` must be connected."""
+    """The caller's side of the ledger's queries; `broker` must be connected.
+
+    Queries run concurrently: replies come back on RabbitMQ's direct reply-to pseudo-queue
+    through one consumer, and each finds its caller by correlation id. (FastStream's own
+    `broker.request` holds a lock for the whole round trip, so one slow usage query would
+    hold up every status query of the process behind it.)
+    """
 
     def __init__(self, broker: RabbitBroker, timeout: float = 10.0) -> None:
         self._broker = broker
         self._timeout = timeout
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        self._listening: asyncio.Lock | None = None
+        self._consumer_ready = False
 
     async def message_status(self, project: str, message_id: UUID) -> MessageStatusReport:
         """`found` is False for an unknown id and for another project's message alike."""
@@ -67,39 +79,63 @@ class LedgerQueries:
         """Billed usage from `date_from` through `date_to` (whole UTC days, both included)."""
         start, end = usage_window(date_from, date_to)
         reply = await self._ask(
-            UsageQuery(
-                project=project,
-                date_from=start,
-                date_to=end,
-                group_by=group_by,
-                include_test=include_test,
-            )
+            UsageQuery(project=project, date_from=start, date_to=end, group_by=group_by,
+                       include_test=include_test)
         )
         if not isinstance(reply, UsageReport):
             raise _unavailable(f"unexpected reply {reply.kind!r} to a usage query")
         return reply
 
     async def _ask(self, query: LedgerQuery) -> LedgerReply:
+        correlation_id = uuid4().hex
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[correlation_id] = answer
         try:
-            answer = await self._broker.request(
+            await self._listen()
+            await self._broker.publish(
                 query.model_dump_json().encode(),
                 queue=LEDGER_QUERIES_QUEUE.name,
-                timeout=self._timeout,
+                reply_to=RABBIT_REPLY.name,
+                correlation_id=correlation_id,
                 # A query nobody took in time is useless: let the broker drop it.
                 expiration=self._timeout,
                 content_type="application/json",
             )
+            async with asyncio.timeout(self._timeout):
+                body = await answer
         except TimeoutError as error:
             raise _unavailable(f"no answer within {self._timeout:g} s") from error
         except (AMQPError, ConnectionError) as error:
             raise _unavailable("the broker is unreachable") from error
+        finally:
+            self._waiting.pop(correlation_id, None)
         try:
-            reply = REPLY_ADAPTER.validate_json(answer.body)
+            reply = REPLY_ADAPTER.validate_json(body)
         except ValidationError as error:
             raise _unavailable("unreadable reply") from error
         if isinstance(reply, LedgerQueryFailure):
             raise _unavailable(reply.reason)
         return reply
+
+    async def _listen(self) -> None:
+        """Consume the reply pseudo-queue once (direct reply-to wants the consumer on the
+        channel the queries are published on: the broker's own)."""
+        if self._consumer_ready:
+            return
+        if self._listening is None:
+            self._listening = asyncio.Lock()
+        async with self._listening:
+            if self._consumer_ready:
+                return
+            replies = await self._broker.declare_queue(RABBIT_REPLY)
+            await replies.consume(self._on_reply, no_ack=True)
+            self._consumer_ready = True
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        waiting = self._waiting.get(message.correlation_id or "")
+        if waiting is not None and not waiting.done():
+            waiting.set_result(message.body)
+        # A reply nobody waits for any more (its caller timed out) is dropped.
 
 
 def _unavailable(reason: str) -> GatewayError:

@@ -6,6 +6,7 @@ project's message answers not-found.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -200,6 +201,29 @@ async def test_status_reports_each_recipients_latest_attempt_and_only_to_its_own
         with pytest.raises(GatewayError) as raised:
             message_status_body(missing)
         assert raised.value.code == ErrorCode.VALIDATION_ERROR and raised.value.http_status == 404
+
+
+async def test_concurrent_queries_each_get_their_own_answer(amqp_url, clickhouse):
+    settings = ledger_settings(amqp_url, clickhouse.dsn, clickhouse.database)
+    jobs = [make_job(recipients=numbers(i + 1, start=50_000_000 + 100 * i)) for i in range(12)]
+    async with running_ledger(settings), publisher(amqp_url) as broker:
+        queries = LedgerQueries(broker, timeout=10)
+        for job in jobs:
+            await publish_job(broker, job)
+
+        async def all_recorded() -> bool:
+            reports = await asyncio.gather(*(queries.message_status("acme", j.message_id) for j in jobs))
+            return all(r.found for r in reports)
+
+        await eventually(all_recorded, what="every job recorded")
+        reports = await asyncio.gather(
+            *(queries.message_status("acme", j.message_id) for j in jobs),
+            queries.usage("acme", TODAY, TODAY, "day"),
+        )
+    for job, report in zip(jobs, reports[:-1], strict=True):
+        assert report.message_id == job.message_id
+        assert sorted(r.recipient for r in report.recipients) == sorted(job.recipients)
+    assert reports[-1].kind == "usage"
 
 
 async def test_a_query_with_no_ledger_running_fails_with_the_contracts_internal_error(amqp_url):
