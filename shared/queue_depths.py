@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from aio_pika.exceptions import AMQPError
+from aiormq.exceptions import ChannelInvalidStateError
 from faststream.rabbit import RabbitBroker, RabbitQueue
 
 from shared.log import get_logger
@@ -27,7 +28,8 @@ async def watch_queue_depths(
             try:
                 declared = await broker.declare_queue(queue)
                 depth = (await declared.declare()).message_count
-            except (AMQPError, ConnectionError) as error:
+            # A closed channel (the connection is being restored) raises a RuntimeError kind.
+            except (AMQPError, ChannelInvalidStateError, ConnectionError) as error:
                 log.debug("queue_depth_unknown", queue=queue.name, error=str(error))
                 continue
             record(queue.name, depth or 0)

@@ -118,6 +118,42 @@ async def test_with_clickhouse_away_events_wait_on_the_broker_and_land_when_it_i
             assert ledger.terminate() == 0
 
 
+async def test_a_broker_outage_mid_run_loses_nothing_and_bills_nothing_twice(amqp_url, tmp_path, tcp_proxy):
+    from urllib.parse import urlsplit
+
+    target = urlsplit(amqp_url)
+    proxy = await tcp_proxy(target.hostname, target.port or 5672)
+    data = tmp_path / "chdb"
+    settings = ledger_settings(
+        proxy.url_for(amqp_url), f"chdb://{data}", "rsms", ledger_prefetch=8, ledger_batch_seconds=0.05
+    )
+    jobs = [make_job(recipients=numbers(20, start=40_000_000 + 100 * i)) for i in range(300)]
+    expected = 20 * len(jobs)
+    async with publisher(amqp_url) as broker:
+        queries = LedgerQueries(broker, timeout=5)
+        with ledger_process(settings, tmp_path / "ledger.log") as ledger:
+            ledger.start()
+            for job in jobs[:150]:
+                await publish_job(broker, job)
+                await publish_outcome(broker, make_outcome(job))
+            await eventually(lambda: _rows_written(settings.ledger_http_port), timeout=60, what="rows written")
+            await proxy.cut()  # RabbitMQ gone for the ledger, mid-stream
+            for job in jobs[150:]:
+                await publish_job(broker, job)
+                await publish_outcome(broker, make_outcome(job))
+            await eventually(
+                lambda: _is(http_status(settings.ledger_http_port, "/health/ready"), 503),
+                what="the ledger noticing the broker is gone",
+            )
+            await proxy.restore()
+            await eventually(lambda: _queues_drained(amqp_url), timeout=120, what="queues drained")
+            await eventually(lambda: _sent_is(queries, expected), timeout=60, what="every recipient")
+            assert ledger.process is not None and ledger.process.poll() is None
+            assert ledger.terminate() == 0
+    assert query_chdb_dir(data, "SELECT count() FROM rsms.sms_outcomes FINAL") == [(expected,)]
+    assert query_chdb_dir(data, "SELECT count() FROM rsms.sms_requests FINAL") == [(len(jobs),)]
+
+
 async def _rows_written(port: int) -> bool:
     import httpx
 
