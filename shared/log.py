@@ -32,8 +32,38 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    # Libraries (aio-pika, faststream, granian) log through the standard library.
-    logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    _route_library_logs(renderer)
+
+
+def _route_library_logs(renderer: Any) -> None:
+    """Libraries (aio-pika, FastStream, httpx) log through the standard library: render their
+    warnings and errors as the same structured lines, so one parser reads every line."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+    # FastStream gives its loggers a colourised handler of their own unless one for
+    # stdout is already there: this one is.
+    for name in ("faststream", "faststream.access.rabbit"):
+        library = logging.getLogger(name)
+        library.handlers = [handler]
+        library.propagate = False
 
 
 def get_logger(name: str) -> Any:

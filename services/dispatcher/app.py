@@ -28,6 +28,7 @@ from services.dispatcher.send_markers import SendMarkers
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.test_traffic_provider import TestTrafficProvider
 from shared.blocklist import Blocklist
+from shared.broker_connection import connect_when_available
 from shared.ops_server import OpsServer
 from shared.queue_depths import watch_queue_depths
 from shared.topology import DEAD_LETTER_QUEUE, DISPATCH_QUEUE, declare_topology, retry_queue
@@ -113,11 +114,12 @@ def create_app(settings: DispatcherSettings) -> FastStream:
     )
 
     async def declare() -> None:
-        await broker.connect()
-        await declare_topology(
+        await connect_when_available(
             broker,
-            retry_delays_ms=retry_policy.delays_in_use()
-            or (settings.dispatcher_retry_delays_ms[0],),
+            lambda: declare_topology(
+                broker,
+                retry_delays_ms=retry_policy.delays_in_use() or (settings.dispatcher_retry_delays_ms[0],),
+            ),
         )
         await outbox.start()
 
@@ -141,7 +143,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
 
     return FastStream(
         broker,
-        on_startup=[declare, observability.start],
+        on_startup=[observability.start, declare],  # probes answer (not ready) while the broker is away
         after_startup=[watch_depths],
         after_shutdown=[release],
     )

@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aio_pika.exceptions import AMQPError
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.schemas import Channel
 from litestar import Litestar, MediaType, Response, get
@@ -32,6 +31,7 @@ from services.ingest.routes import message_status, send_sms, usage
 from services.ingest.schemas import SECURITY_COMPONENTS
 from services.ingest.send import SendService
 from services.ingest.settings import IngestSettings
+from shared.broker_connection import connect_when_available
 from shared.errors import GatewayError
 from shared.ledger_queries import LedgerQueries
 from shared.log import configure_logging, get_logger
@@ -78,7 +78,9 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             ledger=LedgerQueries(broker, timeout=settings.ledger_query_timeout_seconds),
         )
         watcher = asyncio.create_task(accounts.watch(settings.accounts_reload_seconds))
-        connector = asyncio.create_task(_connect_broker(broker))
+        # The service starts even while RabbitMQ is down: sends answer the contract's error
+        # until the connection is there.
+        connector = asyncio.create_task(connect_when_available(broker, lambda: declare_topology(broker)))
         await asyncio.wait([connector], timeout=settings.publish_timeout_seconds)
         try:
             yield
@@ -120,26 +122,6 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         ),
         debug=False,
     )
-
-
-async def _connect_broker(broker: RabbitBroker) -> None:
-    """Connect and declare the topology, retrying until RabbitMQ answers.
-
-    The service starts even while RabbitMQ is down: sends answer the contract's error
-    until this succeeds; after that the robust connection reconnects by itself.
-    """
-    delay = 0.5
-    while True:
-        try:
-            await broker.connect()
-            await declare_topology(broker)
-            log.info("broker_connected")
-            return
-        except (OSError, ConnectionError, AMQPError) as exc:
-            log.error("broker_unavailable", error=str(exc), retry_in_seconds=delay)
-            await broker.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 def _state(name: str) -> Any:

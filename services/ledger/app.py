@@ -19,6 +19,7 @@ from services.ledger.metrics import LedgerMetrics
 from services.ledger.reads import LedgerReader
 from services.ledger.rows import RowChunk, outcome_rows, request_rows
 from services.ledger.settings import LedgerSettings
+from shared.broker_connection import connect_when_available
 from shared.contracts import LedgerReply
 from shared.log import get_logger
 from shared.ops_server import OpsServer
@@ -192,8 +193,7 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
         # Consuming starts only once ClickHouse takes rows: until then events wait on the broker.
         await ops.start()
         await storage.open_when_available()
-        await broker.connect()
-        await declare_topology(broker)
+        await connect_when_available(broker, lambda: declare_topology(broker))
         batcher.start()
 
     async def after_start() -> None:

@@ -57,3 +57,33 @@ async def test_redis_and_rabbitmq_outages_lose_nothing_and_send_nobody_twice(
     assert repeats == sum(m["attempts"] - 1 for m in delivered)
     await eventually(lambda: depth(amqp_url, DISPATCH_QUEUE.name), lambda d: d == 0, what="the queue drained")
     assert dispatcher.process.poll() is None, "the dispatcher rides out both outages"
+
+
+async def test_a_dispatcher_started_while_rabbitmq_is_down_waits_and_then_sends(
+    amqp_url, simulator, start_dispatcher, tcp_proxy, free_port
+):
+    import httpx
+
+    target = urlsplit(amqp_url)
+    proxy = await tcp_proxy(target.hostname, target.port or 5672)
+    await proxy.cut()
+    dispatcher = start_dispatcher(RSMS_AMQP_URL=proxy.url_for(amqp_url))
+
+    async def probe(path: str) -> int:
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                return (await client.get(f"http://127.0.0.1:{dispatcher.http_port}{path}")).status_code
+        except httpx.TransportError:
+            return 0
+
+    await eventually(lambda: probe("/health/live"), lambda s: s == 200, what="liveness while the broker is away")
+    assert await probe("/health/ready") == 503
+    job = make_job(numbers(5))
+    await publish(amqp_url, job)  # accepted by ingest meanwhile: it waits on the queue
+    await asyncio.sleep(1)
+    assert dispatcher.process.poll() is None, "no crash while the broker is away"
+    assert "broker_unavailable" in dispatcher.output()
+
+    await proxy.restore()
+    await eventually(simulator.stats, lambda s: s.get("delivered", 0) >= 5, within=60, what="the job sent")
+    assert await probe("/health/ready") == 200

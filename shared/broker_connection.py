@@ -1,0 +1,40 @@
+"""Connecting to RabbitMQ at start, patiently: a service waits for the broker, it does not crash.
+
+Once connected, aio-pika's robust connection reconnects by itself; this covers the start,
+when RabbitMQ may still be booting (compose, a host restart) or down for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aio_pika.exceptions import AMQPError
+from faststream.rabbit import RabbitBroker
+
+from shared.log import get_logger
+
+log = get_logger(__name__)
+
+
+async def connect_when_available(
+    broker: RabbitBroker,
+    setup: Callable[[], Awaitable[None]] | None = None,
+    *,
+    first_delay: float = 0.5,
+    max_delay: float = 10.0,
+) -> None:
+    """Connect, then run `setup` (declare the topology), retrying both with backoff."""
+    delay = first_delay
+    while True:
+        try:
+            await broker.connect()
+            if setup is not None:
+                await setup()
+            log.info("broker_connected")
+            return
+        except (OSError, ConnectionError, AMQPError) as exc:
+            log.error("broker_unavailable", error=str(exc), retry_in_seconds=delay)
+            await broker.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
