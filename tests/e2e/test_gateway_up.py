@@ -77,7 +77,8 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
 @pytest.fixture
 def gateway(
     tmp_path: Path, amqp_url: str, redis_url: str, free_port: Callable[[], int]
-) -> Iterator[tuple[Gateway, dict[str, int]]]:
+) -> Iterator[tuple[Callable[[], Gateway], dict[str, int]]]:
+    """Starts `rsms up` (again, if asked) from one directory, as a user would."""
     ports = {name: free_port() for name in ("ingest", "dispatcher", "ledger", "sim")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSMS_")}
     env.update(
@@ -90,26 +91,36 @@ def gateway(
         RSMS_PROVIDER_URL=f"http://127.0.0.1:{ports['sim']}",
         RSMS_LEDGER_BATCH_SECONDS="0.2",
         RSMS_PRICES_PER_SEGMENT='{"SE": "0.67"}',
+        PYTHONPATH=str(PROJECT_ROOT),
     )
-    # Like a new user: run from a directory of its own, so var/ (accounts, chDB) is fresh.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "up"], cwd=tmp_path, env={**env, "PYTHONPATH": str(PROJECT_ROOT)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    up = Gateway(process)
+    started: list[subprocess.Popen[str]] = []
+
+    def start() -> Gateway:
+        # Like a new user: run from a directory of its own, so var/ (accounts, chDB) is fresh.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "up"], cwd=tmp_path, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        started.append(process)
+        return Gateway(process)
+
     try:
-        yield up, ports
+        yield start, ports
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(40)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for process in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(40)
+                except subprocess.TimeoutExpired:
+                    process.kill()
 
 
-def test_rsms_up_runs_the_whole_gateway(gateway: tuple[Gateway, dict[str, int]], tmp_path: Path) -> None:
-    up, ports = gateway
+def test_rsms_up_runs_the_whole_gateway(
+    gateway: tuple[Callable[[], Gateway], dict[str, int]], tmp_path: Path
+) -> None:
+    start, ports = gateway
+    up = start()
     key = up.wait_for(r"Bearer (sk_test_[A-Za-z0-9]{40})").group(1)
     up.wait_for(r"RSMS Gateway is up")
     api = f"http://127.0.0.1:{ports['ingest']}"
@@ -196,3 +207,18 @@ def test_rsms_up_runs_the_whole_gateway(gateway: tuple[Gateway, dict[str, int]],
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
     output = "\n".join(up.lines)
     assert live_key not in output and "Hello! This is a test message" not in output  # no keys or bodies in logs
+
+    # Started again: the embedded ClickHouse kept its data, and no second demo key is made.
+    again = start()
+    again.wait_for(r"RSMS Gateway is up")
+    again.wait_for(r"rsms accounts issue-key demo --test")
+    assert not any("sk_test_" in line for line in again.lines)
+    message_id = next(iter(sent))
+
+    def kept() -> bool:
+        response = httpx.get(f"{api}/api/v1/sms/{message_id}", headers=headers, timeout=15)
+        return response.status_code == 200 and response.json()["data"]["status"] == "sent"
+
+    eventually(kept, "the earlier message, from the ledger's kept data")
+    again.process.send_signal(signal.SIGINT)
+    assert again.process.wait(40) == 0
