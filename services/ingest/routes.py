@@ -31,7 +31,7 @@ AnyRequest = Request[Any, Any, Any]
 
 RATE_LIMIT_HEADERS = [
     ResponseHeader(name="X-RateLimit-Limit", documentation_only=True,
-                   description="Requests allowed per minute (the limit closest to binding)."),
+                   description="Requests per minute per key (per tag, on a refusal by the tag limit)."),
     ResponseHeader(name="X-RateLimit-Remaining", documentation_only=True,
                    description="Requests left in the current minute."),
     ResponseHeader(name="X-RateLimit-Reset", documentation_only=True,
@@ -53,7 +53,7 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
 
 
 async def identify(request: AnyRequest, access: AccessControl, send_service: SendService) -> Caller:
-    """The key and IP checks every API endpoint starts with."""
+    """The key, project and IP checks every API endpoint starts with."""
     request.state.started = time.perf_counter()
     caller = access.authenticate(request)
     try:
