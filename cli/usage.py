@@ -17,7 +17,8 @@ from faststream.rabbit import RabbitBroker
 from cli.table import print_table
 from shared.contracts import MessageStatusReport, UsageReport
 from shared.errors import GatewayError
-from shared.ledger_queries import LedgerQueries, format_money, format_timestamp, parse_usage_params
+from shared.ledger_queries import LedgerQueries, format_timestamp, parse_usage_params
+from shared.money import format_money
 from shared.settings import ServiceSettings
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, get_args
 from uuid import UUID, uuid4
 
@@ -36,12 +36,12 @@ from shared.contracts import (
     UsageReport,
 )
 from shared.errors import ErrorCode, GatewayError
+from shared.money import format_money
 from shared.topology import LEDGER_QUERIES_QUEUE
 
 REPLY_ADAPTER: TypeAdapter[LedgerReply] = TypeAdapter(LedgerReply)
 USAGE_GROUPINGS: tuple[str, ...] = get_args(UsageGrouping)
 MAX_USAGE_DAYS = 366
-CENT = Decimal("0.01")
 
 
 class LedgerQueries:
@@ -207,12 +207,6 @@ def not_found(message_id: UUID | str) -> GatewayError:
 
 
 # --- response bodies ----------------------------------------------------------------
-
-
-def format_money(amount: Decimal, currency: str | None) -> str:
-    """`"1.34 NOK"`: two decimals, rounded half up, like the contract's `estimatedCost`."""
-    text = str(amount.quantize(CENT, rounding=ROUND_HALF_UP))
-    return f"{text} {currency}" if currency else text
 
 
 def format_timestamp(moment: datetime | None) -> str | None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from shared.countries import country_of
-
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +26,3 @@ class PriceTable:
 
     def prices_applied(self) -> dict[str, Decimal]:
         return dict(self.by_country)
-
-
-def format_cost(amount: Decimal, currency: str) -> str:
-    """`"1.34 NOK"`: two decimals, rounded half up, as the contract shows."""
-    return f"{amount.quantize(CENT, rounding=ROUND_HALF_UP)} {currency}"

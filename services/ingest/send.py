@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from services.ingest.access import AccessControl
 from services.ingest.account_store import Caller
 from services.ingest.idempotency import IdempotencyStore, StoredResponse, fingerprint
-from services.ingest.pricing import PriceTable, format_cost
+from services.ingest.pricing import PriceTable
 from services.ingest.publisher import JobPublisher
 from services.ingest.ratelimit import RateDecision, RateLimiter
 from services.ingest.schemas import SendResponse, SendResult
@@ -31,6 +31,7 @@ from shared.blocklist import BLOCKLIST_KEY
 from shared.contracts import SmsJob
 from shared.errors import ErrorCode, GatewayError
 from shared.log import get_logger
+from shared.money import format_money
 from shared.provider_state import PROVIDER_STATE_KEY, ProviderState
 from shared.segments import count_segments
 
@@ -205,7 +206,7 @@ class SendService:
                 recipient_count=len(job.recipients),
                 sms_segments_per_recipient=count.segments,
                 total_sms_segments=count.segments * len(job.recipients),
-                estimated_cost=format_cost(cost, self._prices.currency),
+                estimated_cost=format_money(cost, self._prices.currency),
                 status="queued",
                 timestamp=accepted_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             ),
