@@ -29,9 +29,3 @@ class Blocklist:
     async def members(self) -> list[str]:
         raw = await self._redis.smembers(BLOCKLIST_KEY)
         return sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
-
-    async def blocked_among(self, numbers: list[str]) -> list[str]:
-        if not numbers:
-            return []
-        flags = await self._redis.smismember(BLOCKLIST_KEY, numbers)
-        return [n for n, flag in zip(numbers, flags, strict=True) if flag]

@@ -64,7 +64,6 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         )
         access = AccessControl(accounts, defaults, settings.trusted_proxies)
         send_service = SendService(
-            redis=redis,
             access=access,
             limiter=RateLimiter(redis, slot_seconds=settings.concurrency_slot_seconds),
             idempotency=IdempotencyStore(

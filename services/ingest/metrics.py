@@ -23,10 +23,6 @@ class IngestMetrics:
             "rsms_ingest_accepted_recipients", "Recipients in accepted send requests", ["test"],
             registry=self.registry,
         )
-        self.accepted_segments = Counter(
-            "rsms_ingest_accepted_segments", "Segments in accepted send requests", ["test"],
-            registry=self.registry,
-        )
         self.latency = Histogram(
             "rsms_ingest_request_seconds", "Time to answer a request, by endpoint",
             ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry,

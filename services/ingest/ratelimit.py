@@ -17,7 +17,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -129,7 +129,7 @@ class RateLimiter:
         self._slot_ms = slot_seconds * 1000
         self._prefix = prefix
 
-    async def round_trip(self, fill: Callable[[Pipeline], Awaitable[str]]) -> tuple[str, list[Any]]:
+    async def round_trip(self, fill: Callable[[Pipeline], str]) -> tuple[str, list[Any]]:
         """Run the pipeline `fill` queues (a decision and other commands) in one round trip;
         returns what `fill` returned (the slot) and the pipeline's results.
 
@@ -140,27 +140,27 @@ class RateLimiter:
         """
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                slot = await fill(pipe)
+                slot = fill(pipe)
                 return slot, await pipe.execute()
         except NoScriptError:
             await self._redis.script_load(_SCRIPT)
         async with self._redis.pipeline(transaction=False) as pipe:
-            slot = await fill(pipe)
+            slot = fill(pipe)
             return slot, await pipe.execute()
 
-    async def acquire(self, pipe: Pipeline, key_id: str, tag: str | None, limits: Limits) -> str:
+    def acquire(self, pipe: Pipeline, key_id: str, tag: str | None, limits: Limits) -> str:
         """Queue the decision on `pipe`, so it shares a round trip with the other checks of
         the request; read it back with `decision(result, slot)` using the returned slot.
 
         `tag` is the project-qualified tag, or None when the request names no valid tag.
         """
-        return await self._queue(pipe, key_id, tag, limits, admit=True)
+        return self._queue(pipe, key_id, tag, limits, admit=True)
 
-    async def peek(self, pipe: Pipeline, key_id: str, limits: Limits) -> str:
+    def peek(self, pipe: Pipeline, key_id: str, limits: Limits) -> str:
         """Queue a look at the key's usage that records nothing (for headers on early errors)."""
-        return await self._queue(pipe, key_id, None, limits, admit=False)
+        return self._queue(pipe, key_id, None, limits, admit=False)
 
-    async def _queue(self, pipe: Pipeline, key_id: str, tag: str | None, limits: Limits, *, admit: bool) -> str:
+    def _queue(self, pipe: Pipeline, key_id: str, tag: str | None, limits: Limits, *, admit: bool) -> str:
         slot = uuid.uuid4().hex
         keys = [
             f"{self._prefix}:key:{key_id}",

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
@@ -64,14 +63,12 @@ class SendService:
     def __init__(
         self,
         *,
-        redis: Redis,
         access: AccessControl,
         limiter: RateLimiter,
         idempotency: IdempotencyStore,
         publisher: JobPublisher,
         prices: PriceTable,
     ) -> None:
-        self._redis = redis
         self._access = access
         self._limiter = limiter
         self._idempotency = idempotency
@@ -87,8 +84,8 @@ class SendService:
         the later checks need. Raises `RateLimited` (with the decision) over a limit."""
         tag = request.tag if request and self._tag_sender(caller, request.tag) else None
 
-        async def fill(pipe: Pipeline) -> str:
-            slot = await self._limiter.acquire(
+        def fill(pipe: Pipeline) -> str:
+            slot = self._limiter.acquire(
                 pipe, caller.key.id, f"{caller.project_id}:{tag}" if tag else None,
                 self._access.limits_for(caller.project),
             )
@@ -115,8 +112,8 @@ class SendService:
         """The key's current usage, counting nothing: for the headers of early refusals."""
         limits = self._access.limits_for(caller.project)
 
-        async def fill(pipe: Pipeline) -> str:
-            return await self._limiter.peek(pipe, caller.key.id, limits)
+        def fill(pipe: Pipeline) -> str:
+            return self._limiter.peek(pipe, caller.key.id, limits)
 
         try:
             slot, results = await self._limiter.round_trip(fill)
