@@ -109,9 +109,7 @@ async def wait_for(sim: httpx.AsyncClient, delivered: int, deadline: float) -> f
     raise TimeoutError(f"simulator saw {stats.get('delivered', 0)} of {delivered} recipients")
 
 
-async def run_dispatcher_round(
-    amqp_url: str, sim: httpx.AsyncClient, bodies: list[bytes], recipients: int
-) -> float:
+async def run_dispatcher_round(amqp_url: str, sim: httpx.AsyncClient, bodies: list[bytes], recipients: int) -> float:
     await sim.post("/admin/reset")
     connection = await aio_pika.connect(amqp_url)
     try:
@@ -138,9 +136,7 @@ async def run_baseline_round(amqp_url: str, bodies: list[bytes]) -> float:
         channel = await connection.channel(publisher_confirms=True)
         consumer_channel = await connection.channel()
         await consumer_channel.set_qos(prefetch_count=64)
-        queue = await channel.declare_queue(
-            "bench.baseline", durable=True, arguments={"x-queue-type": "quorum"}
-        )
+        queue = await channel.declare_queue("bench.baseline", durable=True, arguments={"x-queue-type": "quorum"})
         consumer_queue = await consumer_channel.get_queue(queue.name)
         done = asyncio.get_running_loop().create_future()
         seen = 0
@@ -214,9 +210,7 @@ def start(module: str, env: dict[str, str], quiet: bool) -> subprocess.Popen[byt
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--big-jobs", type=int, default=60, help="1000-recipient jobs per round")
     parser.add_argument("--small-jobs", type=int, default=3000, help="1-recipient jobs per round")
@@ -270,10 +264,7 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, rows: list[Row]) -> None:
-    print(
-        f"\ndispatcher end-to-end: {args.rounds} rounds each, "
-        f"{args.dispatchers} dispatcher(s), medians\n"
-    )
+    print(f"\ndispatcher end-to-end: {args.rounds} rounds each, {args.dispatchers} dispatcher(s), medians\n")
     header = (
         f"{'scenario':<22} {'jobs/round':>10} {'gateway rcpt/s':>15} {'gateway jobs/s':>15} "
         f"{'raw aio-pika msg/s':>19} {'gateway/raw':>11}  target"

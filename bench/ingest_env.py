@@ -64,7 +64,11 @@ class Server:
         log = self.log_path.open("wb")
         # A new session, so stopping it reaches Granian's workers and nothing else.
         self.process = subprocess.Popen(
-            self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            self.command,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
@@ -197,8 +201,7 @@ class BenchEnv:
         return Server("gateway", port, command, env, self.tmp / "gateway.log")
 
     def baseline(self, port: int, workers: int) -> Server:
-        command = [sys.executable, "-m", "bench.ingest_baseline",
-                   "--port", str(port), "--workers", str(workers)]
+        command = [sys.executable, "-m", "bench.ingest_baseline", "--port", str(port), "--workers", str(workers)]
         return Server("baseline", port, command, dict(os.environ), self.tmp / "baseline.log")
 
     def queued_jobs(self) -> int:

@@ -100,13 +100,17 @@ def run_wrk(target: Target, *, seconds: float, connections: int, threads: int) -
         body.write_bytes(target.body)
         env = {**os.environ, "RSMS_BENCH_BODY": str(body), "RSMS_BENCH_KEY": target.key}
         command = [
-            "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-            "--timeout", "5s",
-            "-s", str(script), f"http://{target.host}:{target.port}{target.path}",
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(script),
+            f"http://{target.host}:{target.port}{target.path}",
         ]
-        done = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=seconds + 30
-        )
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 30)
     if done.returncode != 0:
         output = done.stderr.strip() or done.stdout.strip()
         raise RuntimeError(f"wrk failed ({done.returncode}): {output}")
@@ -196,9 +200,7 @@ def _closed_loop_process(args: tuple[Target, float, int]) -> tuple[int, int, flo
     return asyncio.run(_closed_loop(*args))
 
 
-def run_python_closed_loop(
-    target: Target, *, seconds: float, connections: int, processes: int
-) -> Throughput:
+def run_python_closed_loop(target: Target, *, seconds: float, connections: int, processes: int) -> Throughput:
     """The fallback without wrk: `processes` clients, `connections` in flight in total."""
     per_process = max(1, connections // processes)
     with multiprocessing.get_context("spawn").Pool(processes) as pool:

@@ -83,9 +83,7 @@ class Scenario:
 
 
 class Bench:
-    def __init__(
-        self, args: argparse.Namespace, env: BenchEnv, gateway: Server, baseline: Server
-    ) -> None:
+    def __init__(self, args: argparse.Namespace, env: BenchEnv, gateway: Server, baseline: Server) -> None:
         self.args = args
         self.env = env
         self.servers = {"gateway": gateway, "baseline": baseline}
@@ -101,9 +99,7 @@ class Bench:
         if self.use_wrk:
             # One wrk thread: it keeps up with either server and leaves the second core to them.
             return run_wrk(target, seconds=seconds, connections=self.args.connections, threads=1)
-        return run_python_closed_loop(
-            target, seconds=seconds, connections=self.args.connections, processes=2
-        )
+        return run_python_closed_loop(target, seconds=seconds, connections=self.args.connections, processes=2)
 
     def checked(self, server: str, label: str, ok: int, failed: int) -> None:
         """Every answer must be a 200, and every 200 from the gateway a job in the queue."""
@@ -140,8 +136,11 @@ class Bench:
                 for server in order:
                     value = measure(server)
                     getattr(scenario, server).values.append(value)
-                    print(f"  round {round_no}/{self.args.rounds}  {scenario.name:<40} "
-                          f"{server:<8} {value:>12,.1f} {scenario.unit}", flush=True)
+                    print(
+                        f"  round {round_no}/{self.args.rounds}  {scenario.name:<40} "
+                        f"{server:<8} {value:>12,.1f} {scenario.unit}",
+                        flush=True,
+                    )
 
     def single_rps(self, server: str) -> float:
         result = self.throughput(self.target(server, 1), self.args.seconds)
@@ -162,11 +161,16 @@ class Bench:
         )
         self.checked(server, "latency", result.ok, result.failed)
         if result.generator_lag_p99_ms > 5:
-            print(f"    note: the generator itself sent {result.generator_lag_p99_ms:.1f} ms late "
-                  "(p99): the machine is saturated", flush=True)
-        print(f"    {server}: {result.sent} sent at {result.achieved_rate:,.0f}/s, "
-              f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms",
-              flush=True)
+            print(
+                f"    note: the generator itself sent {result.generator_lag_p99_ms:.1f} ms late "
+                "(p99): the machine is saturated",
+                flush=True,
+            )
+        print(
+            f"    {server}: {result.sent} sent at {result.achieved_rate:,.0f}/s, "
+            f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms",
+            flush=True,
+        )
         return result.p99_ms
 
 
@@ -180,9 +184,11 @@ def print_table(scenarios: list[Scenario], rounds: int) -> None:
         ratio = gateway / baseline if baseline else float("nan")
         sign = "≥" if s.higher_is_better else "<"
         verdict = "PASS" if s.passed() else "**MISS**"
-        print(f"| {s.name} | {fmt.format(gateway)} {s.unit} ({s.gateway.spread()}) "
-              f"| {fmt.format(baseline)} {s.unit} | {ratio:.2f} | {sign} {fmt.format(s.target)} "
-              f"| {verdict} |")
+        print(
+            f"| {s.name} | {fmt.format(gateway)} {s.unit} ({s.gateway.spread()}) "
+            f"| {fmt.format(baseline)} {s.unit} | {ratio:.2f} | {sign} {fmt.format(s.target)} "
+            f"| {verdict} |"
+        )
 
 
 def _load() -> str:
@@ -190,36 +196,34 @@ def _load() -> str:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each throughput run")
-    parser.add_argument("--latency-seconds", type=float, default=8.0,
-                        help="length of each fixed-rate run")
-    parser.add_argument("--rate", type=float, default=500.0,
-                        help="offered load for the p99 scenario")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="Granian workers, the same for both servers")
-    parser.add_argument("--connections", type=int, default=64,
-                        help="requests in flight (throughput runs)")
+    parser.add_argument("--latency-seconds", type=float, default=8.0, help="length of each fixed-rate run")
+    parser.add_argument("--rate", type=float, default=500.0, help="offered load for the p99 scenario")
+    parser.add_argument("--workers", type=int, default=2, help="Granian workers, the same for both servers")
+    parser.add_argument("--connections", type=int, default=64, help="requests in flight (throughput runs)")
     parser.add_argument("--open-loop-connections", type=int, default=64)
-    parser.add_argument("--python-client", action="store_true",
-                        help="use the Python client even where wrk is installed")
-    parser.add_argument("--hold", type=float, default=0.0,
-                        help="keep the servers up this long before the run (to attach py-spy)")
+    parser.add_argument(
+        "--python-client", action="store_true", help="use the Python client even where wrk is installed"
+    )
+    parser.add_argument(
+        "--hold", type=float, default=0.0, help="keep the servers up this long before the run (to attach py-spy)"
+    )
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
     if wrk_path() is None and not args.python_client:
-        print("wrk is not installed: using the Python client (2 processes, asyncio keep-alive).\n"
-              "For the README's figures install it first: apt-get install -y wrk", flush=True)
+        print(
+            "wrk is not installed: using the Python client (2 processes, asyncio keep-alive).\n"
+            "For the README's figures install it first: apt-get install -y wrk",
+            flush=True,
+        )
     scenarios = [
         Scenario("single-recipient sends", "req/s", TARGET_SINGLE_RPS, higher_is_better=True),
-        Scenario(f"{BULK_RECIPIENTS}-recipient sends", "recipients/s", TARGET_BULK_RECIPIENTS,
-                 higher_is_better=True),
+        Scenario(f"{BULK_RECIPIENTS}-recipient sends", "recipients/s", TARGET_BULK_RECIPIENTS, higher_is_better=True),
         Scenario(f"p99 latency at {args.rate:.0f} req/s (1 recipient)", "ms", TARGET_P99_MS, False),
     ]
     started = time.monotonic()
@@ -227,16 +231,22 @@ def main() -> int:
         gateway = env.gateway(free_port(), args.workers)
         baseline = env.baseline(free_port(), args.workers)
         client = "wrk" if wrk_path() and not args.python_client else "Python"
-        print(f"vhost {env.vhost}, Redis {env.redis_url}, {args.workers} Granian worker(s) each, "
-              f"load from {client}; load average {_load()} on {os.cpu_count()} cores", flush=True)
+        print(
+            f"vhost {env.vhost}, Redis {env.redis_url}, {args.workers} Granian worker(s) each, "
+            f"load from {client}; load average {_load()} on {os.cpu_count()} cores",
+            flush=True,
+        )
         try:
             for server in (gateway, baseline):
                 server.start()
             for server in (gateway, baseline):
                 server.wait_ready()
             env.wait_topology()
-            print(f"servers up: gateway :{gateway.port} (workers {gateway.worker_pids()}), "
-                  f"baseline :{baseline.port} (workers {baseline.worker_pids()})", flush=True)
+            print(
+                f"servers up: gateway :{gateway.port} (workers {gateway.worker_pids()}), "
+                f"baseline :{baseline.port} (workers {baseline.worker_pids()})",
+                flush=True,
+            )
             if args.hold:
                 # A throw-away key of a throw-away project, for driving load by hand meanwhile.
                 print(f"holding {args.hold:.0f}s; key {env.api_key}", flush=True)
@@ -254,16 +264,19 @@ def main() -> int:
     print_table(scenarios, args.rounds)
     single = scenarios[0]
     headroom = single.baseline.median / single.gateway.median if single.gateway.median else 0.0
-    print(f"\nLoad generator headroom: it drove the baseline at {headroom:.1f}x the gateway's "
-          "single-send rate, so the gateway's figure is the gateway's limit, not the generator's.")
-    print(f"Run took {time.monotonic() - started:.0f}s; load average now {_load()} "
-          "(anything else running on the machine lowers the figures).")
+    print(
+        f"\nLoad generator headroom: it drove the baseline at {headroom:.1f}x the gateway's "
+        "single-send rate, so the gateway's figure is the gateway's limit, not the generator's."
+    )
+    print(
+        f"Run took {time.monotonic() - started:.0f}s; load average now {_load()} "
+        "(anything else running on the machine lowers the figures)."
+    )
     missed = [s.name for s in scenarios if not s.passed()]
     if missed:
         print(f"TARGETS MISSED: {', '.join(missed)}")
     if bench.errors:
-        print("\nERRORS (the figures above are not trustworthy):", *bench.errors,
-              sep="\n  ", file=sys.stderr)
+        print("\nERRORS (the figures above are not trustworthy):", *bench.errors, sep="\n  ", file=sys.stderr)
         return 1
     return 0
 

@@ -186,9 +186,7 @@ def bare_raw_insert(client: Any, bodies: list[bytes], batch_rows: int) -> float:
 def create_bare_tables(client: Any) -> None:
     """Twins of the ledger's outcome table and of its events table and view."""
     client.command(f"CREATE TABLE {DATABASE}.{BARE_TABLE} AS {DATABASE}.{OUTCOMES_TABLE}")
-    client.command(
-        f"CREATE TABLE {DATABASE}.{BARE_EVENTS_TABLE} AS {DATABASE}.{OUTCOME_EVENTS_TABLE}"
-    )
+    client.command(f"CREATE TABLE {DATABASE}.{BARE_EVENTS_TABLE} AS {DATABASE}.{OUTCOME_EVENTS_TABLE}")
     view = next(
         statement
         for migration in SCHEMA_MIGRATIONS
@@ -203,16 +201,12 @@ def create_bare_tables(client: Any) -> None:
     )
 
 
-async def ledger_round(
-    settings: LedgerSettings, bodies: list[bytes], rows: int
-) -> tuple[float, int]:
+async def ledger_round(settings: LedgerSettings, bodies: list[bytes], rows: int) -> tuple[float, int]:
     """Seconds until the ledger has written every row, and its mean batch size in rows."""
     async with RabbitBroker(settings.amqp_url, logger=None) as broker:
         await declare_topology(broker)
         for body in bodies:
-            await broker.publish(
-                body, exchange=OUTCOMES_EXCHANGE, persist=True, content_type="application/json"
-            )
+            await broker.publish(body, exchange=OUTCOMES_EXCHANGE, persist=True, content_type="application/json")
     metrics = LedgerMetrics()
     app = build_app(settings, metrics)
     consuming_from: list[float] = []
@@ -235,9 +229,7 @@ async def ledger_round(
 
 
 def written(metrics: LedgerMetrics) -> float:
-    value = metrics.registry.get_sample_value(
-        "rsms_ledger_rows_written_total", {"table": OUTCOMES_TABLE}
-    )
+    value = metrics.registry.get_sample_value("rsms_ledger_rows_written_total", {"table": OUTCOMES_TABLE})
     return value or 0.0
 
 

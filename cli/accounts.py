@@ -13,7 +13,10 @@ from services.ingest import accounts as store
 from services.ingest.settings import IngestSettings
 
 file_option = click.option(
-    "--file", "path", type=click.Path(path_type=Path), default=None,
+    "--file",
+    "path",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Accounts file (default: RSMS_ACCOUNTS_FILE or var/accounts.toml).",
 )
 
@@ -195,8 +198,9 @@ def set_allowlist(project: str, cidrs: tuple[str, ...], path: Path | None) -> No
 @click.option("--tag-per-minute", type=click.IntRange(min=1), help="Requests per minute per tag.")
 @click.option("--concurrent", type=click.IntRange(min=1), help="Concurrent requests per key.")
 @file_option
-def set_limits(project: str, per_minute: int | None, tag_per_minute: int | None,
-               concurrent: int | None, path: Path | None) -> None:
+def set_limits(
+    project: str, per_minute: int | None, tag_per_minute: int | None, concurrent: int | None, path: Path | None
+) -> None:
     """Override the service's default limits for one project (omitted: the default)."""
     limits = store.ProjectLimits(
         requests_per_minute=per_minute, tag_requests_per_minute=tag_per_minute, concurrent_requests=concurrent

@@ -39,9 +39,7 @@ def _run(work: Callable[[AbstractChannel, AbstractQueue], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def _take(
-    queue: AbstractQueue, limit: int | None
-) -> list[tuple[AbstractIncomingMessage, DeadLetter | None]]:
+async def _take(queue: AbstractQueue, limit: int | None) -> list[tuple[AbstractIncomingMessage, DeadLetter | None]]:
     taken: list[tuple[AbstractIncomingMessage, DeadLetter | None]] = []
     while limit is None or len(taken) < limit:
         message = await queue.get(no_ack=False, fail=False)
@@ -93,9 +91,7 @@ def list_dead_letters(limit: int | None) -> None:
 
 
 @dlq.command("replay")
-@click.option(
-    "--message-id", "message_ids", multiple=True, help="Only these messages (repeatable)."
-)
+@click.option("--message-id", "message_ids", multiple=True, help="Only these messages (repeatable).")
 @click.option("--limit", type=int, default=None, help="Look at most at this many dead letters.")
 def replay(message_ids: tuple[str, ...], limit: int | None) -> None:
     """Send dead-lettered jobs back to the dispatcher, attempts reset.
@@ -131,9 +127,7 @@ def replay(message_ids: tuple[str, ...], limit: int | None) -> None:
     replayed_jobs, replayed_recipients, skipped = _run(work)
     click.echo(f"Replayed {replayed_jobs} job(s), {replayed_recipients} recipient(s).")
     if skipped:
-        click.echo(
-            f"Left {skipped} invalid job(s) on the queue: not replayable (see `rsms dlq list`)."
-        )
+        click.echo(f"Left {skipped} invalid job(s) on the queue: not replayable (see `rsms dlq list`).")
 
 
 @dlq.command("purge")

@@ -26,9 +26,7 @@ def _admin_url(url: str | None) -> str:
     return f"http://{settings.provider_sim_host}:{settings.provider_sim_port}"
 
 
-_URL_OPTION = click.option(
-    "--url", default=None, help="The running simulator (default: its settings)."
-)
+_URL_OPTION = click.option("--url", default=None, help="The running simulator (default: its settings).")
 
 
 @click.group("provider-sim", invoke_without_command=True)
@@ -46,9 +44,7 @@ def provider_sim(ctx: click.Context) -> None:
 @click.option("--latency-ms", type=float, help="Added to every send request.")
 @click.option("--error-rate", type=click.FloatRange(0, 1), help="Share of requests answered 503.")
 @click.option("--timeout-rate", type=click.FloatRange(0, 1), help="Share of requests that hang.")
-@click.option(
-    "--recipient-error-rate", type=click.FloatRange(0, 1), help="Share of recipients failed."
-)
+@click.option("--recipient-error-rate", type=click.FloatRange(0, 1), help="Share of recipients failed.")
 @click.option("--auth-failure/--auth-ok", default=None, help="Answer every request 401.")
 @click.option("--no-credits/--credits", default=None, help="Answer every request 402.")
 @click.option("--blocked", multiple=True, help="A number reported blocked (repeatable).")

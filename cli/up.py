@@ -134,8 +134,9 @@ def _wait_ready(url: str, services: list[Service], timeout: float = 60) -> bool:
 
 
 @click.command("up")
-@click.option("--dispatchers", default=1, show_default=True, type=click.IntRange(1, 16),
-              help="Dispatcher processes side by side.")
+@click.option(
+    "--dispatchers", default=1, show_default=True, type=click.IntRange(1, 16), help="Dispatcher processes side by side."
+)
 def up(dispatchers: int) -> None:
     """Start the whole gateway: simulator, ledger, dispatcher(s) and the API."""
     settings = IngestSettings()
@@ -164,8 +165,12 @@ def up(dispatchers: int) -> None:
         if not _wait_ready(ready_url, services):
             click.secho("The gateway did not become ready; see the log lines above.", fg="red", err=True)
             raise SystemExit(1)
-        click.secho(f"\nRSMS Gateway is up: http://127.0.0.1:{settings.ingest_port}  "
-                    f"(API docs: /docs, metrics: /metrics). Ctrl-C stops it.", fg="green", bold=True)
+        click.secho(
+            f"\nRSMS Gateway is up: http://127.0.0.1:{settings.ingest_port}  "
+            f"(API docs: /docs, metrics: /metrics). Ctrl-C stops it.",
+            fg="green",
+            bold=True,
+        )
         if demo_key:
             click.secho("\nA demo project with a test key was created (the key is shown only now):", bold=True)
             click.echo(curl_command(settings.ingest_port, demo_key) + "\n")
@@ -191,5 +196,3 @@ def _dispatcher_port(service: Service, count: int) -> dict[str, str]:
     base = int(os.environ.get("RSMS_DISPATCHER_HTTP_PORT", "8081"))
     index = int(service.name.rsplit("-", 1)[1]) - 1
     return {"RSMS_DISPATCHER_HTTP_PORT": str(base + 100 + index)}
-
-

@@ -38,17 +38,11 @@ def _first_of_month() -> str:
     show_default="first of this month",
     help="First UTC day, YYYY-MM-DD.",
 )
-@click.option(
-    "--to", "date_to", default=_today, show_default="today", help="Last UTC day, included."
-)
-@click.option(
-    "--group-by", type=click.Choice(["day", "tag", "country"]), default="day", show_default=True
-)
+@click.option("--to", "date_to", default=_today, show_default="today", help="Last UTC day, included.")
+@click.option("--group-by", type=click.Choice(["day", "tag", "country"]), default="day", show_default=True)
 @click.option("--project", default=None, help="One project (default: every project).")
 @click.option("--include-test", is_flag=True, help="Count sk_test_ traffic as well.")
-@click.option(
-    "--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the ledger."
-)
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the ledger.")
 def usage(
     date_from: str,
     date_to: str,
@@ -63,9 +57,7 @@ def usage(
     except GatewayError as error:
         raise click.BadParameter("; ".join(error.details)) from None
     report = _ask(
-        lambda q: q.usage(
-            project, params.date_from, params.date_to, params.group_by, include_test=include_test
-        ),
+        lambda q: q.usage(project, params.date_from, params.date_to, params.group_by, include_test=include_test),
         timeout,
     )
     assert isinstance(report, UsageReport)
@@ -89,9 +81,7 @@ def usage(
 @click.command("sms-status")
 @click.argument("project")
 @click.argument("message_id", type=click.UUID)
-@click.option(
-    "--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the ledger."
-)
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the ledger.")
 def sms_status(project: str, message_id: UUID, timeout: float) -> None:
     """Each recipient's delivery status of one message of PROJECT."""
     report = _ask(lambda q: q.message_status(project, message_id), timeout)

@@ -52,9 +52,7 @@ class SmsJob(Contract):
     store_body: bool = Field(description="Whether the ledger may keep the message text.")
     accepted_at: datetime
     attempt: int = 1
-    replay: int = Field(
-        0, description="Times an operator replayed it from the dead-letter queue (`rsms dlq replay`)."
-    )
+    replay: int = Field(0, description="Times an operator replayed it from the dead-letter queue (`rsms dlq replay`).")
 
     def price_for(self, country: str) -> Decimal:
         return self.prices.get(country, self.default_price)
@@ -89,7 +87,8 @@ class OutcomeEvent(Contract):
     occurred_at: datetime
     outcomes: list[RecipientOutcome]
     replay: int = Field(
-        0, description="The job's `replay` count: attempts restart at 1 when an operator replays "
+        0,
+        description="The job's `replay` count: attempts restart at 1 when an operator replays "
         "a dead letter, so (replay, attempt) orders a recipient's attempts for the ledger.",
     )
 
@@ -182,9 +181,7 @@ class LedgerQueryFailure(Contract):
 
 
 LedgerQuery = Annotated[MessageStatusQuery | UsageQuery, Field(discriminator="kind")]
-LedgerReply = Annotated[
-    MessageStatusReport | UsageReport | LedgerQueryFailure, Field(discriminator="kind")
-]
+LedgerReply = Annotated[MessageStatusReport | UsageReport | LedgerQueryFailure, Field(discriminator="kind")]
 
 
 # --- Dead letters (the dispatcher's give-ups; operators use `rsms dlq`) ---

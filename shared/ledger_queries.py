@@ -79,8 +79,7 @@ class LedgerQueries:
         """Billed usage from `date_from` through `date_to` (whole UTC days, both included)."""
         start, end = usage_window(date_from, date_to)
         reply = await self._ask(
-            UsageQuery(project=project, date_from=start, date_to=end, group_by=group_by,
-                       include_test=include_test)
+            UsageQuery(project=project, date_from=start, date_to=end, group_by=group_by, include_test=include_test)
         )
         if not isinstance(reply, UsageReport):
             raise _unavailable(f"unexpected reply {reply.kind!r} to a usage query")
@@ -152,9 +151,7 @@ class UsageParams:
     group_by: UsageGrouping
 
 
-def parse_usage_params(
-    date_from: str | None, date_to: str | None, group_by: str | None
-) -> UsageParams:
+def parse_usage_params(date_from: str | None, date_to: str | None, group_by: str | None) -> UsageParams:
     """`from`, `to` (YYYY-MM-DD, UTC days, inclusive) and `groupBy` (default `day`).
 
     Raises the contract's VALIDATION_ERROR naming every bad parameter.
@@ -164,9 +161,7 @@ def parse_usage_params(
     end = _parse_day("to", date_to, details)
     grouping = group_by or "day"
     if grouping not in USAGE_GROUPINGS:
-        details.append(
-            f"groupBy: must be one of {', '.join(USAGE_GROUPINGS)}, not '{grouping[:20]}'"
-        )
+        details.append(f"groupBy: must be one of {', '.join(USAGE_GROUPINGS)}, not '{grouping[:20]}'")
     if start and end:
         if end < start:
             details.append("to: must not be before from")
@@ -235,9 +230,7 @@ def message_status_body(report: MessageStatusReport) -> dict[str, Any]:
             "smsSegmentsPerRecipient": report.segments_per_recipient,
             "totalSmsSegments": report.recipient_count * report.segments_per_recipient,
             "estimatedCost": (
-                format_money(report.estimated_cost, currency)
-                if report.estimated_cost is not None
-                else None
+                format_money(report.estimated_cost, currency) if report.estimated_cost is not None else None
             ),
             "cost": format_money(report.cost, currency),
             "test": report.test,

@@ -20,9 +20,7 @@ _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Servic
 
 
 class OpsServer:
-    def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, ready: ReadinessCheck
-    ) -> None:
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, ready: ReadinessCheck) -> None:
         self._host = host
         self._port = port
         self._registry = registry

@@ -39,9 +39,7 @@ class SegmentCount:
 
 def count_segments(text: str) -> SegmentCount:
     if _GSM7_ALL.issuperset(text):
-        extension = sum(text.count(ch) for ch in GSM7_EXTENSION) if not GSM7_BASIC.issuperset(
-            text
-        ) else 0
+        extension = sum(text.count(ch) for ch in GSM7_EXTENSION) if not GSM7_BASIC.issuperset(text) else 0
         return _pack("GSM-7", text, len(text) + extension, has_pairs=extension > 0)
     units = len(text.encode("utf-16-le")) // 2
     return _pack("UCS-2", text, units, has_pairs=units != len(text))

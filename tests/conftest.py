@@ -79,8 +79,10 @@ def rabbit_admin() -> Iterator[RabbitAdmin]:
         yield RabbitAdmin(url, [])
         return
     if not _docker_available():
-        pytest.fail(f"RabbitMQ does not answer at {url} and no Docker engine is available: "
-                    "start it with `rabbitmq-server -detached`")
+        pytest.fail(
+            f"RabbitMQ does not answer at {url} and no Docker engine is available: "
+            "start it with `rabbitmq-server -detached`"
+        )
     from testcontainers.rabbitmq import RabbitMqContainer
 
     with RabbitMqContainer("rabbitmq:3.13-management") as container:
@@ -106,8 +108,10 @@ def redis_base_url() -> Iterator[str]:
         yield url.rstrip("/")
         return
     if not _docker_available():
-        pytest.fail(f"Redis does not answer at {url} and no Docker engine is available: start it "
-                    "with `redis-server --daemonize yes --port 6379 --save '' --appendonly no`")
+        pytest.fail(
+            f"Redis does not answer at {url} and no Docker engine is available: start it "
+            "with `redis-server --daemonize yes --port 6379 --save '' --appendonly no`"
+        )
     from testcontainers.redis import RedisContainer
 
     with RedisContainer("redis:7") as container:
@@ -207,6 +211,10 @@ def ingest_settings(amqp_url: str, redis_url: str, accounts_file: Path) -> Any:
     from services.ingest.settings import IngestSettings
 
     return IngestSettings(
-        amqp_url=amqp_url, redis_url=redis_url, accounts_file=accounts_file, accounts_reload_seconds=0.1,
-        publish_timeout_seconds=3.0, redis_timeout_seconds=1.0,
+        amqp_url=amqp_url,
+        redis_url=redis_url,
+        accounts_file=accounts_file,
+        accounts_reload_seconds=0.1,
+        publish_timeout_seconds=3.0,
+        redis_timeout_seconds=1.0,
     )

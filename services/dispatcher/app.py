@@ -63,9 +63,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
     )
     subscriber = broker.subscriber(DISPATCH_QUEUE, ack_policy=AckPolicy.MANUAL, decoder=_raw_body)
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
-    retry_policy = RetryPolicy(
-        settings.dispatcher_max_attempts, settings.dispatcher_retry_delays_ms
-    )
+    retry_policy = RetryPolicy(settings.dispatcher_max_attempts, settings.dispatcher_retry_delays_ms)
     live_provider = BatchingProvider(
         build_live_provider(settings),
         max_recipients=settings.provider_batch_size,
@@ -109,9 +107,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         except (RedisError, OSError):
             return False
 
-    observability = OpsServer(
-        settings.dispatcher_http_host, settings.dispatcher_http_port, metrics.registry, ready
-    )
+    observability = OpsServer(settings.dispatcher_http_host, settings.dispatcher_http_port, metrics.registry, ready)
 
     async def declare() -> None:
         await connect_when_available(

@@ -72,9 +72,7 @@ def classify_status(status_code: int) -> ProviderAccountError | Delivery | None:
     # Any other 4xx means this adapter built a request the provider does not accept: a
     # bug or an API change, not something a retry fixes, but nothing to lose a message
     # over either; retries give an operator time to notice before the dead-letter queue.
-    return Delivery(
-        DeliveryStatus.TRANSIENT, detail=f"provider rejected the request ({status_code})"
-    )
+    return Delivery(DeliveryStatus.TRANSIENT, detail=f"provider rejected the request ({status_code})")
 
 
 def classify_result(result: _Result) -> Delivery:
@@ -90,16 +88,12 @@ def classify_result(result: _Result) -> Delivery:
 
 
 class HttpProvider:
-    def __init__(
-        self, base_url: str, token: str, timeout_seconds: float, max_connections: int
-    ) -> None:
+    def __init__(self, base_url: str, token: str, timeout_seconds: float, max_connections: int) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             timeout=httpx.Timeout(timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
 
     async def send(self, batches: Sequence[OutboundBatch]) -> list[list[Delivery]]:
@@ -109,10 +103,7 @@ class HttpProvider:
                     _Message(
                         b.sender,
                         b.text,
-                        [
-                            _Destination(to, ref)
-                            for to, ref in zip(b.recipients, b.references, strict=True)
-                        ],
+                        [_Destination(to, ref) for to, ref in zip(b.recipients, b.references, strict=True)],
                     )
                     for b in batches
                 ]
@@ -123,9 +114,7 @@ class HttpProvider:
         except httpx.TransportError as exc:
             # Timeouts included: the provider may have taken the batch, and the retry
             # carries the same references, so it cannot deliver twice.
-            failure = Delivery(
-                DeliveryStatus.TRANSIENT, detail=f"provider unreachable: {type(exc).__name__}"
-            )
+            failure = Delivery(DeliveryStatus.TRANSIENT, detail=f"provider unreachable: {type(exc).__name__}")
             return [[failure] * len(b.recipients) for b in batches]
         verdict = classify_status(response.status_code)
         if isinstance(verdict, ProviderAccountError):
@@ -135,14 +124,9 @@ class HttpProvider:
         try:
             answer = _decode_response(response.content)
         except msgspec.DecodeError:
-            failure = Delivery(
-                DeliveryStatus.TRANSIENT, detail="provider answered an unreadable body"
-            )
+            failure = Delivery(DeliveryStatus.TRANSIENT, detail="provider answered an unreadable body")
             return [[failure] * len(b.recipients) for b in batches]
-        return [
-            _align(batch, message.results)
-            for batch, message in zip(batches, answer.messages, strict=True)
-        ]
+        return [_align(batch, message.results) for batch, message in zip(batches, answer.messages, strict=True)]
 
     async def account_state(self) -> ProviderState:
         try:
@@ -164,10 +148,5 @@ def _align(batch: OutboundBatch, results: list[_Result]) -> list[Delivery]:
         return [classify_result(r) for r in results]
     # Out of order or incomplete: match by reference; anything unanswered is retried.
     by_reference = {r.reference: r for r in results}
-    missing = Delivery(
-        DeliveryStatus.TRANSIENT, detail="provider did not answer for this recipient"
-    )
-    return [
-        classify_result(r) if (r := by_reference.get(ref)) is not None else missing
-        for ref in batch.references
-    ]
+    missing = Delivery(DeliveryStatus.TRANSIENT, detail="provider did not answer for this recipient")
+    return [classify_result(r) if (r := by_reference.get(ref)) is not None else missing for ref in batch.references]

@@ -24,12 +24,8 @@ from shared.errors import ErrorCode
 _EVENT_NAMESPACE = uuid.UUID("1f0d5c8e-3d0a-4c59-9a57-7a1bb2f0e6a1")
 _ZERO = Decimal(0)
 
-_ALREADY_BLOCKED = Delivery(
-    DeliveryStatus.BLOCKED, detail="provider reported the number as blocked"
-)
-_ALREADY_INVALID = Delivery(
-    DeliveryStatus.INVALID, detail="provider reported the number as invalid"
-)
+_ALREADY_BLOCKED = Delivery(DeliveryStatus.BLOCKED, detail="provider reported the number as blocked")
+_ALREADY_INVALID = Delivery(DeliveryStatus.INVALID, detail="provider reported the number as invalid")
 
 
 def idempotency_reference(message_id: uuid.UUID, recipient: str) -> str:
@@ -99,11 +95,7 @@ class JobDispatcher:
             deliveries = await self._send(self._test, job, list(range(len(recipients))), None)
         else:
             deliveries = await self._send_live(job)
-        newly_blocked = [
-            r
-            for r, d in zip(recipients, deliveries, strict=True)
-            if d.status is DeliveryStatus.BLOCKED
-        ]
+        newly_blocked = [r for r, d in zip(recipients, deliveries, strict=True) if d.status is DeliveryStatus.BLOCKED]
         if newly_blocked:
             await self._blocklist.add(newly_blocked)
         return self._settle(job, deliveries, newly_blocked)
@@ -128,9 +120,7 @@ class JobDispatcher:
         job does not send the finished batches again.
         """
         recipients = job.recipients
-        chunks = [
-            indexes[i : i + self._batch_size] for i in range(0, len(indexes), self._batch_size)
-        ]
+        chunks = [indexes[i : i + self._batch_size] for i in range(0, len(indexes), self._batch_size)]
 
         async def send_chunk(chunk: list[int]) -> list[Delivery]:
             chunk_recipients = [recipients[i] for i in chunk]
@@ -142,11 +132,7 @@ class JobDispatcher:
             )
             (deliveries,) = await provider.send([batch])
             if markers is not None:
-                settled = {
-                    r: m
-                    for r, d in zip(chunk_recipients, deliveries, strict=True)
-                    if (m := marker_for(d))
-                }
+                settled = {r: m for r, d in zip(chunk_recipients, deliveries, strict=True) if (m := marker_for(d))}
                 await markers.record(job.message_id, settled)
             return deliveries
 
@@ -160,9 +146,7 @@ class JobDispatcher:
             raise grouped.exceptions[0] from grouped
         return [d for task in tasks for d in task.result()]
 
-    def _settle(
-        self, job: SmsJob, deliveries: Sequence[Delivery], newly_blocked: list[str]
-    ) -> DispatchResult:
+    def _settle(self, job: SmsJob, deliveries: Sequence[Delivery], newly_blocked: list[str]) -> DispatchResult:
         can_retry = self._retry.can_retry(job.attempt)
         live = not job.test
         segments = job.segments
@@ -198,11 +182,7 @@ class JobDispatcher:
                     error_message=delivery.detail,
                 )
             else:
-                code = (
-                    ErrorCode.RECIPIENT_BLOCKED
-                    if status is DeliveryStatus.BLOCKED
-                    else ErrorCode.VALIDATION_ERROR
-                )
+                code = ErrorCode.RECIPIENT_BLOCKED if status is DeliveryStatus.BLOCKED else ErrorCode.VALIDATION_ERROR
                 outcome = construct(
                     recipient=recipient,
                     country=country,
@@ -232,9 +212,7 @@ class JobDispatcher:
         )
         result = DispatchResult(event=event, newly_blocked=newly_blocked, counts=counts)
         if remaining and can_retry:
-            result.retry = job.model_copy(
-                update={"recipients": remaining, "attempt": job.attempt + 1}
-            )
+            result.retry = job.model_copy(update={"recipients": remaining, "attempt": job.attempt + 1})
             result.retry_delay_ms = self._retry.delay_after(job.attempt)
         elif remaining:
             details = {d.detail for d in deliveries if d.status is DeliveryStatus.TRANSIENT}

@@ -54,9 +54,7 @@ class Outbox:
             return
         sends = [event]
         if result.retry is not None:
-            sends.append(
-                self._publish(result.retry, routing_key=retry_queue(result.retry_delay_ms).name)
-            )
+            sends.append(self._publish(result.retry, routing_key=retry_queue(result.retry_delay_ms).name))
         if result.dead_letter is not None:
             sends.append(self.publish_dead_letter(result.dead_letter))
         await asyncio.gather(*sends)

@@ -20,9 +20,7 @@ class DispatcherSettings(ServiceSettings):
         (1_000, 5_000, 25_000, 120_000, 600_000),
         description="Wait before attempt n+1 is RETRY_DELAYS[n-1]; the last one repeats.",
     )
-    dispatcher_marker_ttl_seconds: int = Field(
-        7 * 86_400, description="How long a per-recipient send marker is kept."
-    )
+    dispatcher_marker_ttl_seconds: int = Field(7 * 86_400, description="How long a per-recipient send marker is kept.")
     dispatcher_publish_timeout_seconds: float = Field(
         10.0, description="Wait this long for the confirm of an outcome event."
     )
@@ -35,9 +33,7 @@ class DispatcherSettings(ServiceSettings):
     dispatcher_http_host: str = Field("127.0.0.1", description="Address of /metrics and /health/*.")
     dispatcher_http_port: int = Field(8081, description="Serves /metrics and /health/*.")
 
-    provider_kind: Literal["http"] = Field(
-        "http", description="Which provider adapter sends live jobs."
-    )
+    provider_kind: Literal["http"] = Field("http", description="Which provider adapter sends live jobs.")
     provider_url: str = Field("http://127.0.0.1:8090", description="Base URL of the provider's batch API.")
     provider_token: str = Field("sim-token", description="Bearer token for the provider (default: the simulator's).")
     provider_timeout_seconds: float = Field(10.0, description="Timeout of one provider request; then transient.")

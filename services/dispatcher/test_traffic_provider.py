@@ -13,9 +13,7 @@ class TestTrafficProvider:
     __test__ = False  # not a pytest test class
 
     async def send(self, batches: Sequence[OutboundBatch]) -> list[list[Delivery]]:
-        return [
-            [Delivery(DeliveryStatus.SENT, f"test-{ref}") for ref in b.references] for b in batches
-        ]
+        return [[Delivery(DeliveryStatus.SENT, f"test-{ref}") for ref in b.references] for b in batches]
 
     async def account_state(self) -> ProviderState:
         return ProviderState.OK

@@ -78,9 +78,7 @@ class TagRecord(_Model):
     @classmethod
     def _sender(cls, value: str) -> str:
         if not (ALPHANUMERIC_SENDER.match(value) or PHONE_SENDER.match(value)):
-            raise ValueError(
-                f"sender {value!r} must be 1-11 letters/digits (at least one letter) or a phone number"
-            )
+            raise ValueError(f"sender {value!r} must be 1-11 letters/digits (at least one letter) or a phone number")
         return value
 
 

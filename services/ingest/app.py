@@ -59,9 +59,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             logger=None,
         )
         accounts = AccountStore(settings.accounts_file)
-        defaults = Limits(
-            settings.requests_per_minute, settings.tag_requests_per_minute, settings.concurrent_requests
-        )
+        defaults = Limits(settings.requests_per_minute, settings.tag_requests_per_minute, settings.concurrent_requests)
         access = AccessControl(accounts, defaults, settings.trusted_proxies)
         send_service = SendService(
             access=access,
@@ -73,7 +71,10 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             prices=PriceTable(settings.currency, settings.default_price_per_segment, settings.prices_per_segment),
         )
         app.state.update(
-            access=access, send_service=send_service, redis=redis, broker=broker,
+            access=access,
+            send_service=send_service,
+            redis=redis,
+            broker=broker,
             ledger=LedgerQueries(broker, timeout=settings.ledger_query_timeout_seconds),
         )
         watcher = asyncio.create_task(accounts.watch(settings.accounts_reload_seconds))

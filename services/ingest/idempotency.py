@@ -75,8 +75,7 @@ class IdempotencyStore:
             await asyncio.sleep(0.05)
 
     async def complete(self, project: str, key: str, fingerprint: str, response: StoredResponse) -> None:
-        value = {"state": "done", "fingerprint": fingerprint, "status": response.status,
-                 "body": response.body.decode()}
+        value = {"state": "done", "fingerprint": fingerprint, "status": response.status, "body": response.body.decode()}
         await self._redis.set(self._name(project, key), json.dumps(value), keepttl=True)
 
     async def release(self, project: str, key: str) -> None:

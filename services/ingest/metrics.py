@@ -16,16 +16,23 @@ class IngestMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "rsms_ingest_requests", "API requests by endpoint and outcome code ('OK' when accepted)",
-            ["endpoint", "code"], registry=self.registry,
+            "rsms_ingest_requests",
+            "API requests by endpoint and outcome code ('OK' when accepted)",
+            ["endpoint", "code"],
+            registry=self.registry,
         )
         self.accepted_recipients = Counter(
-            "rsms_ingest_accepted_recipients", "Recipients in accepted send requests", ["test"],
+            "rsms_ingest_accepted_recipients",
+            "Recipients in accepted send requests",
+            ["test"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "rsms_ingest_request_seconds", "Time to answer a request, by endpoint",
-            ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            "rsms_ingest_request_seconds",
+            "Time to answer a request, by endpoint",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
 
     def exposition(self) -> bytes:

@@ -30,12 +30,19 @@ from shared.ledger_queries import (
 AnyRequest = Request[Any, Any, Any]
 
 RATE_LIMIT_HEADERS = [
-    ResponseHeader(name="X-RateLimit-Limit", documentation_only=True,
-                   description="Requests per minute per key (per tag, on a refusal by the tag limit)."),
-    ResponseHeader(name="X-RateLimit-Remaining", documentation_only=True,
-                   description="Requests left in the current minute."),
-    ResponseHeader(name="X-RateLimit-Reset", documentation_only=True,
-                   description="Unix time (seconds) when the oldest counted request leaves the window."),
+    ResponseHeader(
+        name="X-RateLimit-Limit",
+        documentation_only=True,
+        description="Requests per minute per key (per tag, on a refusal by the tag limit).",
+    ),
+    ResponseHeader(
+        name="X-RateLimit-Remaining", documentation_only=True, description="Requests left in the current minute."
+    ),
+    ResponseHeader(
+        name="X-RateLimit-Reset",
+        documentation_only=True,
+        description="Unix time (seconds) when the oldest counted request leaves the window.",
+    ),
 ]
 
 

@@ -52,8 +52,13 @@ SEND_REQUEST_SCHEMA = Schema(
     additional_properties=False,
     description="Unknown fields are refused with VALIDATION_ERROR.",
     properties={
-        "tag": Schema(type=OpenAPIType.STRING, min_length=1, max_length=50, examples=["R-COV1RSMS"],
-                      description="Tag code assigned to your project; it selects the sender name."),
+        "tag": Schema(
+            type=OpenAPIType.STRING,
+            min_length=1,
+            max_length=50,
+            examples=["R-COV1RSMS"],
+            description="Tag code assigned to your project; it selects the sender name.",
+        ),
         "recipients": Schema(
             type=OpenAPIType.ARRAY,
             min_items=1,
@@ -62,8 +67,12 @@ SEND_REQUEST_SCHEMA = Schema(
             description="E.164 numbers; duplicates are removed.",
             examples=[["+4712345678", "+4787654321"]],
         ),
-        "message": Schema(type=OpenAPIType.STRING, min_length=1, max_length=1000,
-                          description="1-1000 characters; GSM-7 or UCS-2 segments are counted."),
+        "message": Schema(
+            type=OpenAPIType.STRING,
+            min_length=1,
+            max_length=1000,
+            description="1-1000 characters; GSM-7 or UCS-2 segments are counted.",
+        ),
     },
 )
 

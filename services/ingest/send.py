@@ -86,7 +86,9 @@ class SendService:
 
         def fill(pipe: Pipeline) -> str:
             slot = self._limiter.acquire(
-                pipe, caller.key.id, f"{caller.project_id}:{tag}" if tag else None,
+                pipe,
+                caller.key.id,
+                f"{caller.project_id}:{tag}" if tag else None,
                 self._access.limits_for(caller.project),
             )
             if request is not None and tag is not None:

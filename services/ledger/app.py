@@ -90,9 +90,7 @@ class LedgerStorage:
             self._metrics.rows_written.labels(table).inc(rows)
 
     async def answers(self) -> bool:
-        return self._probe_client is not None and await asyncio.to_thread(
-            answers, self._probe_client
-        )
+        return self._probe_client is not None and await asyncio.to_thread(answers, self._probe_client)
 
 
 async def keep_body_undecoded(message: StreamMessage[Any]) -> bytes:

@@ -137,9 +137,7 @@ class RowBatcher:
                 self._metrics.clickhouse_up.set(0)
                 self._metrics.insert_failures.inc()
                 if self._closing.is_set():
-                    self._log.warning(
-                        "ledger.batch_not_written", rows=rows, messages=len(batch), error=str(error)
-                    )
+                    self._log.warning("ledger.batch_not_written", rows=rows, messages=len(batch), error=str(error))
                     self._fail(batch, BatchNotWritten(str(error)))
                     return
                 self._log.warning(
@@ -164,9 +162,7 @@ class RowBatcher:
             for pending in batch:
                 if not pending.written.done():
                     pending.written.set_result(None)
-            self._log.debug(
-                "ledger.batch_written", rows=rows, messages=len(batch), seconds=round(elapsed, 4)
-            )
+            self._log.debug("ledger.batch_written", rows=rows, messages=len(batch), seconds=round(elapsed, 4))
             return
 
     @staticmethod

@@ -110,9 +110,7 @@ class LedgerWriter:
         except STORAGE_ERRORS as error:
             raise StorageUnavailable(f"insert into {table} failed: {error}") from error
 
-    def insert(
-        self, table: str, column_names: Sequence[str], columns: list[list[Any]], token: str
-    ) -> None:
+    def insert(self, table: str, column_names: Sequence[str], columns: list[list[Any]], token: str) -> None:
         try:
             self._client.insert(
                 f"{self._database}.{table}",

@@ -70,9 +70,7 @@ async def record_event(
     await delivery.ack()
 
 
-async def answer_query(
-    body: bytes, reader: LedgerReader, metrics: LedgerMetrics, log: Any
-) -> LedgerReply:
+async def answer_query(body: bytes, reader: LedgerReader, metrics: LedgerMetrics, log: Any) -> LedgerReply:
     try:
         query = QUERY_ADAPTER.validate_json(body)
     except ValidationError as error:
@@ -80,9 +78,7 @@ async def answer_query(
         return LedgerQueryFailure(reason=f"invalid query: {error.error_count()} errors")
     try:
         if isinstance(query, MessageStatusQuery):
-            reply: LedgerReply = await asyncio.to_thread(
-                reader.message_status, query.project, query.message_id
-            )
+            reply: LedgerReply = await asyncio.to_thread(reader.message_status, query.project, query.message_id)
         else:
             reply = await asyncio.to_thread(reader.usage, query)
     except StorageUnavailable as error:

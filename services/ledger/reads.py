@@ -90,9 +90,7 @@ class LedgerReader:
             raise StorageUnavailable(f"status read failed: {error}") from error
         if not requests and not outcomes:
             return MessageStatusReport(found=False, message_id=message_id, project=project)
-        attempted = [
-            _recipient_row(recipient, attempt, latest) for recipient, attempt, latest in outcomes
-        ]
+        attempted = [_recipient_row(recipient, attempt, latest) for recipient, attempt, latest in outcomes]
         billed = sum((r.cost for r in attempted if r.status == "sent"), Decimal(0))
         if not requests:
             # The outcome arrived before the accepted event: report what is known.

@@ -26,9 +26,7 @@ class LedgerSettings(ServiceSettings):
     )
 
     ledger_batch_rows: int = Field(5_000, ge=1, description="Flush when this many rows wait.")
-    ledger_batch_seconds: float = Field(
-        1.0, gt=0, description="Flush at most this long after the first waiting row."
-    )
+    ledger_batch_seconds: float = Field(1.0, gt=0, description="Flush at most this long after the first waiting row.")
     ledger_prefetch: int = Field(
         1_000,
         ge=2,
@@ -37,12 +35,8 @@ class LedgerSettings(ServiceSettings):
     )
     ledger_retry_initial_seconds: float = Field(0.5, gt=0, description="First wait before retrying a refused insert.")
     ledger_retry_max_seconds: float = Field(30.0, gt=0, description="Longest wait between insert retries.")
-    ledger_shutdown_seconds: float = Field(
-        10.0, gt=0, description="Longest final flush on SIGTERM."
-    )
-    ledger_queue_poll_seconds: float = Field(
-        5.0, gt=0, description="How often queue depths are read."
-    )
+    ledger_shutdown_seconds: float = Field(10.0, gt=0, description="Longest final flush on SIGTERM.")
+    ledger_queue_poll_seconds: float = Field(5.0, gt=0, description="How often queue depths are read.")
     ledger_http_host: str = Field("127.0.0.1", description="Address of /metrics and /health/*.")
     ledger_http_port: int = Field(8082, description="Port of /metrics and /health/*.")
 

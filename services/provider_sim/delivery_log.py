@@ -31,9 +31,7 @@ class DeliveryLog:
     counters: Counter[str] = field(default_factory=Counter)
     _next_id: int = 1
 
-    def record(
-        self, message: OutboundMessage, faults: Faults, rng: random.Random
-    ) -> list[DestinationResult]:
+    def record(self, message: OutboundMessage, faults: Faults, rng: random.Random) -> list[DestinationResult]:
         blocked = set(faults.blocked)
         invalid = set(faults.invalid)
         fail_rate = faults.recipient_error_rate
@@ -61,9 +59,7 @@ class DeliveryLog:
             else:
                 provider_id = f"sim-{self._next_id}"
                 self._next_id += 1
-                deliveries[reference] = Delivery(
-                    reference, destination.to, message.sender, provider_id
-                )
+                deliveries[reference] = Delivery(reference, destination.to, message.sender, provider_id)
                 append(DestinationResult(reference, "accepted", provider_id))
         return results
 

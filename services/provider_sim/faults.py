@@ -37,7 +37,5 @@ class FaultsUpdate(msgspec.Struct, kw_only=True, omit_defaults=True):
     invalid: list[str] | None = None
 
     def apply_to(self, faults: Faults) -> Faults:
-        changes = {
-            f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not None
-        }
+        changes = {f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not None}
         return msgspec.structs.replace(faults, **changes)

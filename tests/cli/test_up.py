@@ -14,8 +14,9 @@ from services.ingest.settings import IngestSettings
 
 
 def test_missing_rabbitmq_and_redis_are_named_with_how_to_start_them(free_port: Callable[[], int]) -> None:
-    settings = IngestSettings(amqp_url=f"amqp://guest:guest@127.0.0.1:{free_port()}/",
-                              redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    settings = IngestSettings(
+        amqp_url=f"amqp://guest:guest@127.0.0.1:{free_port()}/", redis_url=f"redis://127.0.0.1:{free_port()}/0"
+    )
     problems = check_dependencies(settings)
     assert len(problems) == 2
     assert "RabbitMQ does not answer" in problems[0] and "rabbitmq-server -detached" in problems[0]

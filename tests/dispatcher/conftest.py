@@ -45,9 +45,7 @@ async def start_dispatcher(
 
     def start(**overrides: str) -> Dispatcher:
         index = len(started)
-        dispatcher = Dispatcher(
-            {**dispatcher_env, **overrides}, free_port(), tmp_path / f"dispatcher-{index}.log"
-        )
+        dispatcher = Dispatcher({**dispatcher_env, **overrides}, free_port(), tmp_path / f"dispatcher-{index}.log")
         started.append(dispatcher)
         return dispatcher
 

@@ -40,9 +40,7 @@ async def eventually(
         if until(value):
             return value
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(
-                f"gave up waiting for {what or 'condition'}; last value: {value!r}"
-            )
+            raise AssertionError(f"gave up waiting for {what or 'condition'}; last value: {value!r}")
         await asyncio.sleep(0.05)
 
 
@@ -50,9 +48,7 @@ def numbers(count: int, start: int = 0) -> list[str]:
     return [f"+4790{start + i:06d}" for i in range(count)]
 
 
-def make_job(
-    recipients: list[str], *, test: bool = False, message: str = "Hello from the tests"
-) -> SmsJob:
+def make_job(recipients: list[str], *, test: bool = False, message: str = "Hello from the tests") -> SmsJob:
     return SmsJob(
         message_id=uuid.uuid4(),
         project="proj",
@@ -191,20 +187,14 @@ class Dispatcher:
     async def ready(self) -> Dispatcher:
         async def answers() -> int:
             if self.process.poll() is not None:
-                raise AssertionError(
-                    f"dispatcher exited with {self.process.returncode}: {self.output()}"
-                )
+                raise AssertionError(f"dispatcher exited with {self.process.returncode}: {self.output()}")
             try:
                 async with httpx.AsyncClient(timeout=2.0) as client:
-                    return (
-                        await client.get(f"http://127.0.0.1:{self.http_port}/health/ready")
-                    ).status_code
+                    return (await client.get(f"http://127.0.0.1:{self.http_port}/health/ready")).status_code
             except httpx.TransportError:
                 return 0
 
-        await eventually(
-            answers, lambda status: status == 200, within=30, what="the dispatcher to be ready"
-        )
+        await eventually(answers, lambda status: status == 200, within=30, what="the dispatcher to be ready")
         return self
 
     async def metrics(self) -> str:

@@ -16,9 +16,7 @@ from tests.support.accounts import add_project
 from tests.support.queues import depth
 
 
-async def test_thirty_percent_transient_faults_deliver_everyone_once(
-    amqp_url, simulator, start_dispatcher
-):
+async def test_thirty_percent_transient_faults_deliver_everyone_once(amqp_url, simulator, start_dispatcher):
     await simulator.faults(error_rate=0.3, recipient_error_rate=0.3)
     dispatcher = await start_dispatcher(
         RSMS_DISPATCHER_MAX_ATTEMPTS="25", RSMS_DISPATCHER_RETRY_DELAYS_MS="[50, 100, 200]"
@@ -26,9 +24,7 @@ async def test_thirty_percent_transient_faults_deliver_everyone_once(
     jobs = [make_job(numbers(50, start=i * 50)) for i in range(20)]
     await publish(amqp_url, *jobs)
 
-    stats = await eventually(
-        simulator.stats, lambda s: s.get("delivered", 0) >= 1000, what="1000 sent"
-    )
+    stats = await eventually(simulator.stats, lambda s: s.get("delivered", 0) >= 1000, what="1000 sent")
     delivered = await simulator.messages()
     assert set(Counter(m["to"] for m in delivered).values()) == {1}
     assert len(delivered) == 1000
@@ -38,9 +34,7 @@ async def test_thirty_percent_transient_faults_deliver_everyone_once(
     # Retries are visible: in the metrics and as `retrying` outcomes of earlier attempts,
     # and every recipient's latest attempt says sent.
     metrics = await dispatcher.metrics()
-    retries = next(
-        line for line in metrics.splitlines() if line.startswith("rsms_dispatcher_retries_total ")
-    )
+    retries = next(line for line in metrics.splitlines() if line.startswith("rsms_dispatcher_retries_total "))
     assert float(retries.split()[1]) > 0
     events = await eventually(
         lambda: peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
@@ -128,13 +122,8 @@ async def test_out_of_credits_stops_sending_keeps_jobs_and_resumes(
             what="provider state",
         )
         # Consumption stopped: every job is back on the queue, none spent an attempt.
-        await eventually(
-            lambda: depth(amqp_url, DISPATCH_QUEUE.name), lambda n: n == 3, what="jobs waiting"
-        )
-        assert (
-            'rsms_dispatcher_circuit_open{provider_state="no_credits"} 1.0'
-            in await dispatcher.metrics()
-        )
+        await eventually(lambda: depth(amqp_url, DISPATCH_QUEUE.name), lambda n: n == 3, what="jobs waiting")
+        assert 'rsms_dispatcher_circuit_open{provider_state="no_credits"} 1.0' in await dispatcher.metrics()
 
         client, keys = ingest
         response = await client.post(
@@ -146,9 +135,7 @@ async def test_out_of_credits_stops_sending_keeps_jobs_and_resumes(
         assert response.json()["error"]["code"] == "PROVIDER_NO_CREDITS"
 
         await simulator.faults(no_credits=False)
-        await eventually(
-            simulator.stats, lambda s: s.get("delivered", 0) >= 30, what="30 sent after credits"
-        )
+        await eventually(simulator.stats, lambda s: s.get("delivered", 0) >= 30, what="30 sent after credits")
         await eventually(
             lambda: read_provider_state(redis),
             lambda s: s is ProviderState.OK,

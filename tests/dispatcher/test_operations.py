@@ -15,9 +15,7 @@ from tests.support.queues import depth
 
 async def _cli(amqp_url: str, *args: str, input: str | None = None):
     # The command runs its own event loop, so not on this one.
-    result = await asyncio.to_thread(
-        CliRunner().invoke, dlq, list(args), env={"RSMS_AMQP_URL": amqp_url}, input=input
-    )
+    result = await asyncio.to_thread(CliRunner().invoke, dlq, list(args), env={"RSMS_AMQP_URL": amqp_url}, input=input)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     return result
 
@@ -55,9 +53,7 @@ async def test_poison_jobs_are_dead_lettered_and_failed_jobs_replayed_after_the_
     await simulator.faults(error_rate=0.0)
     replayed = await _cli(amqp_url, "replay")
     assert "Replayed 1 job(s), 4 recipient(s)." in replayed.output
-    await eventually(
-        simulator.stats, lambda s: s.get("delivered", 0) >= 4, what="replayed job sent"
-    )
+    await eventually(simulator.stats, lambda s: s.get("delivered", 0) >= 4, what="replayed job sent")
     assert sorted(m["to"] for m in await simulator.messages()) == sorted(job.recipients)
     events = await eventually(
         lambda: peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
@@ -82,9 +78,7 @@ async def test_sigterm_finishes_in_flight_sends_then_exits(amqp_url, simulator, 
     job = make_job(numbers(10))
     await publish(amqp_url, job)
     # The provider has the batch; its answer is still 0.6 s away.
-    await eventually(
-        simulator.stats, lambda s: s.get("delivered", 0) >= 10, what="batch at the provider"
-    )
+    await eventually(simulator.stats, lambda s: s.get("delivered", 0) >= 10, what="batch at the provider")
 
     assert await dispatcher.terminate() == 0
     assert "dispatcher stopped" in dispatcher.output()

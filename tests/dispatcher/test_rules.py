@@ -42,10 +42,7 @@ def test_backoff_grows_then_repeats_and_stops_at_the_last_attempt():
 def test_markers_round_trip_and_unsettled_ones_are_sent_again():
     sent = Delivery(DeliveryStatus.SENT, "sim-7")
     assert delivery_from_marker(marker_for(sent) or "") == sent
-    assert (
-        delivery_from_marker(marker_for(Delivery(DeliveryStatus.BLOCKED)) or "").status
-        is DeliveryStatus.BLOCKED
-    )
+    assert delivery_from_marker(marker_for(Delivery(DeliveryStatus.BLOCKED)) or "").status is DeliveryStatus.BLOCKED
     assert marker_for(Delivery(DeliveryStatus.TRANSIENT)) is None
     assert delivery_from_marker("p") is None and delivery_from_marker("") is None
 

@@ -33,8 +33,13 @@ INVOICE = (
 EXAMPLES = [
     # (tag, recipients, message, segments per recipient, estimated cost)
     ("RS-COV1RSMS", ["+4712345678"], "Hello! This is a test message from our system.", 1, "0.67 NOK"),
-    ("RS-COV1RSMS", ["+4712345678", "+4787654321", "+46701234567"],
-     "Important notification: Your account has been updated.", 1, "2.01 NOK"),
+    (
+        "RS-COV1RSMS",
+        ["+4712345678", "+4787654321", "+46701234567"],
+        "Important notification: Your account has been updated.",
+        1,
+        "2.01 NOK",
+    ),
     ("billing", ["+4712345678"], INVOICE, 2, "1.34 NOK"),
 ]
 
@@ -98,8 +103,12 @@ def gateway(
     def start() -> Gateway:
         # Like a new user: run from a directory of its own, so var/ (accounts, chDB) is fresh.
         process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "up"], cwd=tmp_path, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [sys.executable, "-m", "cli", "up"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         started.append(process)
         return Gateway(process)
@@ -116,9 +125,7 @@ def gateway(
                     process.kill()
 
 
-def test_rsms_up_runs_the_whole_gateway(
-    gateway: tuple[Callable[[], Gateway], dict[str, int]], tmp_path: Path
-) -> None:
+def test_rsms_up_runs_the_whole_gateway(gateway: tuple[Callable[[], Gateway], dict[str, int]], tmp_path: Path) -> None:
     start, ports = gateway
     up = start()
     key = up.wait_for(r"Bearer (sk_test_[A-Za-z0-9]{40})").group(1)
@@ -126,8 +133,11 @@ def test_rsms_up_runs_the_whole_gateway(
     api = f"http://127.0.0.1:{ports['ingest']}"
 
     # The printed curl command works: a test key, queued, never sent for real.
-    demo = httpx.post(f"{api}/api/v1/sms/send", headers={"Authorization": f"Bearer {key}"},
-                      json={"tag": "demo", "recipients": ["+4712345678"], "message": "Hello from RSMS Gateway!"})
+    demo = httpx.post(
+        f"{api}/api/v1/sms/send",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"tag": "demo", "recipients": ["+4712345678"], "message": "Hello from RSMS Gateway!"},
+    )
     assert demo.status_code == 200 and demo.json()["data"]["status"] == "queued", demo.text
 
     # A live key and the contract's tags, added while it runs (ingest reloads the file).
@@ -137,14 +147,17 @@ def test_rsms_up_runs_the_whole_gateway(
         store.set_tag(data, "demo", "RS-COV1RSMS", "RSMS")
         store.set_tag(data, "demo", "billing", "Billing")
     headers = {"Authorization": f"Bearer {live_key}"}
-    eventually(lambda: httpx.post(f"{api}/api/v1/sms/send", headers=headers, content=b"{}").status_code == 400,
-               "the new key to be loaded")
+    eventually(
+        lambda: httpx.post(f"{api}/api/v1/sms/send", headers=headers, content=b"{}").status_code == 400,
+        "the new key to be loaded",
+    )
     time.sleep(2)  # each ingest worker re-reads the file within a second: let the other one catch up too
 
     sent: dict[str, tuple[list[str], int, str]] = {}
     for tag, recipients, message, segments, cost in EXAMPLES:
-        response = httpx.post(f"{api}/api/v1/sms/send", headers=headers,
-                              json={"tag": tag, "recipients": recipients, "message": message})
+        response = httpx.post(
+            f"{api}/api/v1/sms/send", headers=headers, json={"tag": tag, "recipients": recipients, "message": message}
+        )
         assert response.status_code == 200, response.text
         data = response.json()["data"]
         assert (data["smsSegmentsPerRecipient"], data["estimatedCost"]) == (segments, cost)
@@ -163,6 +176,7 @@ def test_rsms_up_runs_the_whole_gateway(
 
     # In ClickHouse, through the ledger: each recipient sent, with its segments and cost.
     for message_id, (recipients, segments, cost) in sent.items():
+
         def status(message_id: str = message_id) -> dict[str, Any] | None:
             response = httpx.get(f"{api}/api/v1/sms/{message_id}", headers=headers)
             body = response.json().get("data") if response.status_code == 200 else None
@@ -186,16 +200,25 @@ def test_rsms_up_runs_the_whole_gateway(
         assert httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200
     expected_metrics = {
         "ingest": ['rsms_ingest_requests_total{code="OK"', "rsms_ingest_request_seconds_bucket"],
-        "dispatcher": ["rsms_dispatcher_recipients_total", "rsms_dispatcher_accept_to_send_seconds_count",
-                       "rsms_dispatcher_retries_total", "rsms_dispatcher_dead_lettered_total"],
+        "dispatcher": [
+            "rsms_dispatcher_recipients_total",
+            "rsms_dispatcher_accept_to_send_seconds_count",
+            "rsms_dispatcher_retries_total",
+            "rsms_dispatcher_dead_lettered_total",
+        ],
         "ledger": ["rsms_ledger_rows_written_total", "rsms_ledger_insert_seconds_bucket", "rsms_ledger_batch_rows"],
     }
     for service, names in expected_metrics.items():
         text = httpx.get(f"http://127.0.0.1:{ports[service]}/metrics").text
         for name in names:
             assert name in text, (service, name)
-    depths = eventually(lambda: "rsms_dispatcher_queue_depth{" in (
-        t := httpx.get(f"http://127.0.0.1:{ports['dispatcher']}/metrics").text) and t, "queue depth metrics")
+    depths = eventually(
+        lambda: (
+            "rsms_dispatcher_queue_depth{" in (t := httpx.get(f"http://127.0.0.1:{ports['dispatcher']}/metrics").text)
+            and t
+        ),
+        "queue depth metrics",
+    )
     assert 'queue="rsms.dispatch.jobs"' in depths
 
     # Ctrl-C stops everything cleanly.

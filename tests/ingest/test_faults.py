@@ -62,9 +62,7 @@ async def test_broker_down_answers_the_contract_error_and_releases_the_slot(
     keys = add_project(accounts_file)
     target = urlsplit(amqp_url)
     proxy = await tcp_proxy(target.hostname, target.port or 5672)
-    settings = ingest_settings.model_copy(
-        update={"amqp_url": proxy.url_for(amqp_url), "publish_timeout_seconds": 1.0}
-    )
+    settings = ingest_settings.model_copy(update={"amqp_url": proxy.url_for(amqp_url), "publish_timeout_seconds": 1.0})
     async with AsyncTestClient(app=create_app(settings)) as client:
         headers = {"Authorization": f"Bearer {keys.live_key}"}
         assert (await client.post(SEND, json=PAYLOAD, headers=headers)).status_code == 200
@@ -90,9 +88,7 @@ async def test_ingest_starts_while_the_broker_is_down_and_recovers(
     target = urlsplit(amqp_url)
     proxy = await tcp_proxy(target.hostname, target.port or 5672)
     await proxy.cut()
-    settings = ingest_settings.model_copy(
-        update={"amqp_url": proxy.url_for(amqp_url), "publish_timeout_seconds": 1.0}
-    )
+    settings = ingest_settings.model_copy(update={"amqp_url": proxy.url_for(amqp_url), "publish_timeout_seconds": 1.0})
     async with AsyncTestClient(app=create_app(settings)) as client:
         response = await client.post(SEND, json=PAYLOAD, headers={"Authorization": f"Bearer {keys.live_key}"})
         assert response.status_code == 500

@@ -76,7 +76,9 @@ async def test_status_and_usage_of_a_sent_message(
     status = (await client.get(f"/api/v1/sms/{message_id}", headers=bearer(acme.live_key))).json()["data"]
     assert status["status"] == "queued"
     assert {r["recipient"]: r["status"] for r in status["recipients"]} == {
-        "+4712345678": "queued", "+4687654321": "queued"}
+        "+4712345678": "queued",
+        "+4687654321": "queued",
+    }
 
     # The dispatcher's outcome for this job (the dispatcher has its own end-to-end tests).
     [job_message] = await drain(amqp_url, "rsms.dispatch.jobs", expect=1)

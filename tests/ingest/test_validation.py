@@ -52,8 +52,15 @@ def test_duplicates_are_removed_keeping_order(numbers: list[str]) -> None:
 @pytest.mark.parametrize(
     "number",
     [
-        "12345678", "+47 123 45 678", "0047123456789", "+0123", "+1", "+1234567890123456", "+47abc",
-        "+４７", "+4٧12345678",  # digits of other scripts are not E.164 digits
+        "12345678",
+        "+47 123 45 678",
+        "0047123456789",
+        "+0123",
+        "+1",
+        "+1234567890123456",
+        "+47abc",
+        "+４７",
+        "+4٧12345678",  # digits of other scripts are not E.164 digits
     ],
 )
 def test_contract_invalid_numbers(number: str) -> None:

@@ -81,15 +81,10 @@ async def test_the_same_events_delivered_twice_bill_once(amqp_url, clickhouse):
 
 
 async def _delivered(amqp_url: str) -> bool:
-    return (
-        await depth(amqp_url, "rsms.ledger.accepted") == 0
-        and await depth(amqp_url, "rsms.ledger.outcomes") == 0
-    )
+    return await depth(amqp_url, "rsms.ledger.accepted") == 0 and await depth(amqp_url, "rsms.ledger.outcomes") == 0
 
 
-async def test_usage_groups_by_day_tag_and_country_and_leaves_out_tests_and_failures(
-    amqp_url, clickhouse
-):
+async def test_usage_groups_by_day_tag_and_country_and_leaves_out_tests_and_failures(amqp_url, clickhouse):
     settings = ledger_settings(amqp_url, clickhouse.dsn, clickhouse.database)
     se = ["+46701234567", "+46701234568"]
     billed = make_job(recipients=[*numbers(3), *se], tag="billing")
@@ -101,9 +96,7 @@ async def test_usage_groups_by_day_tag_and_country_and_leaves_out_tests_and_fail
         queries = LedgerQueries(broker, timeout=10)
         for job in (billed, alerts, failed, test_job, other_project):
             await publish_job(broker, job)
-            await publish_outcome(
-                broker, make_outcome(job, status="failed" if job is failed else "sent")
-            )
+            await publish_outcome(broker, make_outcome(job, status="failed" if job is failed else "sent"))
 
         async def all_recorded() -> bool:
             report = await queries.usage(None, TODAY, TODAY, "tag", include_test=True)
@@ -113,9 +106,7 @@ async def test_usage_groups_by_day_tag_and_country_and_leaves_out_tests_and_fail
         by_tag = await queries.usage("acme", TODAY, TODAY, "tag")
         by_country = await queries.usage("acme", TODAY, TODAY, "country")
         by_day = await queries.usage("acme", TODAY - timedelta(days=3), TODAY, "day")
-        yesterday = await queries.usage(
-            "acme", TODAY - timedelta(days=1), TODAY - timedelta(days=1), "day"
-        )
+        yesterday = await queries.usage("acme", TODAY - timedelta(days=1), TODAY - timedelta(days=1), "day")
         everyone = await queries.usage(None, TODAY, TODAY, "day")
 
     se_price = Decimal("0.80")
@@ -142,9 +133,7 @@ async def test_usage_groups_by_day_tag_and_country_and_leaves_out_tests_and_fail
     assert body["data"]["totals"] == {"recipients": 7, "smsSegments": 11, "cost": "7.63 NOK"}
 
 
-async def test_status_reports_each_recipients_latest_attempt_and_only_to_its_own_project(
-    amqp_url, clickhouse
-):
+async def test_status_reports_each_recipients_latest_attempt_and_only_to_its_own_project(amqp_url, clickhouse):
     settings = ledger_settings(amqp_url, clickhouse.dsn, clickhouse.database)
     job = make_job(recipients=numbers(5), store_body=False)
     a, b, c, d, e = job.recipients
@@ -155,9 +144,7 @@ async def test_status_reports_each_recipients_latest_attempt_and_only_to_its_own
         await publish_outcome(broker, make_outcome(job, attempt=2, status="sent", recipients=[a]))
         await publish_outcome(broker, make_outcome(job, attempt=2, status="failed", recipients=[b]))
         # e: dead-lettered after two attempts, then replayed by an operator (attempts restart).
-        await publish_outcome(
-            broker, make_outcome(job, attempt=2, status="dead_lettered", recipients=[e])
-        )
+        await publish_outcome(broker, make_outcome(job, attempt=2, status="dead_lettered", recipients=[e]))
         await publish_outcome(broker, make_outcome(job, replay=1, status="sent", recipients=[e]))
 
         async def latest_seen() -> bool:
@@ -190,10 +177,7 @@ async def test_status_reports_each_recipients_latest_attempt_and_only_to_its_own
         "deadLettered": 0,
     }
     assert body["estimatedCost"] == "3.35 NOK" and body["cost"] == "1.34 NOK"
-    assert (
-        next(r for r in body["recipients"] if r["recipient"] == a)["providerReference"]
-        == f"ref-2-{a[-4:]}"
-    )
+    assert next(r for r in body["recipients"] if r["recipient"] == a)["providerReference"] == f"ref-2-{a[-4:]}"
     assert body["timestamp"].endswith("Z")
 
     for missing in (elsewhere, unknown):
@@ -245,7 +229,5 @@ async def test_the_body_of_an_opted_out_project_is_not_stored(amqp_url, clickhou
             lambda: scalar(client, f"SELECT count() FROM {db}.sms_requests") == 2,
             what="both requests",
         )
-    stored = dict(
-        client.query(f"SELECT toString(message_id), message FROM {db}.sms_requests").result_rows
-    )
+    stored = dict(client.query(f"SELECT toString(message_id), message FROM {db}.sms_requests").result_rows)
     assert stored == {str(kept.message_id): kept.message, str(withheld.message_id): ""}

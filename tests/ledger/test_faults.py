@@ -37,9 +37,7 @@ async def _sent_recipients(queries: LedgerQueries) -> int:
 async def test_a_ledger_killed_mid_batch_loses_nothing_and_bills_nothing_twice(amqp_url, tmp_path):
     data = tmp_path / "chdb"
     # Two messages a batch: hundreds of small batches, so the kill lands in the middle.
-    settings = ledger_settings(
-        amqp_url, f"chdb://{data}", "rsms", ledger_prefetch=4, ledger_batch_seconds=0.05
-    )
+    settings = ledger_settings(amqp_url, f"chdb://{data}", "rsms", ledger_prefetch=4, ledger_batch_seconds=0.05)
     jobs = [make_job(recipients=numbers(20, start=40_000_000 + 100 * i)) for i in range(1000)]
     expected = 20 * len(jobs)
     async with publisher(amqp_url) as broker:
@@ -66,9 +64,7 @@ async def test_a_ledger_killed_mid_batch_loses_nothing_and_bills_nothing_twice(a
         with ledger_process(settings, tmp_path / "ledger-2.log") as second:
             second.start()
             await eventually(lambda: _queues_drained(amqp_url), timeout=120, what="queues drained")
-            await eventually(
-                lambda: _sent_is(queries, expected), timeout=60, what="every recipient"
-            )
+            await eventually(lambda: _sent_is(queries, expected), timeout=60, what="every recipient")
             assert await _sent_recipients(queries) == expected
             assert second.terminate() == 0
     assert query_chdb_dir(data, "SELECT count() FROM rsms.sms_outcomes FINAL") == [(expected,)]
@@ -78,9 +74,7 @@ async def test_a_ledger_killed_mid_batch_loses_nothing_and_bills_nothing_twice(a
     assert raw >= expected
 
 
-async def test_with_clickhouse_away_events_wait_on_the_broker_and_land_when_it_is_back(
-    amqp_url, tmp_path
-):
+async def test_with_clickhouse_away_events_wait_on_the_broker_and_land_when_it_is_back(amqp_url, tmp_path):
     closed_port = free_port()
     settings = ledger_settings(amqp_url, f"http://127.0.0.1:{closed_port}", "rsms")
     jobs = [make_job(recipients=numbers(10, start=40_000_000 + 100 * i)) for i in range(20)]
@@ -135,8 +129,11 @@ async def test_a_broker_outage_mid_run_loses_nothing_and_bills_nothing_twice(amq
         with ledger_process(settings, tmp_path / "ledger.log") as ledger:
             ledger.start()
             # Started for good (consumers on every queue) before the broker goes away.
-            await eventually(lambda: _is(http_status(settings.ledger_http_port, "/health/ready"), 200),
-                             timeout=60, what="the ledger ready")
+            await eventually(
+                lambda: _is(http_status(settings.ledger_http_port, "/health/ready"), 200),
+                timeout=60,
+                what="the ledger ready",
+            )
             for job in jobs[:150]:
                 await publish_job(broker, job)
                 await publish_outcome(broker, make_outcome(job))
@@ -165,8 +162,7 @@ async def _rows_written(port: int) -> bool:
     except httpx.TransportError:
         return False
     return any(
-        line.startswith("rsms_ledger_rows_written_total{") and not line.endswith(" 0.0")
-        for line in text.splitlines()
+        line.startswith("rsms_ledger_rows_written_total{") and not line.endswith(" 0.0") for line in text.splitlines()
     )
 
 
@@ -179,9 +175,7 @@ async def _sent_is(queries: LedgerQueries, expected: int) -> bool:
 
 
 async def _queue_total(amqp_url: str) -> int:
-    return await depth(amqp_url, "rsms.ledger.accepted") + await depth(
-        amqp_url, "rsms.ledger.outcomes"
-    )
+    return await depth(amqp_url, "rsms.ledger.accepted") + await depth(amqp_url, "rsms.ledger.outcomes")
 
 
 async def _queues_drained(amqp_url: str) -> bool:

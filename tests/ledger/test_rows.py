@@ -55,21 +55,12 @@ def test_a_job_becomes_one_audit_row_without_the_body_when_the_project_opted_out
         b"not json",
         b'{"schema_version": 2}',
         make_outcome(make_job()).model_dump_json().replace('"sent"', '"delivered"').encode(),
-        make_outcome(make_job())
-        .model_dump_json()
-        .replace('"schema_version":1', '"schema_version":9')
-        .encode(),
+        make_outcome(make_job()).model_dump_json().replace('"schema_version":1', '"schema_version":9').encode(),
         # Values the outcome table's columns cannot hold would fail the whole batch.
         make_outcome(make_job()).model_dump_json().replace('"0.67"', '"NaN"').encode(),
         make_outcome(make_job()).model_dump_json().replace('"0.67"', '"1e12"').encode(),
-        make_outcome(make_job())
-        .model_dump_json()
-        .replace('"segments":1', '"segments":70000')
-        .encode(),
-        make_outcome(make_job())
-        .model_dump_json()
-        .replace('"occurred_at":"2', '"occurred_at":"9')
-        .encode(),
+        make_outcome(make_job()).model_dump_json().replace('"segments":1', '"segments":70000').encode(),
+        make_outcome(make_job()).model_dump_json().replace('"occurred_at":"2', '"occurred_at":"9').encode(),
     ],
 )
 def test_a_body_the_ledger_cannot_record_is_rejected(body):

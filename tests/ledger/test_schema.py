@@ -68,9 +68,7 @@ def test_clickhouse_fans_an_outcome_event_out_into_the_rows_of_the_contract(clic
     columns = ", ".join(OUTCOME_COLUMNS)
     rows = (
         clickhouse.client()
-        .query(
-            f"SELECT {columns} FROM {clickhouse.database}.{OUTCOMES_TABLE} ORDER BY attempt, recipient"
-        )
+        .query(f"SELECT {columns} FROM {clickhouse.database}.{OUTCOMES_TABLE} ORDER BY attempt, recipient")
         .result_rows
     )
     expected = [
@@ -111,9 +109,7 @@ def test_the_analysts_example_queries_run_and_count_a_duplicate_once(clickhouse)
     queries = re.findall(r"```sql\n(.*?)```", QUERIES_MD.read_text(), re.DOTALL)
     assert len(queries) == 5
     client = clickhouse.client()
-    results = [
-        client.query(sql.replace("rsms.", f"{clickhouse.database}.")).result_rows for sql in queries
-    ]
+    results = [client.query(sql.replace("rsms.", f"{clickhouse.database}.")).result_rows for sql in queries]
     invoice, failures, per_tag, audit, _ = results
     assert [(r[0], r[3], r[4], r[5]) for r in invoice] == [("acme", 1, 3, 3)]
     assert [(r[0], r[1], r[3]) for r in failures] == [("NO", 3, 0)]

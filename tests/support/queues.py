@@ -9,9 +9,7 @@ from typing import Any
 import aio_pika
 
 
-async def drain(
-    amqp_url: str, queue: str, *, expect: int | None = None, wait: float = 5.0
-) -> list[dict[str, Any]]:
+async def drain(amqp_url: str, queue: str, *, expect: int | None = None, wait: float = 5.0) -> list[dict[str, Any]]:
     """Take messages off `queue` (acking them): `expect` of them, or all there are now."""
     connection = await aio_pika.connect(amqp_url)
     try:
@@ -26,9 +24,16 @@ async def drain(
                     break
                 await asyncio.sleep(0.05)
                 continue
-            found.append({"body": json.loads(message.body), "properties": {
-                "delivery_mode": message.delivery_mode, "message_id": message.message_id,
-                "content_type": message.content_type}})
+            found.append(
+                {
+                    "body": json.loads(message.body),
+                    "properties": {
+                        "delivery_mode": message.delivery_mode,
+                        "message_id": message.message_id,
+                        "content_type": message.content_type,
+                    },
+                }
+            )
             await message.ack()
         return found
     finally:
