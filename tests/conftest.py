@@ -26,10 +26,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from tests.support.proxy import TcpProxy
 
 REDIS_DATABASES = 16
+
+# A busy machine (CI beside other work, load average 10) makes any example slow: timing is
+# not what these properties test, so neither a deadline nor the too-slow check applies.
+settings.register_profile("rsms", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("rsms")
 
 
 def _answers(url: str, default_port: int) -> bool:
@@ -101,51 +107,96 @@ def amqp_url(rabbit_admin: RabbitAdmin) -> Iterator[str]:
         rabbit_admin.delete_vhost(vhost)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
-def redis_base_url() -> Iterator[str]:
-    url = os.environ.get("RSMS_TEST_REDIS_URL", "redis://localhost:6379")
-    if _answers(url, 6379):
+def redis_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server of this test process's own, so the suite never touches anybody's data.
+
+    `RSMS_TEST_REDIS_URL` names a Redis the tests may use as their own instead (they empty
+    its databases). Otherwise a `redis-server` is started on a free port (it is installed
+    wherever Redis is), or, without one, a container where a Docker engine runs.
+    """
+    url = os.environ.get("RSMS_TEST_REDIS_URL")
+    if url:
         yield url.rstrip("/")
         return
-    if not _docker_available():
-        pytest.fail(
-            f"Redis does not answer at {url} and no Docker engine is available: start it "
-            "with `redis-server --daemonize yes --port 6379 --save '' --appendonly no`"
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if not _docker_available():
+            pytest.fail("the tests need `redis-server` on PATH (or RSMS_TEST_REDIS_URL, or a Docker engine)")
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer("redis:7") as container:
+            yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}"
+        return
+    data_dir = tmp_path_factory.mktemp("redis")
+    for _ in range(5):  # a free port can be taken between picking it and binding it
+        port = _free_port()
+        server = subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(data_dir),
+                "--databases",
+                str(REDIS_DATABASES),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-    from testcontainers.redis import RedisContainer
+        client = redis.Redis(port=port)
+        try:
+            for _ in range(100):
+                if server.poll() is not None:
+                    break
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+            if server.poll() is None:
+                try:
+                    yield f"redis://127.0.0.1:{port}"
+                finally:
+                    server.terminate()
+                    server.wait(10)
+                return
+        finally:
+            client.close()
+    pytest.fail("could not start a redis-server of the tests' own")
 
-    with RedisContainer("redis:7") as container:
-        yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}"
 
-
-LEASE_KEY = "__rsms_test_lease__"
+_next_database = iter(range(10**9))
 
 
 @pytest.fixture
 def redis_url(redis_base_url: str) -> Iterator[str]:
-    """A Redis database of this test's own, emptied around the test.
+    """A Redis database of this test's own, emptied before and after the test.
 
-    A test leases a free database (1-15; 0 is left to a gateway a developer runs on the same
-    Redis) with a key that expires, so parallel test processes never share one and a killed
-    run frees its databases by itself.
+    The server is this test process's own (see `redis_base_url`); consecutive tests take
+    different databases, so a task a finished test left behind cannot write into the next
+    test's keys.
     """
-    token = uuid.uuid4().hex
-    for _ in range(600):
-        for index in range(1, REDIS_DATABASES):
-            client = redis.Redis.from_url(f"{redis_base_url}/{index}")
-            if client.set(LEASE_KEY, token, nx=True, ex=900):
-                try:
-                    for key in client.scan_iter(count=1000):
-                        if key != LEASE_KEY.encode():
-                            client.delete(key)
-                    yield f"{redis_base_url}/{index}"
-                finally:
-                    client.flushdb()
-                    client.close()
-                return
-            client.close()
-        time.sleep(0.5)
-    pytest.fail("no free Redis database for this test within 5 minutes")
+    url = f"{redis_base_url}/{next(_next_database) % REDIS_DATABASES}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
 
 
 @pytest.fixture(scope="session")
