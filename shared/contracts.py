@@ -205,3 +205,61 @@ class DeadLetter(Contract):
     attempts: int = 0
     job: SmsJob | None = None
     body: str | None = None
+
+
+# --- Carrier events (delivery receipts, inbound SMS): the dispatcher holds the carrier
+# connection, turns what the carrier reports into these, and publishes them confirmed
+# before it acknowledges the carrier (deliver_sm_resp / HTTP 200). See shared/topology.py.
+
+ReceiptStatus = Literal["delivered", "undelivered", "expired", "rejected", "deleted", "accepted", "unknown"]
+
+
+class ReceiptEvent(Contract):
+    """A recipient's delivery status as a carrier reported it, matched to its message.
+
+    One event per recipient and status change: a multipart message is `delivered` when
+    every part is, and takes the first failure of any part otherwise (the dispatcher
+    aggregates the parts before it publishes). `final` is false for ACCEPTD/UNKNOWN-like
+    intermediate states. Billing is unchanged by receipts: a recipient is billed on submit.
+    """
+
+    schema_version: Literal[1] = 1
+    event_id: UUID = Field(description="Stable per recipient and status, so a redelivery is recognisable.")
+    message_id: UUID
+    project: str
+    recipient: str
+    status: ReceiptStatus
+    final: bool
+    error_code: str | None = Field(None, description="The carrier's error (the receipt's `err:`), as reported.")
+    provider_reference: str | None = Field(None, description="The carrier's message id (of the last part).")
+    occurred_at: datetime = Field(description="When the carrier says it happened (`done date`), else received_at.")
+    received_at: datetime
+    test: bool = False
+
+
+class UnmatchedReceipt(Contract):
+    """A receipt no sent part could be matched to (yet): kept for inspection, never dropped."""
+
+    schema_version: Literal[1] = 1
+    event_id: UUID
+    provider_reference: str = Field(description="The carrier's message id the receipt names.")
+    status: ReceiptStatus
+    error_code: str | None = None
+    received_at: datetime
+    reason: str = Field(description="Why it did not match, for an operator.")
+
+
+class InboundMessage(Contract):
+    """An SMS a mobile sent to one of the gateway's numbers (MO), as the carrier gave it.
+
+    Not yet routed: whoever consumes it finds the project by `destination` (the accounts'
+    inbound numbers), applies opt-out keywords and notifies the project.
+    """
+
+    schema_version: Literal[1] = 1
+    event_id: UUID = Field(description="Stable per carrier message, so a redelivery is recognisable.")
+    sender: str = Field(description="The mobile's number, E.164 with '+' where the carrier says it is international.")
+    destination: str = Field(description="The number or short code it was sent to, as the carrier gave it.")
+    text: str
+    received_at: datetime
+    provider_reference: str | None = None

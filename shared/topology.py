@@ -26,6 +26,10 @@ from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExcha
 
 ACCEPTED_EXCHANGE = RabbitExchange("rsms.accepted", type=ExchangeType.FANOUT, durable=True)
 OUTCOMES_EXCHANGE = RabbitExchange("rsms.outcomes", type=ExchangeType.FANOUT, durable=True)
+# Carrier events (shared/contracts.py): published by the dispatcher, which holds the carrier
+# connection; fanned out so the ledger and the webhook sender each get their own copy.
+RECEIPTS_EXCHANGE = RabbitExchange("rsms.receipts", type=ExchangeType.FANOUT, durable=True)
+INBOUND_EXCHANGE = RabbitExchange("rsms.inbound", type=ExchangeType.FANOUT, durable=True)
 
 DISPATCH_QUEUE = RabbitQueue("rsms.dispatch.jobs", queue_type=QueueType.QUORUM)
 # Classic, not quorum: operators peek at it (`rsms dlq list` gets and requeues), and a
