@@ -36,6 +36,9 @@ class Delivery:
     provider_reference: str | None = None
     detail: str | None = None
     """Why it failed, for operators: never a number or a message text."""
+    carrier_ids: tuple[str, ...] = ()
+    """The carrier's message id of each part sent, in order, where receipts will name them
+    (SMPP: each submit_sm_resp's message_id). Empty where the carrier gives none."""
 
 
 @dataclass(frozen=True, slots=True)
