@@ -27,7 +27,7 @@ import aio_pika
 import httpx
 import redis
 
-from services.ingest import accounts as store
+from shared import accounts as store
 from shared.topology import DISPATCH_QUEUE, LEDGER_ACCEPTED_QUEUE
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from cli.table import print_table
-from services.ingest import accounts as store
 from services.ingest.settings import IngestSettings
+from shared import accounts as store
 
 file_option = click.option(
     "--file",

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import click
 import httpx
 
-from services.ingest import accounts as store
 from services.ingest.settings import IngestSettings
+from shared import accounts as store
 
 COLOURS = ("cyan", "green", "yellow", "magenta", "blue", "red")
 DEMO_PROJECT = "demo"

@@ -8,9 +8,9 @@ from typing import Any
 from litestar import Request
 
 from services.ingest.account_store import AccountStore, Caller
-from services.ingest.accounts import Project
 from services.ingest.client_ip import Network, client_ip
 from services.ingest.ratelimit import Limits
+from shared.accounts import Project
 from shared.errors import ErrorCode, GatewayError
 
 

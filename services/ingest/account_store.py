@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-from services.ingest.accounts import AccountsError, AccountsFile, ApiKeyRecord, Project, load_accounts
-from services.ingest.keys import hash_key, key_kind
+from shared.accounts import AccountsError, AccountsFile, ApiKeyRecord, Project, load_accounts
+from shared.keys import hash_key, key_kind
 from shared.log import get_logger
 
 log = get_logger(__name__)

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.ingest import accounts as store
+from shared import accounts as store
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cli.main import rsms
 from services.ingest.account_store import AccountStore
-from services.ingest.accounts import load_accounts
+from shared.accounts import load_accounts
 
 
 def run(*args: str) -> str:

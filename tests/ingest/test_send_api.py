@@ -14,8 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
 
-from services.ingest.accounts import ProjectLimits
 from services.ingest.app import create_app
+from shared.accounts import ProjectLimits
 from shared.blocklist import BLOCKLIST_KEY
 from shared.provider_state import PROVIDER_STATE_KEY
 from shared.topology import DISPATCH_QUEUE, LEDGER_ACCEPTED_QUEUE
@@ -164,7 +164,7 @@ async def test_missing_or_wrong_key_is_unauthorized(client: AsyncTestClient[Any]
 async def test_suspended_project_is_forbidden(
     client: AsyncTestClient[Any], keys: ProjectKeys, accounts_file: Path, amqp_url: str
 ) -> None:
-    from services.ingest import accounts as store
+    from shared import accounts as store
 
     with store.editing(accounts_file) as data:
         store.set_suspended(data, keys.project, suspended=True)
@@ -268,7 +268,7 @@ async def test_body_over_1mb_is_413_in_the_contract_shape(client: AsyncTestClien
 async def test_unknown_and_inactive_tags_are_invalid(
     client: AsyncTestClient[Any], keys: ProjectKeys, accounts_file: Path
 ) -> None:
-    from services.ingest import accounts as store
+    from shared import accounts as store
 
     payload = {"tag": "nope", "recipients": ["+4712345678"], "message": "hi"}
     error = assert_error(await client.post(SEND, json=payload, headers=bearer(keys.live_key)), 400, "INVALID_TAG")
@@ -315,7 +315,7 @@ async def test_the_101st_request_in_a_minute_is_rate_limited_across_two_app_inst
 ) -> None:
     payload = {"tag": "billing", "recipients": ["+4712345678"], "message": "hi"}
     # A per-tag limit above the key limit, so the key limit is the one that binds.
-    from services.ingest import accounts as store
+    from shared import accounts as store
 
     with store.editing(ingest_settings.accounts_file) as data:
         store.set_limits(data, keys.project, ProjectLimits(tag_requests_per_minute=1000))
@@ -393,7 +393,7 @@ async def test_idempotency_key_returns_the_first_response_and_queues_once(
 async def test_key_rotation_takes_effect_without_restart(
     client: AsyncTestClient[Any], keys: ProjectKeys, accounts_file: Path
 ) -> None:
-    from services.ingest import accounts as store
+    from shared import accounts as store
 
     payload = {"tag": "billing", "recipients": ["+4712345678"], "message": "hi"}
     with store.editing(accounts_file) as data:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.ingest import accounts as store
+from shared import accounts as store
 
 
 @dataclass

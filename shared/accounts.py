@@ -40,7 +40,7 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.ingest.keys import KeyKind, generate_key, generate_key_id, hash_key
+from shared.keys import KeyKind, generate_key, generate_key_id, hash_key
 
 PROJECT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
