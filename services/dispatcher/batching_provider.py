@@ -33,6 +33,7 @@ class BatchingProvider:
         observe_latency: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self._inner = inner
+        self.resends_are_safe = inner.resends_are_safe
         self._observe_latency = observe_latency
         self._max_recipients = max_recipients
         self._max_requests = max_concurrent_requests

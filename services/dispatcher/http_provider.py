@@ -88,6 +88,8 @@ def classify_result(result: _Result) -> Delivery:
 
 
 class HttpProvider:
+    resends_are_safe = True  # the API deduplicates by the gateway's reference
+
     def __init__(self, base_url: str, token: str, timeout_seconds: float, max_connections: int) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url,

@@ -28,6 +28,10 @@ class DeliveryStatus(StrEnum):
     """Permanent: the provider refuses this number (opted out, barred)."""
     INVALID = "invalid"
     """Permanent: not a reachable number."""
+    UNKNOWN = "unknown"
+    """The send may or may not have reached the carrier (a bind dropped mid-window, a
+    response that never came): never resent blindly where the provider cannot deduplicate
+    (`Provider.resends_are_safe`); the dispatcher resolves or holds it for an operator."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,11 @@ class ProviderAccountError(Exception):
 
 
 class Provider(Protocol):
+    resends_are_safe: bool
+    """True where the provider deduplicates by the gateway's reference (the simulator's
+    HTTP API does), so a recipient whose outcome is unknown can be sent again; False for
+    SMPP, where a second submit_sm is a second SMS."""
+
     async def send(self, batches: Sequence[OutboundBatch]) -> list[list[Delivery]]:
         """One list of deliveries per batch, aligned with its recipients.
 

@@ -10,6 +10,8 @@ from shared.provider_state import ProviderState
 
 
 class TestTrafficProvider:
+    resends_are_safe = True  # nothing leaves the gateway
+
     __test__ = False  # not a pytest test class
 
     async def send(self, batches: Sequence[OutboundBatch]) -> list[list[Delivery]]:
