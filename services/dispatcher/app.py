@@ -26,6 +26,7 @@ from services.dispatcher.provider import Provider
 from services.dispatcher.retry_policy import RetryPolicy
 from services.dispatcher.send_markers import SendMarkers
 from services.dispatcher.settings import DispatcherSettings
+from services.dispatcher.smpp.provider import SmppConfig, SmppProvider
 from services.dispatcher.test_traffic_provider import TestTrafficProvider
 from shared.blocklist import Blocklist
 from shared.broker_connection import connect_when_available
@@ -47,6 +48,10 @@ def build_live_provider(settings: DispatcherSettings) -> Provider:
             settings.provider_timeout_seconds,
             max_connections=settings.provider_max_concurrent_requests,
         )
+    if settings.provider_kind == "smpp":
+        # Receipts and inbound are refused (ESME_RX_T_APPN: the SMSC keeps and resends
+        # them) until the receipt publisher is wired in as the sink.
+        return SmppProvider(SmppConfig.from_settings(settings), sink=None)
     raise ValueError(f"unknown provider kind {settings.provider_kind!r}")
 
 

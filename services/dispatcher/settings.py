@@ -1,4 +1,4 @@
-"""Dispatcher settings: `RSMS_DISPATCHER_*` / `RSMS_PROVIDER_*` environment variables.
+"""Dispatcher settings: `RSMS_DISPATCHER_*` / `RSMS_PROVIDER_*` / `RSMS_SMPP_*` environment variables.
 
 The provider defaults point at the simulator's defaults (`rsms provider-sim`), so a
 developer machine works out of the box.
@@ -33,7 +33,9 @@ class DispatcherSettings(ServiceSettings):
     dispatcher_http_host: str = Field("127.0.0.1", description="Address of /metrics and /health/*.")
     dispatcher_http_port: int = Field(8081, description="Serves /metrics and /health/*.")
 
-    provider_kind: Literal["http"] = Field("http", description="Which provider adapter sends live jobs.")
+    provider_kind: Literal["http", "smpp"] = Field(
+        "http", description="Which provider adapter sends live jobs: the HTTP batch API, or an SMSC over SMPP."
+    )
     provider_url: str = Field("http://127.0.0.1:8090", description="Base URL of the provider's batch API.")
     provider_token: str = Field("sim-token", description="Bearer token for the provider (default: the simulator's).")
     provider_timeout_seconds: float = Field(10.0, description="Timeout of one provider request; then transient.")
@@ -51,4 +53,50 @@ class DispatcherSettings(ServiceSettings):
     )
     provider_state_ttl_seconds: int = Field(
         300, description="The provider state in Redis expires unless a dispatcher renews it."
+    )
+
+    # SMPP 3.4 (RSMS_PROVIDER_KIND=smpp): see README "Connecting a real SMSC".
+    smpp_host: str = Field("127.0.0.1", description="The SMSC's address.")
+    smpp_port: int = Field(2775, description="The SMSC's SMPP port.")
+    smpp_system_id: str = Field("rsms", max_length=15, description="ESME account (bind system_id).")
+    smpp_password: str = Field("rsms", max_length=8, description="ESME password (bind password).")
+    smpp_system_type: str = Field("", max_length=12, description="bind system_type, if the SMSC wants one.")
+    smpp_bind_mode: Literal["transceiver", "transmitter_receiver"] = Field(
+        "transceiver", description="One transceiver per bind, or a transmitter and a receiver per bind."
+    )
+    smpp_binds: int = Field(1, ge=1, le=64, description="Binds (sessions) each dispatcher keeps open.")
+    smpp_window: int = Field(10, ge=1, le=1000, description="submit_sm outstanding per bind.")
+    smpp_submit_rate: float = Field(0.0, ge=0, description="Most submit_sm a second per bind; 0: no limit.")
+    smpp_enquire_link_seconds: float = Field(30.0, gt=0, description="enquire_link interval on an idle bind.")
+    smpp_response_timeout_seconds: float = Field(
+        10.0, gt=0, description="A submit_sm unanswered this long has an unknown outcome."
+    )
+    smpp_tls: bool = Field(False, description="Bind over TLS.")
+    smpp_tls_ca_file: str | None = Field(None, description="CA bundle to verify the SMSC's certificate (TLS).")
+    smpp_registered_delivery: int = Field(
+        1, ge=0, le=255, description="submit_sm registered_delivery: 1 asks for a receipt, 0 for none."
+    )
+    smpp_concatenation: Literal["udh8", "udh16", "sar"] = Field(
+        "udh8", description="Multipart by UDH with an 8- or 16-bit reference, or by SAR TLVs."
+    )
+    smpp_gsm7_packed: bool = Field(False, description="GSM-7 packed 8 septets in 7 octets (default: one a octet).")
+    smpp_status_map: dict[str, Literal["no_credits", "auth_error", "throttled", "invalid", "blocked", "transient"]] = (
+        Field(
+            default_factory=dict,
+            description='Vendor command_status to meaning, e.g. {"0x00000458": "no_credits"}.',
+        )
+    )
+    smpp_throttle_backoff_seconds: float = Field(
+        0.5, gt=0, description="A throttled bind pauses this long (doubling, up to 30 s)."
+    )
+    smpp_throttle_retries: int = Field(8, ge=0, description="Throttled submits of one part retried this often.")
+    smpp_reconnect_max_seconds: float = Field(30.0, gt=0, description="Longest wait between bind attempts.")
+    smpp_bind_wait_seconds: float = Field(
+        5.0, gt=0, description="A send waits this long for a bound session before it is retried later."
+    )
+    smpp_inbound_reassembly_seconds: float = Field(
+        60.0, gt=0, description="Parts of an inbound message wait this long for the rest."
+    )
+    smpp_unbind_grace_seconds: float = Field(
+        10.0, ge=0, description="On shutdown, outstanding submits get this long to be answered."
     )

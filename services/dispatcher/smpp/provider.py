@@ -1,0 +1,331 @@
+"""`SmppProvider`: the dispatcher's `Provider` over SMPP 3.4 binds to one SMSC.
+
+Each recipient's text is cut into exactly the parts it was billed for and submitted part
+by part on one bind. What each outcome means:
+
+- every part answered ESME_ROK: SENT, with each part's message_id in `carrier_ids`;
+- throttled / queue full: that bind pauses (doubling) and the same part goes again;
+- the SMSC refuses the first part (invalid destination: INVALID; anything else:
+  TRANSIENT): nothing was sent, so a later attempt is safe;
+- a part written but never answered (bind lost, response timer), or a later part refused
+  after earlier ones were taken: UNKNOWN. An SMSC cannot deduplicate
+  (`resends_are_safe = False`), so the dispatcher holds it instead of resending.
+- credentials refused at bind time, or a status mapped to `no_credits`/`auth_error`:
+  `ProviderAccountError`, which opens the circuit, unless some recipient of the same
+  call was already submitted: then the others come back TRANSIENT (never lose what was
+  sent) and the next call raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.dispatcher.carrier_reports import CarrierReportSink
+from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, ProviderAccountError
+from services.dispatcher.settings import DispatcherSettings
+from services.dispatcher.smpp.encoding import Concatenation, Part, encode_parts
+from services.dispatcher.smpp.pdu import Command, Submit
+from services.dispatcher.smpp.reports import DeliverHandler
+from services.dispatcher.smpp.session import BindRefused, NotSubmitted, OutcomeUnknown, Session, SessionConfig
+from services.dispatcher.smpp.status import Meaning, classify_bind, classify_submit, parse_status_map, status_name
+from shared.log import get_logger
+from shared.provider_state import ProviderState
+
+log = get_logger(__name__)
+
+_MAX_THROTTLE_PAUSE = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SmppConfig:
+    session: SessionConfig
+    bind_mode: str
+    binds: int
+    registered_delivery: int
+    concatenation: Concatenation
+    gsm7_packed: bool
+    status_map: dict[int, Meaning]
+    throttle_backoff_seconds: float
+    throttle_retries: int
+    reconnect_max_seconds: float
+    bind_wait_seconds: float
+    inbound_reassembly_seconds: float
+    unbind_grace_seconds: float
+    service_type: str = ""
+
+    @classmethod
+    def from_settings(cls, s: DispatcherSettings) -> SmppConfig:
+        tls: ssl.SSLContext | None = None
+        if s.smpp_tls:
+            tls = ssl.create_default_context(cafile=s.smpp_tls_ca_file)
+        return cls(
+            session=SessionConfig(
+                host=s.smpp_host,
+                port=s.smpp_port,
+                system_id=s.smpp_system_id,
+                password=s.smpp_password,
+                system_type=s.smpp_system_type,
+                window=s.smpp_window,
+                submit_rate=s.smpp_submit_rate,
+                enquire_link_seconds=s.smpp_enquire_link_seconds,
+                response_timeout_seconds=s.smpp_response_timeout_seconds,
+                tls=tls,
+            ),
+            bind_mode=s.smpp_bind_mode,
+            binds=s.smpp_binds,
+            registered_delivery=s.smpp_registered_delivery,
+            concatenation=s.smpp_concatenation,
+            gsm7_packed=s.smpp_gsm7_packed,
+            status_map=parse_status_map(s.smpp_status_map),
+            throttle_backoff_seconds=s.smpp_throttle_backoff_seconds,
+            throttle_retries=s.smpp_throttle_retries,
+            reconnect_max_seconds=s.smpp_reconnect_max_seconds,
+            bind_wait_seconds=s.smpp_bind_wait_seconds,
+            inbound_reassembly_seconds=s.smpp_inbound_reassembly_seconds,
+            unbind_grace_seconds=s.smpp_unbind_grace_seconds,
+        )
+
+
+def source_address(sender: str) -> tuple[str, int, int]:
+    """(address, TON, NPI): a numeric sender is international (1/1), anything else alphanumeric (5/0)."""
+    digits = sender.removeprefix("+")
+    if digits.isdigit():
+        return digits, 1, 1
+    return sender, 5, 0
+
+
+class _AccountRefused(Exception):
+    def __init__(self, state: ProviderState, detail: str) -> None:
+        self.state = state
+        self.detail = detail
+
+
+class SmppProvider:
+    resends_are_safe = False  # an SMSC has no idempotency reference: a second submit_sm is a second SMS
+
+    def __init__(self, config: SmppConfig, sink: CarrierReportSink | None) -> None:
+        self._config = config
+        self._reports = DeliverHandler(sink, config.gsm7_packed, config.inbound_reassembly_seconds)
+        self._sessions: list[Session | None] = []
+        self._keepers: list[asyncio.Task[None]] = []
+        self._bound = asyncio.Condition()
+        self._account_error: ProviderAccountError | None = None
+        self._refused_binds = 0
+        self._references = itertools.count(random.randrange(0x10000))
+        self._next_bind = itertools.count()
+        self._closing = False
+
+    # -- Provider ------------------------------------------------------------------------
+
+    async def send(self, batches: Sequence[OutboundBatch]) -> list[list[Delivery]]:
+        self.start()
+        if self._account_error is not None:
+            raise self._account_error
+        refused: list[_AccountRefused] = []
+
+        async def one(sender: str, text: str, recipient: str) -> Delivery:
+            try:
+                return await self._send_recipient(sender, text, recipient)
+            except _AccountRefused as exc:
+                refused.append(exc)
+                return Delivery(DeliveryStatus.TRANSIENT, detail=f"provider refused the account: {exc.detail}")
+
+        answers = await asyncio.gather(
+            *(one(b.sender, b.text, r) for b in batches for r in b.recipients),
+        )
+        if refused:
+            error = ProviderAccountError(refused[0].state, refused[0].detail)
+            if all(d.status is DeliveryStatus.TRANSIENT for d in answers):
+                raise error
+            self._account_error = error  # the next call opens the circuit; what went out stays recorded
+        out: list[list[Delivery]] = []
+        position = 0
+        for b in batches:
+            out.append(list(answers[position : position + len(b.recipients)]))
+            position += len(b.recipients)
+        return out
+
+    async def account_state(self) -> ProviderState:
+        self.start()
+        error, self._account_error = self._account_error, None
+        if self._refused_binds:
+            return ProviderState.AUTH_ERROR
+        # Over SMPP the only check of credit is a submit: report it once, then let the
+        # next send find out whether it is back.
+        return error.state if error is not None else ProviderState.OK
+
+    async def close(self) -> None:
+        """Unbinds every session once its outstanding submits were answered (SIGTERM)."""
+        self._closing = True
+        for keeper in self._keepers:
+            keeper.cancel()
+        for keeper in self._keepers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        await asyncio.gather(
+            *(s.unbind(self._config.unbind_grace_seconds) for s in self._sessions if s is not None),
+            return_exceptions=True,
+        )
+
+    # -- binds ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Opens the binds (in the background, reconnecting with backoff); idempotent."""
+        if self._keepers or self._closing:
+            return
+        if self._config.bind_mode == "transceiver":
+            commands = [Command.BIND_TRANSCEIVER] * self._config.binds
+        else:
+            commands = [Command.BIND_TRANSMITTER, Command.BIND_RECEIVER] * self._config.binds
+        self._sessions = [None] * len(commands)
+        self._keepers = [
+            asyncio.create_task(self._keep_bound(i, command), name=f"smpp-bind-{i}")
+            for i, command in enumerate(commands)
+        ]
+
+    async def _keep_bound(self, index: int, command: Command) -> None:
+        delay = 0.2
+        refused = False
+        name = f"{command.name.lower()}-{index}"
+        while not self._closing:
+            session = Session(self._config.session, command, self._reports.handle, name)
+            try:
+                await session.open()
+            except BindRefused as exc:
+                meaning = classify_bind(exc.status, self._config.status_map)
+                if meaning in (Meaning.AUTH_ERROR, Meaning.NO_CREDITS):
+                    if not refused:
+                        refused = True
+                        self._refused_binds += 1
+                    state = ProviderState.AUTH_ERROR if meaning is Meaning.AUTH_ERROR else ProviderState.NO_CREDITS
+                    self._account_error = ProviderAccountError(state, f"bind refused: {status_name(exc.status)}")
+                    async with self._bound:
+                        self._bound.notify_all()  # waiting sends learn of it now
+                log.warning("smpp bind refused", bind=name, status=status_name(exc.status))
+            except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+                log.warning("smpp connect failed", bind=name, error=type(exc).__name__, retry_in=delay)
+            else:
+                if refused:
+                    refused = False
+                    self._refused_binds -= 1
+                delay = 0.2
+                log.info("smpp bound", bind=name)
+                self._sessions[index] = session
+                async with self._bound:
+                    self._bound.notify_all()
+                try:
+                    await session.closed.wait()
+                finally:
+                    self._sessions[index] = None
+                    if self._closing:
+                        await session.unbind(self._config.unbind_grace_seconds)
+                    else:
+                        await session.close()
+                continue
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self._config.reconnect_max_seconds)
+
+    async def _transmitter(self) -> Session:
+        """The open transmitting bind with the most free window, waiting for one a while."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.bind_wait_seconds
+        async with self._bound:
+            while True:
+                if self._account_error is not None and self._refused_binds:
+                    raise _AccountRefused(self._account_error.state, self._account_error.detail)
+                ready = [s for s in self._sessions if s is not None and s.can_submit and s.is_open]
+                if ready:
+                    best = max(s.free_window for s in ready)
+                    candidates = [s for s in ready if s.free_window == best]
+                    return candidates[next(self._next_bind) % len(candidates)]
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise NotSubmitted("no SMSC bind available")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._bound.wait(), remaining)
+
+    # -- one recipient -------------------------------------------------------------------
+
+    async def _send_recipient(self, sender: str, text: str, recipient: str) -> Delivery:
+        parts = encode_parts(
+            text,
+            concatenation=self._config.concatenation,
+            gsm7_packed=self._config.gsm7_packed,
+            reference=next(self._references),
+        )
+        source, ton, npi = source_address(sender)
+        destination = recipient.removeprefix("+")
+        carrier_ids: list[str] = []
+        session: Session | None = None
+        for number, part in enumerate(parts, 1):
+            submit = self._submit_of(part, source, ton, npi, destination)
+            sent_before = bool(carrier_ids)
+            throttled = 0
+            pause = self._config.throttle_backoff_seconds
+            while True:
+                try:
+                    if session is None or not session.is_open:
+                        if sent_before:
+                            # Later parts go on the bind the first ones went on, or not at all.
+                            return self._unknown(carrier_ids, f"bind lost before part {number} of {len(parts)}")
+                        session = await self._transmitter()
+                    status, message_id = await session.submit(submit)
+                except NotSubmitted as exc:
+                    if sent_before:
+                        return self._unknown(carrier_ids, f"part {number} of {len(parts)} not submitted: {exc}")
+                    return Delivery(DeliveryStatus.TRANSIENT, detail=f"not submitted: {exc}")
+                except OutcomeUnknown as exc:
+                    return self._unknown(carrier_ids, f"part {number} of {len(parts)}: {exc}")
+                meaning = classify_submit(status, self._config.status_map)
+                if meaning is Meaning.ACCEPTED:
+                    carrier_ids.append(message_id)
+                    break
+                if meaning is Meaning.THROTTLED and throttled < self._config.throttle_retries:
+                    throttled += 1
+                    session.pause(pause)
+                    pause = min(pause * 2, _MAX_THROTTLE_PAUSE)
+                    continue
+                detail = f"SMSC answered {status_name(status)}"
+                if sent_before:
+                    return self._unknown(
+                        carrier_ids, f"part {number} of {len(parts)} refused after earlier parts: {detail}"
+                    )
+                if meaning is Meaning.INVALID:
+                    return Delivery(DeliveryStatus.INVALID, detail=detail)
+                if meaning is Meaning.BLOCKED:
+                    return Delivery(DeliveryStatus.BLOCKED, detail=detail)
+                if meaning is Meaning.AUTH_ERROR:
+                    raise _AccountRefused(ProviderState.AUTH_ERROR, detail)
+                if meaning is Meaning.NO_CREDITS:
+                    raise _AccountRefused(ProviderState.NO_CREDITS, detail)
+                return Delivery(DeliveryStatus.TRANSIENT, detail=detail)
+        return Delivery(DeliveryStatus.SENT, provider_reference=carrier_ids[-1], carrier_ids=tuple(carrier_ids))
+
+    def _submit_of(self, part: Part, source: str, ton: int, npi: int, destination: str) -> Submit:
+        return Submit(
+            source_addr=source,
+            source_ton=ton,
+            source_npi=npi,
+            destination_addr=destination,
+            short_message=part.short_message,
+            data_coding=part.data_coding,
+            esm_class=part.esm_class,
+            registered_delivery=self._config.registered_delivery,
+            service_type=self._config.service_type,
+            sar=part.sar,
+        )
+
+    @staticmethod
+    def _unknown(carrier_ids: list[str], detail: str) -> Delivery:
+        return Delivery(
+            DeliveryStatus.UNKNOWN,
+            provider_reference=carrier_ids[-1] if carrier_ids else None,
+            detail=f"submit outcome unknown: {detail}",
+            carrier_ids=tuple(carrier_ids),
+        )
