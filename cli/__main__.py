@@ -1,3 +1,3 @@
-from cli.main import rsms
+from cli.main import main
 
-rsms()
+main()

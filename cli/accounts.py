@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cli.table import print_table
+from cli.table import json_option, print_document, print_table, table_records
 from services.ingest.settings import IngestSettings
 from shared import accounts as store
 
@@ -41,45 +41,67 @@ def accounts() -> None:
 
 @accounts.command("list")
 @file_option
-def list_projects(path: Path | None) -> None:
+@json_option
+def list_projects(path: Path | None, as_json: bool) -> None:
     """Every project with its keys and tags."""
     data = store.load_accounts(_path(path))
     print_table(
-        ["project", "name", "live key", "test keys", "tags (active)", "allow-list", "store bodies", "suspended"],
+        ["project", "name", "live key", "test keys", "tags", "active tags", "allow-list", "store bodies", "suspended"],
         [
             (
                 pid,
                 p.name,
                 next((k.id for k in p.keys if k.kind == "live"), None),
                 sum(k.kind == "test" for k in p.keys),
-                f"{len(p.tags)} ({sum(t.active for t in p.tags.values())})",
-                ", ".join(str(n) for n in p.ip_allowlist) or "any",
+                len(p.tags),
+                sum(t.active for t in p.tags.values()),
+                [str(n) for n in p.ip_allowlist] or ([] if as_json else "any"),
                 p.store_bodies,
                 p.suspended,
             )
             for pid, p in sorted(data.projects.items())
         ],
         empty="No projects yet: rsms accounts create-project ID --name NAME",
+        as_json=as_json,
     )
 
 
 @accounts.command("show")
 @click.argument("project")
 @file_option
-def show(project: str, path: Path | None) -> None:
+@json_option
+def show(project: str, path: Path | None, as_json: bool) -> None:
     """One project's keys, tags and limits."""
     try:
         p = store.load_accounts(_path(path)).project(project)
     except store.AccountsError as exc:
         raise click.ClickException(str(exc)) from None
+    limits = p.limits.model_dump(exclude_none=True)
+    key_headers = ["key id", "kind", "created"]
+    keys = [(k.id, k.kind, k.created_at) for k in p.keys]
+    tag_headers = ["tag", "sender", "active"]
+    tags = [(t, r.sender, r.active) for t, r in sorted(p.tags.items())]
+    if as_json:
+        print_document(
+            {
+                "project": project,
+                "name": p.name,
+                "ip_allowlist": [str(n) for n in p.ip_allowlist],
+                "limits": limits,
+                "store_bodies": p.store_bodies,
+                "suspended": p.suspended,
+                "keys": table_records(key_headers, keys),
+                "tags": table_records(tag_headers, tags),
+            }
+        )
+        return
     click.echo(f"Project {project}: {p.name}")
     click.echo(f"IP allow-list: {', '.join(str(n) for n in p.ip_allowlist) or 'any address'}")
-    limits = p.limits.model_dump(exclude_none=True)
     click.echo("Limits: " + (", ".join(f"{k}={v}" for k, v in limits.items()) or "service defaults"))
     click.echo()
-    print_table(["key id", "kind", "created"], [(k.id, k.kind, k.created_at.isoformat()) for k in p.keys])
+    print_table(key_headers, [(i, kind, created.isoformat()) for i, kind, created in keys])
     click.echo()
-    print_table(["tag", "sender", "active"], [(t, r.sender, r.active) for t, r in sorted(p.tags.items())])
+    print_table(tag_headers, tags)
 
 
 @accounts.command("create-project")

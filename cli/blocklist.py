@@ -9,7 +9,7 @@ from typing import TypeVar
 import click
 from redis.asyncio import Redis
 
-from cli.table import print_table
+from cli.table import json_option, print_table
 from services.ingest.validation import E164
 from shared.blocklist import Blocklist
 from shared.settings import ServiceSettings
@@ -41,9 +41,11 @@ def blocklist() -> None:
 
 
 @blocklist.command("list")
-def list_numbers() -> None:
+@json_option
+def list_numbers(as_json: bool) -> None:
+    """Every blocked number."""
     members = _run(lambda b: b.members())
-    print_table(["number"], [(m,) for m in members], empty="The blocklist is empty.")
+    print_table(["number"], [(m,) for m in members], empty="The blocklist is empty.", as_json=as_json)
 
 
 @blocklist.command("add")

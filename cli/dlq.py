@@ -17,7 +17,7 @@ import click
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
-from cli.table import print_table
+from cli.table import json_option, print_table
 from shared.contracts import DeadLetter
 from shared.settings import ServiceSettings
 from shared.topology import DEAD_LETTER_QUEUE, DISPATCH_QUEUE
@@ -55,14 +55,14 @@ async def _take(queue: AbstractQueue, limit: int | None) -> list[tuple[AbstractI
 
 def _row(index: int, letter: DeadLetter | None) -> list[Any]:
     if letter is None:
-        return [index, "-", "unreadable", "-", "-", "-", "not a dead letter this version knows"]
+        return [index, None, "unreadable", None, None, None, "not a dead letter this version knows"]
     recipients = len(letter.job.recipients) if letter.job else None
     detail = letter.detail if len(letter.detail) <= 80 else letter.detail[:77] + "..."
     return [
         index,
-        letter.dead_lettered_at.strftime("%Y-%m-%d %H:%M:%S"),
+        letter.dead_lettered_at,
         letter.reason,
-        str(letter.message_id) if letter.message_id else "-",
+        letter.message_id,
         letter.attempts,
         recipients,
         detail,
@@ -76,7 +76,8 @@ def dlq() -> None:
 
 @dlq.command("list")
 @click.option("--limit", type=int, default=None, help="Show at most this many.")
-def list_dead_letters(limit: int | None) -> None:
+@json_option
+def list_dead_letters(limit: int | None, as_json: bool) -> None:
     """Show dead-lettered jobs, oldest first; nothing is taken off the queue."""
 
     async def work(_: AbstractChannel, queue: AbstractQueue) -> list[list[Any]]:
@@ -87,6 +88,7 @@ def list_dead_letters(limit: int | None) -> None:
         ["#", "dead-lettered (UTC)", "reason", "message id", "attempts", "recipients", "detail"],
         rows,
         empty="The dead-letter queue is empty.",
+        as_json=as_json,
     )
 
 

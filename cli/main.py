@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from cli.accounts import accounts
@@ -12,11 +14,13 @@ from cli.services import serve_dispatcher, serve_ingest, serve_ledger
 from cli.settings import settings
 from cli.up import up
 from cli.usage import sms_status, usage
+from shared.settings import InvalidSetting, warn_about_unknown_variables
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def rsms() -> None:
     """RSMS Gateway: send SMS through one REST API, every segment on record."""
+    warn_about_unknown_variables()
 
 
 rsms.add_command(accounts)
@@ -31,5 +35,17 @@ rsms.add_command(settings)
 rsms.add_command(usage)
 rsms.add_command(sms_status)
 
+
+def main() -> None:
+    """The `rsms` executable: a bad setting is one line per variable and exit code 2 (as
+    click's usage errors), wherever in a command or service it is first read."""
+    try:
+        rsms()
+    except InvalidSetting as error:
+        for line in str(error).splitlines():
+            click.echo(f"rsms: bad setting {line}", err=True)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    rsms()
+    main()

@@ -14,7 +14,7 @@ from typing import Any
 import click
 import httpx
 
-from cli.table import print_table
+from cli.table import json_option, print_document, print_table
 
 
 def _admin_url(url: str | None) -> str:
@@ -66,11 +66,15 @@ def faults(url: str | None, clear_numbers: bool, **changes: Any) -> None:
 
 @provider_sim.command("stats")
 @_URL_OPTION
-def stats(url: str | None) -> None:
+@json_option
+def stats(url: str | None, as_json: bool) -> None:
     """What reached the simulated network: deliveries, duplicates, refusals."""
     with httpx.Client(base_url=_admin_url(url), timeout=5) as client:
         response = client.get("/admin/stats")
         response.raise_for_status()
+    if as_json:
+        print_document(response.json())
+        return
     print_table(["counter", "value"], sorted(response.json().items()), empty="Nothing yet.")
 
 

@@ -8,14 +8,8 @@ from importlib import import_module
 import click
 from pydantic_settings import BaseSettings
 
-from cli.table import print_table
-
-SETTINGS_CLASSES = (
-    ("ingest", "services.ingest.settings", "IngestSettings"),
-    ("dispatcher", "services.dispatcher.settings", "DispatcherSettings"),
-    ("ledger", "services.ledger.settings", "LedgerSettings"),
-    ("provider-sim", "services.provider_sim.settings", "ProviderSimSettings"),
-)
+from cli.table import json_option, print_table
+from shared.settings import SETTINGS_CLASSES
 
 
 def settings_rows() -> list[tuple[str, str, str, str]]:
@@ -37,7 +31,8 @@ def settings_rows() -> list[tuple[str, str, str, str]]:
 
 @click.command("settings")
 @click.option("--markdown", is_flag=True, help="A Markdown table (for the README).")
-def settings(markdown: bool) -> None:
+@json_option
+def settings(markdown: bool, as_json: bool) -> None:
     """Every RSMS_* environment variable, the services that read it, its default."""
     rows = settings_rows()
     if markdown:
@@ -45,4 +40,4 @@ def settings(markdown: bool) -> None:
         for variable, services, default, doc in rows:
             click.echo(f"| `{variable}` | {services} | `{default}` | {doc} |")
         return
-    print_table(["variable", "read by", "default", "meaning"], rows)
+    print_table(["variable", "read by", "default", "meaning"], rows, as_json=as_json)

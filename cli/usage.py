@@ -14,7 +14,7 @@ from uuid import UUID
 import click
 from faststream.rabbit import RabbitBroker
 
-from cli.table import print_table
+from cli.table import json_option, print_document, print_table, table_records
 from shared.contracts import MessageStatusReport, UsageReport
 from shared.errors import GatewayError
 from shared.ledger_queries import LedgerQueries, format_timestamp, parse_usage_params
@@ -43,6 +43,7 @@ def _first_of_month() -> str:
 @click.option("--project", default=None, help="One project (default: every project).")
 @click.option("--include-test", is_flag=True, help="Count sk_test_ traffic as well.")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the ledger.")
+@json_option
 def usage(
     date_from: str,
     date_to: str,
@@ -50,6 +51,7 @@ def usage(
     project: str | None,
     include_test: bool,
     timeout: float,
+    as_json: bool,
 ) -> None:
     """Billed usage (sent recipients, segments, cost) per project and day, tag or country."""
     try:
@@ -75,6 +77,7 @@ def usage(
             for r in report.rows
         ],
         empty=f"no billed usage from {params.date_from} to {params.date_to}",
+        as_json=as_json,
     )
 
 
@@ -82,33 +85,46 @@ def usage(
 @click.argument("project")
 @click.argument("message_id", type=click.UUID)
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the ledger.")
-def sms_status(project: str, message_id: UUID, timeout: float) -> None:
+@json_option
+def sms_status(project: str, message_id: UUID, timeout: float, as_json: bool) -> None:
     """Each recipient's delivery status of one message of PROJECT."""
     report = _ask(lambda q: q.message_status(project, message_id), timeout)
     assert isinstance(report, MessageStatusReport)
     if not report.found:
         raise click.ClickException(f"no message {message_id} in project {project}")
+    headers = ["recipient", "country", "status", "attempt", "segments", "cost", "error", "updated"]
+    rows = [
+        [
+            r.recipient,
+            r.country,
+            r.status,
+            r.attempt,
+            r.segments,
+            format_money(r.cost, None),
+            r.error_code,
+            format_timestamp(r.updated_at),
+        ]
+        for r in report.recipients
+    ]
+    if as_json:
+        print_document(
+            {
+                "message_id": report.message_id,
+                "project": report.project,
+                "tag": report.tag,
+                "test": report.test,
+                "accepted_at": format_timestamp(report.accepted_at),
+                "billed": format_money(report.cost, report.currency),
+                "recipients": table_records(headers, rows),
+            }
+        )
+        return
     click.echo(
         f"message {report.message_id}  tag {report.tag or '-'}  "
         f"accepted {format_timestamp(report.accepted_at) or '-'}  "
         f"billed {format_money(report.cost, report.currency)}"
     )
-    print_table(
-        ["recipient", "country", "status", "attempt", "segments", "cost", "error", "updated"],
-        [
-            [
-                r.recipient,
-                r.country,
-                r.status,
-                r.attempt,
-                r.segments,
-                format_money(r.cost, None),
-                r.error_code,
-                format_timestamp(r.updated_at),
-            ]
-            for r in report.recipients
-        ],
-    )
+    print_table(headers, rows)
 
 
 def _ask(call: Any, timeout: float) -> MessageStatusReport | UsageReport:

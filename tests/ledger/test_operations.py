@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import aio_pika
@@ -92,7 +93,13 @@ async def test_rsms_usage_and_sms_status_ask_the_running_ledger(amqp_url, clickh
             usage,
             ["--from", TODAY, "--to", TODAY, "--group-by", "tag", "--project", "acme"],
         )
+        by_tag_json = await asyncio.to_thread(
+            runner.invoke,
+            usage,
+            ["--from", TODAY, "--to", TODAY, "--group-by", "tag", "--project", "acme", "--json"],
+        )
         status = await asyncio.to_thread(runner.invoke, sms_status, ["acme", str(job.message_id)])
+        status_json = await asyncio.to_thread(runner.invoke, sms_status, ["acme", str(job.message_id), "--json"])
         missing = await asyncio.to_thread(runner.invoke, sms_status, ["other", str(job.message_id)])
     assert by_tag.exit_code == 0, by_tag.output
     lines = by_tag.output.splitlines()
@@ -101,3 +108,9 @@ async def test_rsms_usage_and_sms_status_ask_the_running_ledger(amqp_url, clickh
     assert status.exit_code == 0, status.output
     assert sum(" sent " in line for line in status.output.splitlines()) == 2
     assert missing.exit_code != 0 and "no message" in missing.output
+    assert json.loads(by_tag_json.output) == [
+        {"project": "acme", "tag": "billing", "messages": 1, "recipients": 2, "segments": 2, "cost": "1.34 NOK"}
+    ]
+    document = json.loads(status_json.output)
+    assert document["message_id"] == str(job.message_id) and document["billed"] == "1.34 NOK"
+    assert [r["status"] for r in document["recipients"]] == ["sent", "sent"]
