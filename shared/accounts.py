@@ -33,6 +33,7 @@ import tempfile
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,11 @@ class ProjectLimits(_Model):
     requests_per_minute: int | None = Field(None, ge=1)
     tag_requests_per_minute: int | None = Field(None, ge=1)
     concurrent_requests: int | None = Field(None, ge=1)
+    # Caps against runaway cost (toll fraud, a loop gone wrong); off unless set.
+    segments_per_message: int | None = Field(None, ge=1, description="Most SMS segments per message.")
+    daily_spend_cap: Decimal | None = Field(
+        None, gt=0, description="Most estimated cost of live sends per UTC day, in the gateway's currency."
+    )
 
 
 class ApiKeyRecord(_Model):

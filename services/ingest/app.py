@@ -61,12 +61,13 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         accounts = AccountStore(settings.accounts_file)
         defaults = Limits(settings.requests_per_minute, settings.tag_requests_per_minute, settings.concurrent_requests)
         access = AccessControl(accounts, defaults, settings.trusted_proxies)
+        idempotency = IdempotencyStore(
+            redis, ttl_seconds=settings.idempotency_ttl_seconds, wait_seconds=settings.publish_timeout_seconds
+        )
         send_service = SendService(
             access=access,
             limiter=RateLimiter(redis, slot_seconds=settings.concurrency_slot_seconds),
-            idempotency=IdempotencyStore(
-                redis, ttl_seconds=settings.idempotency_ttl_seconds, wait_seconds=settings.publish_timeout_seconds
-            ),
+            idempotency=idempotency,
             publisher=JobPublisher(broker, timeout=settings.publish_timeout_seconds),
             prices=PriceTable(settings.currency, settings.default_price_per_segment, settings.prices_per_segment),
         )
@@ -87,6 +88,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         finally:
             watcher.cancel()
             connector.cancel()
+            await idempotency.close()
             await broker.stop()
             await redis.aclose()
 

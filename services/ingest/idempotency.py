@@ -5,21 +5,39 @@ requests with the same key only one can publish; the other waits for the first t
 and answers with its response. The claim records a fingerprint of the request, so the same
 key with a different request is refused. A claim whose request failed is removed, so the
 client's retry is processed afresh. Claims live 24 hours.
+
+Records are scoped by project and key kind: a live key never sees a test key's records,
+so a live send is never answered with a test send that was never delivered.
+
+Once a job is published its response must be kept whatever Redis does: if the record
+cannot be completed (Redis failed right after the confirm), the response is held in
+memory and written as soon as Redis answers again, and a retry reaching this process
+meanwhile is answered from memory. What a stored record means for a new request is
+decided by `decide()`, a plain function.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
+from enum import Enum
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from shared.errors import ErrorCode, GatewayError
+from shared.keys import KeyKind
+from shared.log import get_logger
+
+log = get_logger(__name__)
 
 MAX_KEY_LENGTH = 255
 _PENDING = "pending"
+_DONE = "done"
+FLUSH_INTERVAL_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,62 +46,151 @@ class StoredResponse:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    fingerprint: str
+    response: StoredResponse | None
+    """None while the first request is still being processed."""
+
+    def encode(self) -> str:
+        if self.response is None:
+            return json.dumps({"state": _PENDING, "fingerprint": self.fingerprint})
+        return json.dumps(
+            {
+                "state": _DONE,
+                "fingerprint": self.fingerprint,
+                "status": self.response.status,
+                "body": self.response.body.decode(),
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> IdempotencyRecord:
+        stored = json.loads(raw)
+        if stored["state"] == _PENDING:
+            return cls(stored["fingerprint"], None)
+        return cls(stored["fingerprint"], StoredResponse(int(stored["status"]), stored["body"].encode()))
+
+
+class Claim(Enum):
+    TAKE = "take"
+    """No record (the first request failed and let go): claim the key again."""
+    WAIT = "wait"
+    """The first request with this key is still being processed."""
+    REPLAY = "replay"
+    """Answer with the first request's response."""
+
+
+def decide(record: IdempotencyRecord | None, fingerprint: str) -> Claim:
+    """What an existing record means for a request with the same key; raises when the key
+    belongs to a different request."""
+    if record is None:
+        return Claim.TAKE
+    if record.fingerprint != fingerprint:
+        raise GatewayError(
+            ErrorCode.VALIDATION_ERROR,
+            details=["Idempotency-Key: already used with a different request in the last 24 hours"],
+        )
+    return Claim.WAIT if record.response is None else Claim.REPLAY
+
+
+def check_key(key: str) -> None:
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise GatewayError(
+            ErrorCode.VALIDATION_ERROR,
+            details=[f"Idempotency-Key: must be 1-{MAX_KEY_LENGTH} printable ASCII characters"],
+        )
+
+
 class IdempotencyStore:
     def __init__(self, redis: Redis, *, ttl_seconds: int, wait_seconds: float, prefix: str = "rsms:idem") -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._wait = wait_seconds
         self._prefix = prefix
+        self._unwritten: dict[str, IdempotencyRecord] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
-    @staticmethod
-    def check_key(key: str) -> None:
-        if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-            raise GatewayError(
-                ErrorCode.VALIDATION_ERROR,
-                details=[f"Idempotency-Key: must be 1-{MAX_KEY_LENGTH} printable ASCII characters"],
-            )
-
-    async def claim(self, project: str, key: str, fingerprint: str) -> StoredResponse | None:
+    async def claim(self, project: str, kind: KeyKind, key: str, fingerprint: str) -> StoredResponse | None:
         """Claim `key` for this request; or the first request's response if it has one.
 
-        Raises when the key belongs to a different request, or the first request with it
-        is still being processed after waiting for it.
+        Raises GatewayError when the key belongs to a different request, or the first
+        request with it is still being processed after waiting for it; RedisError when
+        Redis fails.
         """
-        name = self._name(project, key)
-        claim = json.dumps({"state": _PENDING, "fingerprint": fingerprint})
+        name = self._name(project, kind, key)
+        pending = IdempotencyRecord(fingerprint, None).encode()
         deadline = asyncio.get_running_loop().time() + self._wait
         while True:
-            if await self._redis.set(name, claim, nx=True, ex=self._ttl):
+            held = self._unwritten.get(name)
+            if held is not None:
+                decide(held, fingerprint)
+                return held.response
+            if await self._redis.set(name, pending, nx=True, ex=self._ttl):
                 return None
             raw = await self._redis.get(name)
-            if raw is None:
-                continue  # the first request failed and let go of the key: claim it again
-            stored = json.loads(raw)
-            if stored["fingerprint"] != fingerprint:
-                raise GatewayError(
-                    ErrorCode.VALIDATION_ERROR,
-                    details=["Idempotency-Key: already used with a different request in the last 24 hours"],
-                )
-            if stored["state"] != _PENDING:
-                return StoredResponse(int(stored["status"]), stored["body"].encode())
-            if asyncio.get_running_loop().time() >= deadline:
-                raise GatewayError(
-                    ErrorCode.INTERNAL_ERROR,
-                    "A request with this Idempotency-Key is still being processed; retry shortly",
-                    retry_after=1,
-                )
-            await asyncio.sleep(0.05)
+            record = IdempotencyRecord.decode(raw) if raw is not None else None
+            match decide(record, fingerprint):
+                case Claim.TAKE:
+                    continue
+                case Claim.REPLAY:
+                    assert record is not None and record.response is not None
+                    return record.response
+                case Claim.WAIT:
+                    if asyncio.get_running_loop().time() >= deadline:
+                        raise GatewayError(
+                            ErrorCode.INTERNAL_ERROR,
+                            "A request with this Idempotency-Key is still being processed; retry shortly",
+                            retry_after=1,
+                        )
+                    await asyncio.sleep(0.05)
 
-    async def complete(self, project: str, key: str, fingerprint: str, response: StoredResponse) -> None:
-        value = {"state": "done", "fingerprint": fingerprint, "status": response.status, "body": response.body.decode()}
-        await self._redis.set(self._name(project, key), json.dumps(value), keepttl=True)
+    async def complete(self, project: str, kind: KeyKind, key: str, fingerprint: str, response: StoredResponse) -> None:
+        """Record the response of a published job. Never raises: if Redis fails, the record
+        is kept in memory and written when Redis answers again."""
+        name = self._name(project, kind, key)
+        record = IdempotencyRecord(fingerprint, response)
+        try:
+            await self._redis.set(name, record.encode(), ex=self._ttl)
+        except RedisError:
+            log.warning("idempotency_record_deferred", project=project)
+            self._unwritten[name] = record
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush())
 
-    async def release(self, project: str, key: str) -> None:
-        await self._redis.delete(self._name(project, key))
+    async def release(self, project: str, kind: KeyKind, key: str) -> None:
+        await self._redis.delete(self._name(project, kind, key))
 
-    def _name(self, project: str, key: str) -> str:
+    async def close(self) -> None:
+        """Try once more to write what is held in memory, then stop trying."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        with contextlib.suppress(RedisError):
+            await self._write_unwritten()
+        if self._unwritten:
+            log.error("idempotency_records_lost", count=len(self._unwritten))
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._ttl
+        while self._unwritten and loop.time() < give_up:
+            try:
+                await self._write_unwritten()
+            except RedisError:
+                await asyncio.sleep(FLUSH_INTERVAL_SECONDS)
+        self._unwritten.clear()
+
+    async def _write_unwritten(self) -> None:
+        for name, record in list(self._unwritten.items()):
+            await self._redis.set(name, record.encode(), ex=self._ttl)
+            del self._unwritten[name]
+            log.info("idempotency_record_written")
+
+    def _name(self, project: str, kind: KeyKind, key: str) -> str:
         digest = hashlib.sha256(key.encode()).hexdigest()
-        return f"{self._prefix}:{project}:{digest}"
+        return f"{self._prefix}:{project}:{kind}:{digest}"
 
 
 def fingerprint(tag: str, recipients: list[str], message: str) -> str:

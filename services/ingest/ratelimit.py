@@ -1,11 +1,21 @@
-"""Rate limits in Redis: requests per minute per key and per tag, concurrent requests per key.
+"""The Redis adapter of admission: one round trip decides and records a request's limits
+(requests per minute per key and per tag, concurrent requests per key, the project's
+daily spend) and reads what the later checks need (blocked recipients, provider state).
 
-One Lua script decides and records a request atomically, so any number of ingest
-processes share the limits without races. The minute limits are sliding logs (a sorted
-set of request times, at most `limit` entries): "100 per minute" means at most 100 in any
-60 seconds, with no burst at a window boundary. A concurrency slot is a member of a
-sorted set scored by its expiry, so a slot a crashed process never released stops
-counting after `slot_seconds`. Time comes from Redis, so processes on several hosts agree.
+It answers with typed values (`AdmissionAnswers`); what they mean for the request is
+decided by plain functions in `admission.py`.
+
+One Lua script decides and records the limits atomically, so any number of ingest
+processes share them without races. The minute limits are sliding logs (a sorted set of
+request times, at most `limit` entries): "100 per minute" means at most 100 in any 60
+seconds, with no burst at a window boundary. A concurrency slot is a member of a sorted
+set scored by its expiry, so a slot a crashed process never released stops counting
+after `slot_seconds`. Time comes from Redis, so processes on several hosts agree.
+
+The daily spend is a counter per project and UTC day (of Redis's clock) in millionths of
+the currency. An admitted request under a spend cap reserves its estimated cost in the
+same script, only if it fits under the cap; the reservation is given back unless the job
+is then published (a refusal by a later check, a replay, a failed publish all return it).
 
 The X-RateLimit-* headers describe the per-key limit, as the contract shows them, except
 on a refusal by the per-tag limit, where they describe the tag's window.
@@ -17,8 +27,9 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
 from enum import IntEnum
 from typing import Any
 
@@ -26,7 +37,12 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from shared.blocklist import BLOCKLIST_KEY
+from shared.provider_state import PROVIDER_STATE_KEY, ProviderState
+
 WINDOW_MS = 60_000
+SPEND_KEY_TTL_SECONDS = 2 * 86_400
+MICROS = Decimal(1_000_000)
 
 _SCRIPT = """
 local now_parts = redis.call('TIME')
@@ -38,6 +54,10 @@ local concurrency_limit = tonumber(ARGV[4])
 local slot = ARGV[5]
 local slot_ms = tonumber(ARGV[6])
 local admit = ARGV[7] == '1'
+local cost = tonumber(ARGV[8])
+local spend_cap = tonumber(ARGV[9])
+local spend_ttl = tonumber(ARGV[10])
+local day = math.floor(now / 86400000)
 
 local function usage(key)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
@@ -53,16 +73,16 @@ local key_count, key_reset = usage(KEYS[1])
 local tag_count, tag_reset = 0, now + window
 if tag_limit > 0 then tag_count, tag_reset = usage(KEYS[2]) end
 
-if not admit then return {0, key_limit, key_limit - key_count, key_reset, 0, now} end
+if not admit then return {0, key_limit, key_limit - key_count, key_reset, 0, now, 0, 0, day} end
 if key_count >= key_limit then
-  return {1, key_limit, 0, key_reset, key_reset - now, now}
+  return {1, key_limit, 0, key_reset, key_reset - now, now, 0, 0, day}
 end
 if tag_limit > 0 and tag_count >= tag_limit then
-  return {2, tag_limit, 0, tag_reset, tag_reset - now, now}
+  return {2, tag_limit, 0, tag_reset, tag_reset - now, now, 0, 0, day}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if redis.call('ZCARD', KEYS[3]) >= concurrency_limit then
-  return {3, key_limit, key_limit - key_count, key_reset, 1000, now}
+  return {3, key_limit, key_limit - key_count, key_reset, 1000, now, 0, 0, day}
 end
 
 redis.call('ZADD', KEYS[1], now, slot)
@@ -73,7 +93,20 @@ if tag_limit > 0 then
 end
 redis.call('ZADD', KEYS[3], now + slot_ms, slot)
 redis.call('PEXPIRE', KEYS[3], slot_ms)
-return {0, key_limit, key_limit - key_count - 1, key_reset, 0, now}
+
+local spend_status, spent = 0, 0
+if spend_cap > 0 then
+  local spend_key = KEYS[4] .. ':' .. day
+  spent = tonumber(redis.call('GET', spend_key) or '0')
+  if spent + cost > spend_cap then
+    spend_status = 2
+  elseif cost > 0 then
+    spent = redis.call('INCRBY', spend_key, cost)
+    redis.call('EXPIRE', spend_key, spend_ttl)
+    spend_status = 1
+  end
+end
+return {0, key_limit, key_limit - key_count - 1, key_reset, 0, now, spend_status, spent, day}
 """
 
 
@@ -82,6 +115,13 @@ class Verdict(IntEnum):
     KEY_LIMIT = 1
     TAG_LIMIT = 2
     CONCURRENCY_LIMIT = 3
+
+
+class SpendVerdict(IntEnum):
+    UNCAPPED = 0
+    """No cap, nothing to reserve, or the request was not admitted: nothing was recorded."""
+    RESERVED = 1
+    OVER_CAP = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,18 +160,111 @@ class RateDecision:
         return cls(Verdict.ADMITTED, limit, limit, math.ceil(now) + WINDOW_MS // 1000, 0, "")
 
 
+@dataclass(frozen=True, slots=True)
+class SpendAnswer:
+    verdict: SpendVerdict
+    spent: Decimal
+    """The project's spend today, this request's reservation included when RESERVED."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpendQuery:
+    project: str
+    cost: Decimal
+    cap: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionQuery:
+    key_id: str
+    limits: Limits
+    tag: str | None = None
+    """The project-qualified tag, or None when the request names no valid tag."""
+    recipients: Sequence[str] = ()
+    """Looked up in the blocklist (only those of a valid request are)."""
+    spend: SpendQuery | None = None
+    """Reserve this request's cost under the project's daily cap (None: no cap applies)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What an admitted request holds until it ends: its concurrency slot, its spend."""
+
+    key_id: str
+    slot: str
+    spend_key: str = ""
+    spend_micros: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionAnswers:
+    rate: RateDecision
+    blocked: frozenset[str]
+    provider_state: ProviderState
+    spend: SpendAnswer
+    reservation: Reservation
+    """What to give back when the request ends (nothing when it was not admitted)."""
+
+
+def to_micros(amount: Decimal) -> int:
+    return int((amount * MICROS).to_integral_value(rounding=ROUND_CEILING))
+
+
 class RateLimiter:
     def __init__(self, redis: Redis, *, slot_seconds: int, prefix: str = "rsms:rl") -> None:
         self._redis = redis
         self._sha = redis.register_script(_SCRIPT).sha
-        self._releases: list[tuple[str, str, asyncio.Future[None]]] = []
+        self._releases: list[tuple[Reservation, asyncio.Future[None]]] = []
         self._releaser: asyncio.Task[None] | None = None
         self._slot_ms = slot_seconds * 1000
         self._prefix = prefix
 
-    async def round_trip(self, fill: Callable[[Pipeline], str]) -> tuple[str, list[Any]]:
-        """Run the pipeline `fill` queues (a decision and other commands) in one round trip;
-        returns what `fill` returned (the slot) and the pipeline's results.
+    async def admit(self, query: AdmissionQuery) -> AdmissionAnswers:
+        """Count the request against its limits, reserve its spend, and read the blocklist
+        and the provider state, in one round trip. Raises RedisError when Redis fails."""
+        slot = uuid.uuid4().hex
+        recipients = list(query.recipients)
+        spend = query.spend
+        cost = to_micros(spend.cost) if spend else 0
+
+        def fill(pipe: Pipeline) -> None:
+            self._queue_script(pipe, query.key_id, query.tag, query.limits, slot, admit=True, spend=spend, cost=cost)
+            if recipients:
+                pipe.smismember(BLOCKLIST_KEY, recipients)
+            pipe.get(PROVIDER_STATE_KEY)
+
+        results = await self._round_trip(fill)
+        rate = self._decision(results[0], slot)
+        hits = results[1] if recipients else []
+        blocked = frozenset(n for n, hit in zip(recipients, hits, strict=True) if hit)
+        state = results[-1]
+        status, spent, day = (int(v) for v in results[0][6:9])
+        spend_verdict = SpendVerdict(status)
+        reserved = spend is not None and spend_verdict is SpendVerdict.RESERVED
+        return AdmissionAnswers(
+            rate=rate,
+            blocked=blocked,
+            provider_state=ProviderState(state.decode()) if state else ProviderState.OK,
+            spend=SpendAnswer(spend_verdict, Decimal(spent) / MICROS),
+            reservation=Reservation(
+                query.key_id,
+                rate.slot,
+                f"{self._spend_prefix(spend.project)}:{day}" if reserved and spend else "",
+                cost if reserved else 0,
+            ),
+        )
+
+    async def peek(self, key_id: str, limits: Limits) -> RateDecision:
+        """The key's usage, recording nothing (for the headers of early refusals)."""
+
+        def fill(pipe: Pipeline) -> None:
+            self._queue_script(pipe, key_id, None, limits, "", admit=False, spend=None, cost=0)
+
+        results = await self._round_trip(fill)
+        return self._decision(results[0], "")
+
+    async def _round_trip(self, fill: Any) -> list[Any]:
+        """Run the pipeline `fill` queues in one round trip.
 
         The script goes as a bare EVALSHA: redis-py's `Script` would send SCRIPT EXISTS before
         every pipeline, a second round trip per request. If Redis has lost the script (first
@@ -140,32 +273,31 @@ class RateLimiter:
         """
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                slot = fill(pipe)
-                return slot, await pipe.execute()
+                fill(pipe)
+                return list(await pipe.execute())
         except NoScriptError:
             await self._redis.script_load(_SCRIPT)
         async with self._redis.pipeline(transaction=False) as pipe:
-            slot = fill(pipe)
-            return slot, await pipe.execute()
+            fill(pipe)
+            return list(await pipe.execute())
 
-    def acquire(self, pipe: Pipeline, key_id: str, tag: str | None, limits: Limits) -> str:
-        """Queue the decision on `pipe`, so it shares a round trip with the other checks of
-        the request; read it back with `decision(result, slot)` using the returned slot.
-
-        `tag` is the project-qualified tag, or None when the request names no valid tag.
-        """
-        return self._queue(pipe, key_id, tag, limits, admit=True)
-
-    def peek(self, pipe: Pipeline, key_id: str, limits: Limits) -> str:
-        """Queue a look at the key's usage that records nothing (for headers on early errors)."""
-        return self._queue(pipe, key_id, None, limits, admit=False)
-
-    def _queue(self, pipe: Pipeline, key_id: str, tag: str | None, limits: Limits, *, admit: bool) -> str:
-        slot = uuid.uuid4().hex
+    def _queue_script(
+        self,
+        pipe: Pipeline,
+        key_id: str,
+        tag: str | None,
+        limits: Limits,
+        slot: str,
+        *,
+        admit: bool,
+        spend: SpendQuery | None,
+        cost: int,
+    ) -> None:
         keys = [
             f"{self._prefix}:key:{key_id}",
             f"{self._prefix}:tag:{tag or ''}",
             f"{self._prefix}:conc:{key_id}",
+            self._spend_prefix(spend.project if spend else ""),
         ]
         args: list[int | str] = [
             WINDOW_MS,
@@ -175,13 +307,18 @@ class RateLimiter:
             slot,
             self._slot_ms,
             1 if admit else 0,
+            cost,
+            to_micros(spend.cap) if spend else 0,
+            SPEND_KEY_TTL_SECONDS,
         ]
         pipe.evalsha(self._sha, len(keys), *keys, *args)
-        return slot
+
+    def _spend_prefix(self, project: str) -> str:
+        return f"{self._prefix}:spend:{project}"
 
     @staticmethod
-    def decision(result: list[int], slot: str) -> RateDecision:
-        verdict, limit, remaining, reset_ms, retry_ms, _now = (int(v) for v in result)
+    def _decision(result: list[Any], slot: str) -> RateDecision:
+        verdict, limit, remaining, reset_ms, retry_ms = (int(v) for v in result[:5])
         return RateDecision(
             verdict=Verdict(verdict),
             limit=limit,
@@ -191,17 +328,18 @@ class RateLimiter:
             slot=slot if verdict == Verdict.ADMITTED else "",
         )
 
-    async def release(self, key_id: str, slot: str) -> None:
-        """Give the slot back; returns once Redis has removed it (or raises why not).
+    async def release(self, reservation: Reservation) -> None:
+        """Give the slot (and an unused spend reservation) back; returns once Redis has
+        them (or raises why not).
 
         Group commit: releases that arrive while others are on their way to Redis go
         together in the next round trip. Alone, a release goes at once; under load one
         round trip carries many, where one each cost the hot path ~5% of its CPU.
         """
-        if not slot:
+        if not reservation.slot and not reservation.spend_micros:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._releases.append((f"{self._prefix}:conc:{key_id}", slot, done))
+        self._releases.append((reservation, done))
         if self._releaser is None or self._releaser.done():
             # A task, not the first caller: a cancelled caller must not strand the others.
             self._releaser = asyncio.create_task(self._release_batches())
@@ -213,12 +351,15 @@ class RateLimiter:
             outcome: BaseException | None = None
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for key, slot, _ in batch:
-                        pipe.zrem(key, slot)
+                    for reservation, _ in batch:
+                        if reservation.slot:
+                            pipe.zrem(f"{self._prefix}:conc:{reservation.key_id}", reservation.slot)
+                        if reservation.spend_micros:
+                            pipe.decrby(reservation.spend_key, reservation.spend_micros)
                     await pipe.execute()
-            except Exception as exc:  # every waiter gets the error its own ZREM would have raised
+            except Exception as exc:  # every waiter gets the error its own commands would have raised
                 outcome = exc
-            for _, _, done in batch:
+            for _, done in batch:
                 if done.done():
                     continue  # its request was cancelled meanwhile
                 if outcome is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from litestar import MediaType, Request, Response, get, post
@@ -15,10 +16,12 @@ from litestar.params import FromPath, QueryParameter
 
 from services.ingest.access import AccessControl
 from services.ingest.account_store import Caller
+from services.ingest.admission import Admission, RateLimited
 from services.ingest.errors import observe
 from services.ingest.metrics import IngestMetrics
 from services.ingest.schemas import ErrorResponse, SendOperation, SendResponse
-from services.ingest.send import RateLimited, SendService, parse_or_error
+from services.ingest.send import SendService
+from services.ingest.validation import SendRequest, parse_send_request
 from shared.errors import ErrorCode, GatewayError
 from shared.ledger_queries import (
     LedgerQueries,
@@ -86,22 +89,19 @@ async def send_sms(request: AnyRequest, send_service: NamedDependency[SendServic
     # per dependency per request, which cost the hot path ~4% of its CPU.
     body = await request.body()
     caller = await identify(request, send_service.access, send_service)
-    parsed, invalid = parse_or_error(body)
+    parsed: SendRequest | None = None
+    invalid: Exception | None = None
     try:
-        admission = await send_service.admit(caller, parsed)
-    except RateLimited as exc:
-        request.state.rate_decision = exc.decision
-        raise
-    request.state.rate_decision = admission.decision
-    try:
+        parsed = parse_send_request(body)
+    except Exception as exc:  # raised below, once the request is counted: a bad body is no free pass
+        invalid = exc
+    async with admitted(request, send_service, caller, parsed) as admission:
         if invalid is not None:
             raise invalid
-        assert parsed is not None
-        stored = await send_service.accept(caller, parsed, admission, request.headers.get("idempotency-key"))
-    finally:
-        await send_service.release(caller, admission.decision)
+        stored = await send_service.accept(caller, admission, request.headers.get("idempotency-key"))
     metrics: IngestMetrics = request.app.state.metrics
     label = "yes" if caller.test else "no"
+    assert parsed is not None
     metrics.accepted_recipients.labels(label).inc(len(parsed.recipients))
     observe(request, "OK")
     return Response(
@@ -109,8 +109,26 @@ async def send_sms(request: AnyRequest, send_service: NamedDependency[SendServic
         content=stored.body,  # type: ignore[arg-type]
         status_code=stored.status,
         media_type=MediaType.JSON,
-        headers=admission.decision.headers(),
+        headers=admission.rate.headers(),
     )
+
+
+@asynccontextmanager
+async def admitted(
+    request: AnyRequest, send_service: SendService, caller: Caller, parsed: SendRequest | None = None
+) -> AsyncIterator[Admission]:
+    """The admission bracket: count the request against its limits, then, however the
+    request ends, give back what it holds (its concurrency slot, an unused spend)."""
+    try:
+        admission = await send_service.admit(caller, parsed)
+    except RateLimited as exc:
+        request.state.rate_decision = exc.decision
+        raise
+    request.state.rate_decision = admission.rate
+    try:
+        yield admission
+    finally:
+        await send_service.release(admission)
 
 
 async def _answer_read(
@@ -121,18 +139,10 @@ async def _answer_read(
 ) -> Response[dict[str, Any]]:
     """Reads pass the same key, IP and rate-limit checks as sends (no tag limit: no tag)."""
     caller = await identify(request, access, send_service)
-    try:
-        admission = await send_service.admit(caller, None)
-    except RateLimited as exc:
-        request.state.rate_decision = exc.decision
-        raise
-    request.state.rate_decision = admission.decision
-    try:
+    async with admitted(request, send_service, caller) as admission:
         body = await read(caller)
-    finally:
-        await send_service.release(caller, admission.decision)
     observe(request, "OK")
-    return Response(body, media_type=MediaType.JSON, headers=admission.decision.headers())
+    return Response(body, media_type=MediaType.JSON, headers=admission.rate.headers())
 
 
 @get(

@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
 
 from services.ingest.app import create_app
+from services.ingest.publisher import JobPublisher
+from shared.contracts import SmsJob
 from shared.topology import DISPATCH_QUEUE
 from tests.support.accounts import add_project
 from tests.support.queues import depth
@@ -23,10 +26,13 @@ SEND = "/api/v1/sms/send"
 PAYLOAD = {"tag": "billing", "recipients": ["+4712345678"], "message": "hi"}
 
 
-async def send_until_ok(client: AsyncTestClient[Any], key: str, seconds: float = 30) -> Any:
+async def send_until_ok(
+    client: AsyncTestClient[Any], key: str, seconds: float = 30, extra_headers: dict[str, str] | None = None
+) -> Any:
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
-        response = await client.post(SEND, json=PAYLOAD, headers={"Authorization": f"Bearer {key}"})
+        headers = {"Authorization": f"Bearer {key}", **(extra_headers or {})}
+        response = await client.post(SEND, json=PAYLOAD, headers=headers)
         if response.status_code == 200 or asyncio.get_running_loop().time() > deadline:
             return response
         await asyncio.sleep(0.5)
@@ -97,4 +103,40 @@ async def test_ingest_starts_while_the_broker_is_down_and_recovers(
         await proxy.restore()
         assert (await send_until_ok(client, keys.live_key)).status_code == 200
         assert (await client.get("/health/ready")).status_code == 200
+    assert await depth(amqp_url, DISPATCH_QUEUE.name) == 1
+
+
+async def test_redis_lost_right_after_the_confirm_still_answers_queued_and_a_retry_gets_the_same_id(
+    ingest_settings: Any,
+    accounts_file: Path,
+    redis_url: str,
+    amqp_url: str,
+    tcp_proxy: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = add_project(accounts_file)
+    target = urlsplit(redis_url)
+    proxy = await tcp_proxy(target.hostname, target.port or 6379)
+    settings = ingest_settings.model_copy(update={"redis_url": proxy.url_for(redis_url)})
+    publish = JobPublisher.publish
+
+    async def publish_then_lose_redis(self: JobPublisher, job: SmsJob) -> None:
+        await publish(self, job)
+        await proxy.cut()
+
+    monkeypatch.setattr(JobPublisher, "publish", publish_then_lose_redis)
+    headers = {"Authorization": f"Bearer {keys.live_key}", "Idempotency-Key": "invoice-42"}
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        first = await client.post(SEND, json=PAYLOAD, headers=headers)
+        assert first.status_code == 200, first.text
+        assert first.json()["data"]["status"] == "queued"
+        monkeypatch.setattr(JobPublisher, "publish", publish)
+        await proxy.restore()
+        retry = await send_until_ok(client, keys.live_key, extra_headers=headers)
+        assert retry.status_code == 200, retry.text
+        assert retry.json()["data"]["messageId"] == first.json()["data"]["messageId"]
+    # Written to Redis once it answered: a retry reaching another ingest process gets it too.
+    async with AsyncTestClient(app=create_app(ingest_settings)) as other_process:
+        again = await other_process.post(SEND, json=PAYLOAD, headers=headers)
+        assert again.json()["data"]["messageId"] == first.json()["data"]["messageId"]
     assert await depth(amqp_url, DISPATCH_QUEUE.name) == 1

@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from services.ingest.app import create_app
 from shared.accounts import ProjectLimits
-from shared.blocklist import BLOCKLIST_KEY
+from shared.blocklist import BLOCKLIST_KEY, Blocklist
 from shared.provider_state import PROVIDER_STATE_KEY
 from shared.topology import DISPATCH_QUEUE, LEDGER_ACCEPTED_QUEUE
 from tests.support.accounts import ProjectKeys, add_project
@@ -428,3 +428,61 @@ async def test_openapi_describes_the_contract(client: AsyncTestClient[Any]) -> N
         "status",
         "timestamp",
     }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"tag": "\xff\xfe", "recipients": ["+4712345678"], "message": "hi"}',  # not UTF-8
+        b"[" * 100_000 + b"]" * 100_000,  # nested deeper than any parser recurses
+        b'{"tag": "billing"',  # cut short
+    ],
+    ids=["invalid-utf8", "deep-nesting", "truncated"],
+)
+async def test_bad_bodies_count_against_the_rate_limit(
+    ingest_settings: Any, accounts_file: Path, amqp_url: str, body: bytes
+) -> None:
+    keys = add_project(accounts_file, limits=ProjectLimits(requests_per_minute=5))
+    headers = {**bearer(keys.live_key), "Content-Type": "application/json"}
+    async with AsyncTestClient(app=create_app(ingest_settings)) as test_client:
+        for remaining in range(4, -1, -1):
+            response = await test_client.post(SEND, content=body, headers=headers)
+            assert response.status_code != 200
+            assert response.headers["X-RateLimit-Remaining"] == str(remaining)
+        assert_error(await test_client.post(SEND, content=body, headers=headers), 429, "RATE_LIMIT_EXCEEDED")
+        payload = {"tag": "billing", "recipients": ["+4712345678"], "message": "hi"}
+        assert_error(await test_client.post(SEND, json=payload, headers=headers), 429, "RATE_LIMIT_EXCEEDED")
+    assert await depth(amqp_url, DISPATCH_QUEUE.name) == 0
+
+
+async def test_a_live_key_never_gets_a_test_keys_idempotent_response(
+    client: AsyncTestClient[Any], keys: ProjectKeys, amqp_url: str
+) -> None:
+    payload = {"tag": "billing", "recipients": ["+4712345678"], "message": "hi"}
+    test_send = await client.post(SEND, json=payload, headers={**bearer(keys.test_key), "Idempotency-Key": "k-1"})
+    live_send = await client.post(SEND, json=payload, headers={**bearer(keys.live_key), "Idempotency-Key": "k-1"})
+    live_retry = await client.post(SEND, json=payload, headers={**bearer(keys.live_key), "Idempotency-Key": "k-1"})
+    assert test_send.status_code == live_send.status_code == live_retry.status_code == 200
+    assert test_send.json()["data"]["messageId"] != live_send.json()["data"]["messageId"]
+    assert live_retry.json()["data"]["messageId"] == live_send.json()["data"]["messageId"]
+    jobs = await drain(amqp_url, DISPATCH_QUEUE.name, expect=2)
+    assert sorted(job["body"]["test"] for job in jobs) == [False, True]
+
+
+async def test_a_blocked_number_is_refused_alike_for_every_project_without_naming_its_source(
+    ingest_settings: Any, accounts_file: Path, redis_url: str, amqp_url: str
+) -> None:
+    first = add_project(accounts_file, "first")
+    second = add_project(accounts_file, "second")
+    redis = aioredis.Redis.from_url(redis_url)
+    # As the dispatcher records a provider's report after the first project's send.
+    await Blocklist(redis).add(["+4787654321"])
+    await redis.aclose()
+    payload = {"tag": "billing", "recipients": ["+4712345678", "+4787654321"], "message": "hi"}
+    async with AsyncTestClient(app=create_app(ingest_settings)) as test_client:
+        answers = [await test_client.post(SEND, json=payload, headers=bearer(k.live_key)) for k in (first, second)]
+    errors = [assert_error(answer, 400, "RECIPIENT_BLOCKED") for answer in answers]
+    assert errors[0] == errors[1]
+    assert errors[0]["details"] == ["recipients: +4787654321 is blocked"]
+    assert "provider" not in errors[0]["message"].lower()
+    assert await depth(amqp_url, DISPATCH_QUEUE.name) == 0
