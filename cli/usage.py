@@ -92,7 +92,18 @@ def sms_status(project: str, message_id: UUID, timeout: float, as_json: bool) ->
     assert isinstance(report, MessageStatusReport)
     if not report.found:
         raise click.ClickException(f"no message {message_id} in project {project}")
-    headers = ["recipient", "country", "status", "attempt", "segments", "cost", "error", "updated"]
+    headers = [
+        "recipient",
+        "country",
+        "status",
+        "attempt",
+        "segments",
+        "cost",
+        "error",
+        "updated",
+        "delivery",
+        "delivered",
+    ]
     rows = [
         [
             r.recipient,
@@ -103,6 +114,8 @@ def sms_status(project: str, message_id: UUID, timeout: float, as_json: bool) ->
             format_money(r.cost, None),
             r.error_code,
             format_timestamp(r.updated_at),
+            f"{r.delivery_status} ({r.delivery_error})" if r.delivery_error else r.delivery_status,
+            format_timestamp(r.delivery_updated_at),
         ]
         for r in report.recipients
     ]

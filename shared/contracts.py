@@ -107,6 +107,8 @@ class MessageStatusQuery(Contract):
 
 
 DeliveryStatus = Literal["queued", "sent", "retrying", "failed", "dead_lettered"]
+# What a carrier reports after a send (`ReceiptEvent`); the carrier-events section below.
+ReceiptStatus = Literal["delivered", "undelivered", "expired", "rejected", "deleted", "accepted", "unknown"]
 
 
 class RecipientStatusRow(Contract):
@@ -121,6 +123,11 @@ class RecipientStatusRow(Contract):
     provider_reference: str | None = None
     error_code: str | None = None
     updated_at: datetime | None = None
+    delivery_status: ReceiptStatus | None = Field(
+        None, description="What the carrier's delivery receipts say (latest, final first); None: no receipt yet."
+    )
+    delivery_updated_at: datetime | None = Field(None, description="When the carrier says that status was reached.")
+    delivery_error: str | None = Field(None, description="The carrier's error code of a failed delivery, as reported.")
 
 
 class MessageStatusReport(Contract):
@@ -211,8 +218,6 @@ class DeadLetter(Contract):
 # connection, turns what the carrier reports into these, and publishes them confirmed
 # before it acknowledges the carrier (deliver_sm_resp / HTTP 200). See shared/topology.py.
 
-ReceiptStatus = Literal["delivered", "undelivered", "expired", "rejected", "deleted", "accepted", "unknown"]
-
 
 class ReceiptEvent(Contract):
     """A recipient's delivery status as a carrier reported it, matched to its message.
@@ -247,6 +252,7 @@ class UnmatchedReceipt(Contract):
     error_code: str | None = None
     received_at: datetime
     reason: str = Field(description="Why it did not match, for an operator.")
+    occurred_at: datetime | None = Field(None, description="When the carrier says it happened (`done date`).")
 
 
 class InboundMessage(Contract):

@@ -42,6 +42,8 @@ from shared.topology import LEDGER_QUERIES_QUEUE
 REPLY_ADAPTER: TypeAdapter[LedgerReply] = TypeAdapter(LedgerReply)
 USAGE_GROUPINGS: tuple[str, ...] = get_args(UsageGrouping)
 MAX_USAGE_DAYS = 366
+# Receipt statuses that mean the SMS did not reach the handset (and never will).
+DELIVERY_FAILURES = frozenset({"undelivered", "expired", "rejected", "deleted"})
 
 
 class LedgerQueries:
@@ -241,6 +243,8 @@ def message_status_body(report: MessageStatusReport) -> dict[str, Any]:
                 "retrying": counts["retrying"],
                 "failed": counts["failed"],
                 "deadLettered": counts["dead_lettered"],
+                "delivered": sum(1 for row in report.recipients if row.delivery_status == "delivered"),
+                "deliveryFailed": sum(1 for row in report.recipients if row.delivery_status in DELIVERY_FAILURES),
             },
             "recipients": [_recipient_body(row, currency) for row in report.recipients],
         },
@@ -270,6 +274,11 @@ def _recipient_body(row: RecipientStatusRow, currency: str | None) -> dict[str, 
         "providerReference": row.provider_reference,
         "errorCode": row.error_code,
         "updatedAt": format_timestamp(row.updated_at),
+        # What the carrier reported after the send (null until a receipt arrives):
+        # delivered, undelivered, expired, rejected, deleted, accepted or unknown.
+        "deliveryStatus": row.delivery_status,
+        "deliveryUpdatedAt": format_timestamp(row.delivery_updated_at),
+        "deliveryError": row.delivery_error,
     }
 
 

@@ -1,4 +1,5 @@
-"""`/metrics`, `/health/live` and `/health/ready` for the workers (dispatcher, ledger).
+"""`/metrics`, `/health/live` and `/health/ready` for the workers (dispatcher, ledger), and
+the few POST routes a worker serves besides (the dispatcher's provider receipt callback).
 
 A few lines of asyncio instead of a web framework: three GET routes for Prometheus and an
 orchestrator's probes, answered from the same event loop the readiness check must look at
@@ -10,17 +11,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+PostHandler = Callable[[Mapping[str, str], bytes], Awaitable[tuple[int, bytes]]]
+"""(lower-cased headers, body) → (status, JSON body)."""
 
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+MAX_POST_BYTES = 1024 * 1024
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    503: "Service Unavailable",
+}
 
 
 class OpsServer:
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, ready: ReadinessCheck) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        ready: ReadinessCheck,
+        posts: Mapping[str, PostHandler] | None = None,
+    ) -> None:
+        self._posts = dict(posts or {})
         self._host = host
         self._port = port
         self._registry = registry
@@ -39,21 +60,43 @@ class OpsServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request_line = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass
-            status, content_type, body = await self._answer(request_line.decode("latin-1").split())
+            headers: dict[str, str] = {}
+            while (line := await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            parts = request_line.decode("latin-1").split()
+            if len(parts) >= 2 and parts[0] == "POST":
+                status, content_type, body = await self._post(parts[1].split("?", 1)[0], headers, reader)
+            else:
+                status, content_type, body = await self._answer(parts)
             writer.write(
                 f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                 + body
             )
             await writer.drain()
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    async def _post(
+        self, path: str, headers: Mapping[str, str], reader: asyncio.StreamReader
+    ) -> tuple[int, str, bytes]:
+        handler = self._posts.get(path)
+        if handler is None:
+            return 405, "text/plain", b"only GET\n"
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            return 400, "text/plain", b"bad Content-Length\n"
+        if length > MAX_POST_BYTES:
+            return 413, "text/plain", b"body too large\n"
+        body = await asyncio.wait_for(reader.readexactly(length), 10) if length > 0 else b""
+        status, answer = await handler(headers, body)
+        return status, "application/json", answer
 
     async def _answer(self, parts: list[str]) -> tuple[int, str, bytes]:
         if len(parts) < 2 or parts[0] != "GET":

@@ -14,6 +14,12 @@ publishes always find their queues.
     dispatcher give-up / poison ──▶ rsms.dispatch.dead (operator: `rsms dlq`)
     ingest / rsms usage ──query──▶ rsms.ledger.queries ──reply──▶ caller
     ledger, an event it cannot record ──▶ rsms.ledger.dead (operator)
+    dispatcher ──ReceiptEvent──▶ [rsms.receipts] (fanout)
+                          └──▶ rsms.ledger.receipts    ──▶ ledger (delivery status rows)
+    dispatcher, a receipt not matched yet ──▶ rsms.receipts.retry (TTL) ──dead-letter──▶
+                          rsms.receipts.pending ──▶ dispatcher (matches it again)
+    dispatcher, a receipt unmatched after the grace period ──▶ rsms.receipts.unmatched
+                          (operator: `rsms receipts unmatched`)
 
 Work queues are quorum queues: replicated, durable and safe under publisher confirms.
 The delay queues are classic queues because they only hold a message until its TTL runs
@@ -43,6 +49,26 @@ LEDGER_QUERIES_QUEUE = RabbitQueue("rsms.ledger.queries", queue_type=QueueType.C
 # classic like the dispatch dead letters, so peeking does not count against a delivery limit.
 LEDGER_DEAD_LETTER_QUEUE = RabbitQueue("rsms.ledger.dead", queue_type=QueueType.CLASSIC, durable=True)
 
+LEDGER_RECEIPTS_QUEUE = RabbitQueue("rsms.ledger.receipts", queue_type=QueueType.QUORUM)
+# A receipt that came before the dispatcher recorded its part's carrier id (submit_sm_resp
+# and deliver_sm race on an SMPP bind) waits here, not in a sleeping handler.
+RECEIPTS_PENDING_QUEUE = RabbitQueue("rsms.receipts.pending", queue_type=QueueType.QUORUM)
+RECEIPT_RETRY_DELAY_MS = 1_000
+RECEIPTS_RETRY_QUEUE = RabbitQueue(
+    "rsms.receipts.retry",
+    queue_type=QueueType.CLASSIC,
+    durable=True,
+    arguments={
+        "x-message-ttl": RECEIPT_RETRY_DELAY_MS,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": RECEIPTS_PENDING_QUEUE.name,
+    },
+)
+# Receipts nobody matched, kept for an operator. Classic for the reason the dead letters
+# are: `rsms receipts unmatched` peeks (gets and requeues), which a quorum queue would count
+# against its delivery limit until it dropped the receipt.
+RECEIPTS_UNMATCHED_QUEUE = RabbitQueue("rsms.receipts.unmatched", queue_type=QueueType.CLASSIC, durable=True)
+
 # Exponential backoff: attempt n waits RETRY_DELAYS_MS[n-1] (the last one repeats).
 RETRY_DELAYS_MS: tuple[int, ...] = (1_000, 5_000, 25_000, 120_000, 600_000)
 
@@ -69,6 +95,12 @@ async def declare_topology(broker: RabbitBroker, retry_delays_ms: tuple[int, ...
         await declared.bind(accepted)
     ledger_outcomes = await broker.declare_queue(LEDGER_OUTCOMES_QUEUE)
     await ledger_outcomes.bind(outcomes)
+    receipts = await broker.declare_exchange(RECEIPTS_EXCHANGE)
+    await broker.declare_exchange(INBOUND_EXCHANGE)
+    ledger_receipts = await broker.declare_queue(LEDGER_RECEIPTS_QUEUE)
+    await ledger_receipts.bind(receipts)
+    for queue in (RECEIPTS_PENDING_QUEUE, RECEIPTS_RETRY_QUEUE, RECEIPTS_UNMATCHED_QUEUE):
+        await broker.declare_queue(queue)
     await broker.declare_queue(DEAD_LETTER_QUEUE)
     await broker.declare_queue(LEDGER_QUERIES_QUEUE)
     await broker.declare_queue(LEDGER_DEAD_LETTER_QUEUE)

@@ -10,6 +10,7 @@ from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -23,6 +24,9 @@ from services.dispatcher.job_handler import JobHandler
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.outbox import Outbox
 from services.dispatcher.provider import Provider
+from services.dispatcher.receipts import ReceiptSink
+from services.dispatcher.receipts_callback import RECEIPTS_PATH, ReceiptCallback
+from services.dispatcher.receipts_store import RedisReceiptStore
 from services.dispatcher.retry_policy import RetryPolicy
 from services.dispatcher.send_markers import SendMarkers
 from services.dispatcher.settings import DispatcherSettings
@@ -30,9 +34,20 @@ from services.dispatcher.smpp.provider import SmppConfig, SmppProvider
 from services.dispatcher.test_traffic_provider import TestTrafficProvider
 from shared.blocklist import Blocklist
 from shared.broker_connection import connect_when_available
+from shared.contracts import UnmatchedReceipt
+from shared.log import get_logger
 from shared.ops_server import OpsServer
 from shared.queue_depths import watch_queue_depths
-from shared.topology import DEAD_LETTER_QUEUE, DISPATCH_QUEUE, declare_topology, retry_queue
+from shared.topology import (
+    DEAD_LETTER_QUEUE,
+    DISPATCH_QUEUE,
+    RECEIPTS_PENDING_QUEUE,
+    RECEIPTS_UNMATCHED_QUEUE,
+    declare_topology,
+    retry_queue,
+)
+
+log = get_logger(__name__)
 
 
 async def _raw_body(message: StreamMessage[object]) -> bytes:
@@ -47,6 +62,7 @@ def build_live_provider(settings: DispatcherSettings) -> Provider:
             settings.provider_token,
             settings.provider_timeout_seconds,
             max_connections=settings.provider_max_concurrent_requests,
+            receipt_callback=settings.receipt_callback(),
         )
     if settings.provider_kind == "smpp":
         # Receipts and inbound are refused (ESME_RX_T_APPN: the SMSC keeps and resends
@@ -85,6 +101,9 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         on_change=metrics.circuit_changed,
     )
     outbox = Outbox(broker, settings.dispatcher_publish_timeout_seconds)
+    receipts = ReceiptSink(
+        RedisReceiptStore(redis, settings.receipts_ttl_seconds), outbox, settings.receipts_match_grace_seconds
+    )
     handler = JobHandler(
         JobDispatcher(
             live_provider,
@@ -93,6 +112,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
             Blocklist(redis),
             retry_policy,
             batch_size=settings.provider_batch_size,
+            receipts=receipts,
         ),
         outbox,
         breaker,
@@ -106,13 +126,39 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         message: RabbitMessage = broker.context.get_local("message")
         await handler.handle(message)
 
+    pending = broker.subscriber(RECEIPTS_PENDING_QUEUE, ack_policy=AckPolicy.MANUAL, decoder=_raw_body)
+
+    @pending
+    async def on_pending_receipt(body: bytes) -> None:
+        """A receipt back from the delay queue: match it again (see `receipts.py`)."""
+        message: RabbitMessage = broker.context.get_local("message")
+        try:
+            waiting = UnmatchedReceipt.model_validate_json(message.body)
+        except ValidationError:
+            # Not one this version wrote: kept as it is for an operator, never dropped.
+            await broker.publish(message.body, queue=RECEIPTS_UNMATCHED_QUEUE.name, persist=True)
+            await message.ack()
+            return
+        try:
+            await receipts.rematch(waiting)
+        except RedisError as error:
+            log.warning("receipt not matched: Redis failed", error=type(error).__name__)
+            await receipts.retry_later(waiting)
+        await message.ack()  # only now: what it became is confirmed
+
     async def ready() -> bool:
         try:
             return bool(await broker.ping(timeout=1.0)) and bool(await redis.ping())
         except (RedisError, OSError):
             return False
 
-    observability = OpsServer(settings.dispatcher_http_host, settings.dispatcher_http_port, metrics.registry, ready)
+    observability = OpsServer(
+        settings.dispatcher_http_host,
+        settings.dispatcher_http_port,
+        metrics.registry,
+        ready,
+        posts={RECEIPTS_PATH: ReceiptCallback(receipts, settings.receipts_callback_token)},
+    )
 
     async def declare() -> None:
         await connect_when_available(

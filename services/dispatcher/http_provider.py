@@ -33,8 +33,15 @@ class _Message(msgspec.Struct):
     destinations: list[_Destination] = msgspec.field(default_factory=list)
 
 
-class _SendRequest(msgspec.Struct):
+class _ReceiptCallback(msgspec.Struct):
+    url: str
+    token: str
+
+
+class _SendRequest(msgspec.Struct, omit_defaults=True):
     messages: list[_Message]
+    callback: _ReceiptCallback | None = None
+    """Where the provider POSTs the delivery receipts (`receipts_callback.py`)."""
 
 
 class _Result(msgspec.Struct):
@@ -78,8 +85,9 @@ def classify_status(status_code: int) -> ProviderAccountError | Delivery | None:
 def classify_result(result: _Result) -> Delivery:
     status = result.status
     if status in ("accepted", "duplicate"):
-        # A duplicate is a reference the provider already took: sent, once.
-        return Delivery(DeliveryStatus.SENT, result.id)
+        # A duplicate is a reference the provider already took: sent, once. Its receipts
+        # name the provider's id (one per recipient: the provider does the splitting).
+        return Delivery(DeliveryStatus.SENT, result.id, carrier_ids=(result.id,) if result.id else ())
     if status == "blocked":
         return _BLOCKED
     if status == "invalid":
@@ -90,7 +98,16 @@ def classify_result(result: _Result) -> Delivery:
 class HttpProvider:
     resends_are_safe = True  # the API deduplicates by the gateway's reference
 
-    def __init__(self, base_url: str, token: str, timeout_seconds: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        timeout_seconds: float,
+        max_connections: int,
+        receipt_callback: tuple[str, str] | None = None,
+    ) -> None:
+        """`receipt_callback`: (URL, token) the provider sends delivery receipts to; None: none."""
+        self._callback = _ReceiptCallback(*receipt_callback) if receipt_callback else None
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
@@ -108,7 +125,8 @@ class HttpProvider:
                         [_Destination(to, ref) for to, ref in zip(b.recipients, b.references, strict=True)],
                     )
                     for b in batches
-                ]
+                ],
+                self._callback,
             )
         )
         try:

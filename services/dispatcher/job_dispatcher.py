@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 
 from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, Provider
 from services.dispatcher.retry_policy import RetryPolicy
@@ -61,6 +62,12 @@ def marker_for(delivery: Delivery) -> str | None:
     return None  # transient: stays claimed, the retry sends it again
 
 
+class ReceiptExpectations(Protocol):
+    """Records what the carrier's receipts will name (`receipts.ReceiptSink.expect`)."""
+
+    async def expect(self, job: SmsJob, recipients: Sequence[str], deliveries: Sequence[Delivery]) -> None: ...
+
+
 @dataclass
 class DispatchResult:
     event: OutcomeEvent
@@ -80,8 +87,10 @@ class JobDispatcher:
         blocklist: Blocklist,
         retry_policy: RetryPolicy,
         batch_size: int,
+        receipts: ReceiptExpectations | None = None,
     ) -> None:
         self._live = live_provider
+        self._receipts = receipts
         self._test = test_provider
         self._markers = markers
         self._blocklist = blocklist
@@ -131,6 +140,10 @@ class JobDispatcher:
                 references=[idempotency_reference(job.message_id, r) for r in chunk_recipients],
             )
             (deliveries,) = await provider.send([batch])
+            if markers is not None and self._receipts is not None:
+                # Before the markers: a recipient marked sent is never sent again, so its
+                # parts must be on record for its receipts by then.
+                await self._receipts.expect(job, chunk_recipients, deliveries)
             if markers is not None:
                 settled = {r: m for r, d in zip(chunk_recipients, deliveries, strict=True) if (m := marker_for(d))}
                 await markers.record(job.message_id, settled)

@@ -1,5 +1,5 @@
 """Everything the dispatcher publishes, each with a publisher confirm before it returns:
-outcome events, retries into the delay queues, dead letters.
+outcome events, retries into the delay queues, dead letters, carrier receipts and inbound.
 
 Publishes bypass FastStream's publish path and go to the AMQP channel (aiormq, under
 aio-pika's robust channel) of a confirm channel of their own:
@@ -61,6 +61,10 @@ class Outbox:
 
     async def publish_dead_letter(self, dead_letter: DeadLetter) -> None:
         await self._publish(dead_letter, routing_key=DEAD_LETTER_QUEUE.name)
+
+    async def publish(self, message: Contract, *, exchange: str = "", routing_key: str = "") -> None:
+        """Any contract message (receipt events, inbound messages), confirmed before it returns."""
+        await self._publish(message, routing_key=routing_key, exchange=exchange)
 
     async def _publish(self, message: Contract, *, routing_key: str, exchange: str = "") -> None:
         if self._channel is None:

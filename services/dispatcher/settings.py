@@ -100,3 +100,24 @@ class DispatcherSettings(ServiceSettings):
     smpp_unbind_grace_seconds: float = Field(
         10.0, ge=0, description="On shutdown, outstanding submits get this long to be answered."
     )
+
+    receipts_callback_token: str = Field(
+        "sim-receipt-token",
+        description="Bearer token the HTTP provider must present on the receipt callback (set your own in production).",
+    )
+    receipts_callback_url: str | None = Field(
+        None,
+        description="URL the HTTP provider POSTs receipts to; default: /v1/receipts on this dispatcher's HTTP port.",
+    )
+    receipts_ttl_seconds: int = Field(
+        7 * 86_400, ge=60, description="How long a sent part waits for its receipts (then they are unmatched)."
+    )
+    receipts_match_grace_seconds: float = Field(
+        300.0, gt=0, description="How long a receipt with no sent part is matched again before it is kept as unmatched."
+    )
+
+    def receipt_callback(self) -> tuple[str, str]:
+        url = (
+            self.receipts_callback_url or f"http://{self.dispatcher_http_host}:{self.dispatcher_http_port}/v1/receipts"
+        )
+        return url, self.receipts_callback_token

@@ -21,12 +21,14 @@ from services.ledger.schema import (
     OUTCOME_EVENT_INSERT_SETTINGS,
     OUTCOME_EVENTS_TABLE,
     OUTCOMES_TABLE,
+    RECEIPT_COLUMNS,
+    RECEIPTS_TABLE,
     REQUEST_COLUMNS,
     REQUESTS_TABLE,
     apply_migrations,
 )
 
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {REQUESTS_TABLE: REQUEST_COLUMNS}
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {REQUESTS_TABLE: REQUEST_COLUMNS, RECEIPTS_TABLE: RECEIPT_COLUMNS}
 """Tables written column by column (a few rows per event: building columns is cheap)."""
 EVENT_TABLES: dict[str, tuple[str, dict[str, Any]]] = {
     OUTCOMES_TABLE: (OUTCOME_EVENTS_TABLE, OUTCOME_EVENT_INSERT_SETTINGS),

@@ -2,7 +2,8 @@
 
 Redelivered events can leave duplicate rows until ClickHouse merges them, so every read
 deduplicates itself: billing counts a recipient of a message once (a recipient is sent at
-most once), status takes each recipient's latest attempt. No read depends on `FINAL` or
+most once), status takes each recipient's latest attempt and its delivery status (the
+carrier's receipts: final over intermediate, then latest). No read depends on `FINAL` or
 on merges having happened.
 
 Identifiers in the SQL come from settings and fixed maps; every value is a bound
@@ -17,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from services.ledger.clickhouse import STORAGE_ERRORS, StorageUnavailable
-from services.ledger.schema import OUTCOMES_TABLE, REQUESTS_TABLE
+from services.ledger.schema import OUTCOMES_TABLE, RECEIPTS_TABLE, REQUESTS_TABLE
 from shared.contracts import (
     MessageStatusReport,
     RecipientStatusRow,
@@ -69,6 +70,15 @@ LATEST_OUTCOMES_SQL = """
     ORDER BY recipient
 """
 
+# Each recipient's delivery status: a final one (delivered, undelivered, …) over an
+# intermediate one (accepted), then the latest. Duplicate rows pick the same tuple.
+LATEST_RECEIPTS_SQL = """
+    SELECT recipient, argMax((status, error_code, occurred_at), (final, occurred_at))
+    FROM {database}.{table}
+    WHERE project = {{project:String}} AND message_id = {{message_id:UUID}}
+    GROUP BY recipient
+"""
+
 
 class LedgerReader:
     def __init__(self, client: Any, database: str) -> None:
@@ -86,11 +96,19 @@ class LedgerReader:
                 LATEST_OUTCOMES_SQL.format(database=self._database, table=OUTCOMES_TABLE),
                 parameters=parameters,
             ).result_rows
+            receipts = self._client.query(
+                LATEST_RECEIPTS_SQL.format(database=self._database, table=RECEIPTS_TABLE),
+                parameters=parameters,
+            ).result_rows
         except STORAGE_ERRORS as error:
             raise StorageUnavailable(f"status read failed: {error}") from error
         if not requests and not outcomes:
             return MessageStatusReport(found=False, message_id=message_id, project=project)
-        attempted = [_recipient_row(recipient, attempt, latest) for recipient, attempt, latest in outcomes]
+        delivery = {recipient: latest for recipient, latest in receipts}
+        attempted = [
+            _recipient_row(recipient, attempt, latest, delivery.get(recipient))
+            for recipient, attempt, latest in outcomes
+        ]
         billed = sum((r.cost for r in attempted if r.status == "sent"), Decimal(0))
         if not requests:
             # The outcome arrived before the accepted event: report what is known.
@@ -177,8 +195,11 @@ class LedgerReader:
         )
 
 
-def _recipient_row(recipient: str, attempt: int, latest: tuple[Any, ...]) -> RecipientStatusRow:
+def _recipient_row(
+    recipient: str, attempt: int, latest: tuple[Any, ...], receipt: tuple[Any, ...] | None
+) -> RecipientStatusRow:
     country, status, segments, cost, reference, error_code, occurred_at = latest
+    delivery_status, delivery_error, delivered_at = receipt if receipt is not None else (None, None, None)
     return RecipientStatusRow(
         recipient=recipient,
         country=country,
@@ -189,6 +210,9 @@ def _recipient_row(recipient: str, attempt: int, latest: tuple[Any, ...]) -> Rec
         provider_reference=reference,
         error_code=error_code,
         updated_at=_utc(occurred_at),
+        delivery_status=delivery_status,
+        delivery_updated_at=_utc(delivered_at) if delivered_at is not None else None,
+        delivery_error=delivery_error,
     )
 
 

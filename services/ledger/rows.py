@@ -28,7 +28,7 @@ from uuid import UUID
 
 import msgspec
 
-from services.ledger.schema import OUTCOMES_TABLE, REQUESTS_TABLE
+from services.ledger.schema import OUTCOMES_TABLE, RECEIPTS_TABLE, REQUESTS_TABLE
 
 KNOWN_SCHEMA_VERSION = Literal[1]
 # The widths of the outcome table's columns (UInt16, Decimal(18, 6), DateTime64): values
@@ -86,6 +86,21 @@ class SmsJobBody(msgspec.Struct, frozen=True):
     schema_version: KNOWN_SCHEMA_VERSION = 1
 
 
+class ReceiptEventBody(msgspec.Struct, frozen=True):
+    event_id: UUID
+    message_id: UUID
+    project: str
+    recipient: str
+    status: Literal["delivered", "undelivered", "expired", "rejected", "deleted", "accepted", "unknown"]
+    final: bool
+    occurred_at: datetime
+    received_at: datetime
+    error_code: str | None = None
+    provider_reference: str | None = None
+    test: bool = False
+    schema_version: KNOWN_SCHEMA_VERSION = 1
+
+
 class EventRejected(ValueError):
     """A body the ledger cannot record: malformed, or a schema version it does not know."""
 
@@ -108,6 +123,7 @@ class RowChunk:
 _outcome_decoder = msgspec.json.Decoder(OutcomeEventBody)
 _encoder = msgspec.json.Encoder()
 _job_decoder = msgspec.json.Decoder(SmsJobBody)
+_receipt_decoder = msgspec.json.Decoder(ReceiptEventBody)
 
 
 def outcome_rows(body: bytes) -> RowChunk:
@@ -169,5 +185,36 @@ def request_rows(body: bytes) -> RowChunk:
             [job.estimated_cost],
             [job.test],
             [job.accepted_at],
+        ],
+    )
+
+
+def receipt_rows(body: bytes) -> RowChunk:
+    try:
+        event = _receipt_decoder.decode(body)
+    except msgspec.ValidationError as error:
+        raise EventRejected(f"receipt event: {error}") from error
+    except msgspec.DecodeError as error:
+        raise EventRejected(f"receipt event is not JSON: {error}") from error
+    for name in ("occurred_at", "received_at"):
+        moment: datetime = getattr(event, name)
+        if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+            raise EventRejected(f"receipt event: {name} {moment} is out of range")
+    return RowChunk(
+        table=RECEIPTS_TABLE,
+        key=str(event.event_id),
+        row_count=1,
+        columns=[
+            [event.project],
+            [event.message_id],
+            [event.recipient],
+            [event.status],
+            [event.final],
+            [event.error_code],
+            [event.provider_reference],
+            [event.test],
+            [event.event_id],
+            [event.occurred_at],
+            [event.received_at],
         ],
     )

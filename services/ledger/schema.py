@@ -1,7 +1,8 @@
 """The ledger's ClickHouse tables and the versioned migrations that create them.
 
 `sms_requests` is the audit trail: one row per accepted send request. `sms_outcomes` holds
-one row per recipient per dispatch attempt. Both are ReplacingMergeTree tables keyed so a
+one row per recipient per dispatch attempt; `sms_receipts` one row per recipient per
+delivery status a carrier reported. Both are ReplacingMergeTree tables keyed so a
 redelivered event collapses into the row it repeats; the reads in `reads.py` deduplicate
 on their own as well, so they count correctly before any merge has happened.
 
@@ -31,6 +32,7 @@ REQUESTS_TABLE = "sms_requests"
 OUTCOMES_TABLE = "sms_outcomes"
 OUTCOME_EVENTS_TABLE = "sms_outcome_events"
 OUTCOME_ROWS_VIEW = "sms_outcome_rows"
+RECEIPTS_TABLE = "sms_receipts"
 MIGRATIONS_TABLE = "schema_migrations"
 
 REQUEST_COLUMNS: tuple[str, ...] = (
@@ -72,6 +74,20 @@ OUTCOME_COLUMNS: tuple[str, ...] = (
     "error_message",
     "event_id",
     "occurred_at",
+)
+
+RECEIPT_COLUMNS: tuple[str, ...] = (
+    "project",
+    "message_id",
+    "recipient",
+    "status",
+    "final",
+    "error_code",
+    "provider_reference",
+    "test",
+    "event_id",
+    "occurred_at",
+    "received_at",
 )
 
 
@@ -191,6 +207,40 @@ SCHEMA_MIGRATIONS: tuple[Migration, ...] = (
             FROM {{db}}.{OUTCOME_EVENTS_TABLE}
             ARRAY JOIN outcomes AS o
             """,  # noqa: S608 -- constant names; {db} is a settings-validated identifier
+        ),
+    ),
+    Migration(
+        3,
+        "delivery receipts",
+        (
+            # One row per recipient and delivery status (the dispatcher publishes one event
+            # per status change): the sorting key ends in the status, so a redelivered event
+            # collapses into its row. Billing never reads this table: a recipient is billed
+            # when it is sent (sms_outcomes), whatever the carrier reports later.
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.{RECEIPTS_TABLE}
+            (
+                project LowCardinality(String),
+                message_id UUID,
+                recipient String,
+                status LowCardinality(String)
+                    COMMENT 'delivered, undelivered, expired, rejected, deleted, accepted, unknown',
+                final Bool COMMENT 'false for intermediate states (accepted, unknown)',
+                error_code LowCardinality(Nullable(String)) COMMENT 'the carrier''s err:, as reported',
+                provider_reference Nullable(String) COMMENT 'the carrier''s message id',
+                test Bool,
+                event_id UUID,
+                occurred_at DateTime64(3, 'UTC') COMMENT 'when the carrier says it happened',
+                received_at DateTime64(3, 'UTC'),
+                recorded_at DateTime64(3, 'UTC') DEFAULT now64(3),
+                INDEX message_id_bloom message_id TYPE bloom_filter GRANULARITY 1
+            )
+            ENGINE = ReplacingMergeTree
+            PARTITION BY toYYYYMM(received_at)
+            ORDER BY (project, message_id, recipient, status)
+            TTL toDateTime(received_at) + INTERVAL 12 MONTH
+            SETTINGS non_replicated_deduplication_window = 10000, ttl_only_drop_parts = 1
+            """,
         ),
     ),
 )

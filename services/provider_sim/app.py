@@ -17,6 +17,7 @@ from litestar import Litestar, Request, Response, get, post
 
 from services.provider_sim.delivery_log import DeliveryLog
 from services.provider_sim.faults import Faults, FaultsUpdate
+from services.provider_sim.receipts import ReceiptReporter
 from services.provider_sim.settings import ProviderSimSettings
 from services.provider_sim.wire import ErrorBody, MessageResult, SendRequest, SendResponse
 
@@ -57,6 +58,12 @@ def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
         faults=Faults(latency_ms=settings.provider_sim_latency_ms),
     )
     decode_send = msgspec.json.Decoder(SendRequest).decode
+    receipts = ReceiptReporter(
+        delay_seconds=settings.provider_sim_receipt_delay_ms / 1000,
+        failure_rate=settings.provider_sim_receipt_failure_rate,
+        counters=state.log.counters,
+        rng=state.rng,
+    )
 
     @post("/v1/messages", status_code=200)
     async def send_messages(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -73,6 +80,11 @@ def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
         except msgspec.ValidationError as exc:
             return _json(ErrorBody(f"bad request: {exc}"), 400)
         results = [MessageResult(state.log.record(m, faults, state.rng)) for m in batch.messages]
+        if batch.callback is not None:
+            for message in results:
+                for result in message.results:
+                    if result.status == "accepted" and result.id is not None:
+                        receipts.report(batch.callback, result.id)
         if faults.timeout_rate and state.rng.random() < faults.timeout_rate:
             # Accepted, but the answer never arrives in time: the gateway must retry with
             # the same references and the duplicates show up here, not on a handset.
@@ -132,6 +144,8 @@ def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
 
     return Litestar(
         route_handlers=[send_messages, account, read_faults, change_faults, stats, messages, reset],
+        on_startup=[receipts.start],
+        on_shutdown=[receipts.stop],
         openapi_config=None,
         request_max_body_size=64 * 1024 * 1024,
     )

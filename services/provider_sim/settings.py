@@ -19,3 +19,9 @@ class ProviderSimSettings(ServiceSettings):
     provider_sim_timeout_seconds: float = Field(
         30.0, description="How long a request hit by the timeout fault hangs before answering."
     )
+    provider_sim_receipt_delay_ms: float = Field(
+        300.0, ge=0, description="How long after a send its delivery receipt is POSTed to the callback URL."
+    )
+    provider_sim_receipt_failure_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of receipts reporting the message undelivered (err 001)."
+    )

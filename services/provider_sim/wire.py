@@ -2,12 +2,18 @@
 
 POST /v1/messages   Authorization: Bearer <token>
 {"messages": [{"from": "RSMS", "text": "...",
-               "destinations": [{"to": "+4712345678", "reference": "<idempotency ref>"}]}]}
+               "destinations": [{"to": "+4712345678", "reference": "<idempotency ref>"}]}],
+ "callback": {"url": "http://…/v1/receipts", "token": "…"}}      (optional)
 200 {"messages": [{"results": [{"reference": "...", "status": "accepted", "id": "sim-1"}]}]}
     status: accepted | duplicate | blocked | invalid | failed (transient)
 401 bad token · 402 no credits · 503 / timeout: try again later
 
 GET /v1/account     200 {"status": "active"} · 401 · 402
+
+Receipts, after a delay, for each accepted message (not for duplicates):
+POST <callback url>  Authorization: Bearer <callback token>
+{"receipts": [{"id": "sim-1", "status": "delivered" | "undelivered", "error": null | "001",
+               "done_at": "2026-11-25T10:00:00.000Z"}]}      retried until answered 200
 """
 
 from __future__ import annotations
@@ -30,8 +36,25 @@ class OutboundMessage(msgspec.Struct):
     destinations: list[Destination] = msgspec.field(default_factory=list)
 
 
+class Callback(msgspec.Struct):
+    url: str
+    token: str
+
+
 class SendRequest(msgspec.Struct):
     messages: list[OutboundMessage]
+    callback: Callback | None = None
+
+
+class ReceiptBody(msgspec.Struct):
+    id: str
+    status: Literal["delivered", "undelivered"]
+    error: str | None
+    done_at: str
+
+
+class ReceiptsCallback(msgspec.Struct):
+    receipts: list[ReceiptBody]
 
 
 class DestinationResult(msgspec.Struct):

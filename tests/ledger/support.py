@@ -20,9 +20,9 @@ from faststream.rabbit import RabbitBroker
 
 from services.ledger.app import build_app
 from services.ledger.settings import LedgerSettings
-from shared.contracts import OutcomeEvent, RecipientOutcome, SmsJob
+from shared.contracts import OutcomeEvent, ReceiptEvent, ReceiptStatus, RecipientOutcome, SmsJob
 from shared.countries import country_of
-from shared.topology import ACCEPTED_EXCHANGE, OUTCOMES_EXCHANGE, declare_topology
+from shared.topology import ACCEPTED_EXCHANGE, OUTCOMES_EXCHANGE, RECEIPTS_EXCHANGE, declare_topology
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PRICE = Decimal("0.67")
@@ -106,6 +106,30 @@ def make_outcome(
     )
 
 
+def make_receipt(
+    job: SmsJob,
+    recipient: str,
+    status: ReceiptStatus,
+    *,
+    error_code: str | None = None,
+    occurred_at: datetime | None = None,
+) -> ReceiptEvent:
+    moment = occurred_at or datetime.now(UTC)
+    return ReceiptEvent(
+        event_id=uuid.uuid5(job.message_id, f"{recipient}:{status}"),
+        message_id=job.message_id,
+        project=job.project,
+        recipient=recipient,
+        status=status,
+        final=status not in ("accepted", "unknown"),
+        error_code=error_code,
+        provider_reference=f"carrier-{recipient[-4:]}",
+        occurred_at=moment,
+        received_at=moment,
+        test=job.test,
+    )
+
+
 def ledger_settings(amqp_url: str, dsn: str, database: str, **overrides: Any) -> LedgerSettings:
     values: dict[str, Any] = {
         "amqp_url": amqp_url,
@@ -158,6 +182,15 @@ async def publish_outcome(broker: RabbitBroker, event: OutcomeEvent) -> None:
     await broker.publish(
         event.model_dump_json().encode(),
         exchange=OUTCOMES_EXCHANGE,
+        persist=True,
+        content_type="application/json",
+    )
+
+
+async def publish_receipt(broker: RabbitBroker, event: ReceiptEvent) -> None:
+    await broker.publish(
+        event.model_dump_json().encode(),
+        exchange=RECEIPTS_EXCHANGE,
         persist=True,
         content_type="application/json",
     )

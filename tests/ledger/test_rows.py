@@ -8,14 +8,16 @@ import pytest
 from services.ledger.rows import (
     EventRejected,
     OutcomeEventBody,
+    ReceiptEventBody,
     RecipientOutcomeBody,
     SmsJobBody,
     outcome_rows,
+    receipt_rows,
     request_rows,
 )
-from services.ledger.schema import OUTCOMES_TABLE, REQUEST_COLUMNS
-from shared.contracts import OutcomeEvent, RecipientOutcome, SmsJob
-from tests.ledger.support import make_job, make_outcome, numbers
+from services.ledger.schema import OUTCOMES_TABLE, RECEIPT_COLUMNS, RECEIPTS_TABLE, REQUEST_COLUMNS
+from shared.contracts import OutcomeEvent, ReceiptEvent, RecipientOutcome, SmsJob
+from tests.ledger.support import make_job, make_outcome, make_receipt, numbers
 
 
 @pytest.mark.parametrize(
@@ -24,6 +26,7 @@ from tests.ledger.support import make_job, make_outcome, numbers
         (SmsJobBody, SmsJob),
         (OutcomeEventBody, OutcomeEvent),
         (RecipientOutcomeBody, RecipientOutcome),
+        (ReceiptEventBody, ReceiptEvent),
     ],
 )
 def test_every_contract_field_has_its_mirror(mirror, contract):
@@ -72,3 +75,27 @@ def test_decoded_values_equal_the_contracts():
     event = make_outcome(make_job())
     mirrored = msgspec.json.decode(event.model_dump_json(), type=OutcomeEventBody)
     assert msgspec.structs.asdict(mirrored.outcomes[0]) == event.outcomes[0].model_dump()
+
+
+def test_a_receipt_becomes_one_row_keyed_by_its_event_id():
+    job = make_job()
+    event = make_receipt(job, job.recipients[0], "undelivered", error_code="001")
+    chunk = receipt_rows(event.model_dump_json().encode())
+    assert (chunk.table, chunk.row_count, chunk.key) == (RECEIPTS_TABLE, 1, str(event.event_id))
+    row = dict(zip(RECEIPT_COLUMNS, (c[0] for c in chunk.columns), strict=True))
+    assert (row["status"], row["final"], row["error_code"]) == ("undelivered", True, "001")
+
+
+@pytest.mark.parametrize(
+    "replace",
+    [
+        ('"undelivered"', '"lost"'),
+        ('"schema_version":1', '"schema_version":2'),
+        ('"occurred_at":"2', '"occurred_at":"9'),
+    ],
+)
+def test_a_receipt_the_ledger_cannot_record_is_rejected(replace):
+    job = make_job()
+    body = make_receipt(job, job.recipients[0], "undelivered").model_dump_json().replace(*replace)
+    with pytest.raises(EventRejected):
+        receipt_rows(body.encode())

@@ -13,6 +13,7 @@ from services.ledger.schema import (
     MIGRATIONS_TABLE,
     OUTCOME_COLUMNS,
     OUTCOMES_TABLE,
+    RECEIPTS_TABLE,
     REQUESTS_TABLE,
     SCHEMA_MIGRATIONS,
 )
@@ -47,6 +48,10 @@ def test_tables_are_partitioned_by_month_with_a_12_month_ttl(clickhouse):
         assert f"PARTITION BY toYYYYMM({time_column})" in ddl
         assert f"TTL toDateTime({time_column}) + toIntervalMonth(12)" in ddl
         assert f"ORDER BY (project, toDate({time_column}), message_id" in ddl
+    receipts = tables[RECEIPTS_TABLE]
+    assert "ReplacingMergeTree" in receipts and "PARTITION BY toYYYYMM(received_at)" in receipts
+    assert "TTL toDateTime(received_at) + toIntervalMonth(12)" in receipts
+    assert "ORDER BY (project, message_id, recipient, status)" in receipts
     keys = dict(
         client.query(
             "SELECT name, partition_key FROM system.tables WHERE database = {db:String}",
