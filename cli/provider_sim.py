@@ -49,6 +49,7 @@ def provider_sim(ctx: click.Context) -> None:
 @click.option("--no-credits/--credits", default=None, help="Answer every request 402.")
 @click.option("--blocked", multiple=True, help="A number reported blocked (repeatable).")
 @click.option("--invalid", multiple=True, help="A number reported invalid (repeatable).")
+@click.option("--receipt-failure-rate", type=click.FloatRange(0, 1), help="Share of receipts reported undelivered.")
 @click.option("--clear-numbers", is_flag=True, help="Empty the blocked and invalid lists.")
 def faults(url: str | None, clear_numbers: bool, **changes: Any) -> None:
     """Show the faults, or change the ones given (the others stay as they are)."""

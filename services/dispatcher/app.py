@@ -85,6 +85,14 @@ def create_app(settings: DispatcherSettings) -> FastStream:
     subscriber = broker.subscriber(DISPATCH_QUEUE, ack_policy=AckPolicy.MANUAL, decoder=_raw_body)
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     retry_policy = RetryPolicy(settings.dispatcher_max_attempts, settings.dispatcher_retry_delays_ms)
+    outbox = Outbox(broker, settings.dispatcher_publish_timeout_seconds)
+    # The carrier report sink: what a provider adapter hands receipts and inbound SMS to.
+    receipts = ReceiptSink(
+        RedisReceiptStore(redis, settings.receipts_ttl_seconds),
+        outbox,
+        settings.receipts_match_grace_seconds,
+        max_concurrent=settings.receipts_max_concurrent,
+    )
     live_provider = BatchingProvider(
         build_live_provider(settings),
         max_recipients=settings.provider_batch_size,
@@ -99,10 +107,6 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         probe_interval_seconds=settings.provider_probe_interval_seconds,
         state_ttl_seconds=settings.provider_state_ttl_seconds,
         on_change=metrics.circuit_changed,
-    )
-    outbox = Outbox(broker, settings.dispatcher_publish_timeout_seconds)
-    receipts = ReceiptSink(
-        RedisReceiptStore(redis, settings.receipts_ttl_seconds), outbox, settings.receipts_match_grace_seconds
     )
     handler = JobHandler(
         JobDispatcher(

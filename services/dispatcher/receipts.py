@@ -24,6 +24,7 @@ carrier send the receipt again rather than lose it.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -156,10 +157,15 @@ RematchOutcome = Literal["matched", "waiting", "unmatched"]
 class ReceiptSink:
     """The dispatcher's `CarrierReportSink`, and the recorder of what receipts will name."""
 
-    def __init__(self, store: ReceiptStore, publisher: Publisher, match_grace_seconds: float) -> None:
+    def __init__(
+        self, store: ReceiptStore, publisher: Publisher, match_grace_seconds: float, max_concurrent: int = 16
+    ) -> None:
         self._store = store
         self._publisher = publisher
         self._grace = timedelta(seconds=match_grace_seconds)
+        # A carrier can hand over a thousand receipts at once; each takes Redis connections
+        # from the pool the jobs use, so only this many are worked on together.
+        self._slots = asyncio.Semaphore(max_concurrent)
 
     async def expect(self, job: SmsJob, recipients: Sequence[str], deliveries: Sequence[Delivery]) -> None:
         """Records the carrier ids of the sent recipients; call before the send markers, so
@@ -169,6 +175,10 @@ class ReceiptSink:
             await self._store.remember(parts)
 
     async def receipt(self, receipt: CarrierReceipt) -> None:
+        async with self._slots:
+            await self._receipt(receipt)
+
+    async def _receipt(self, receipt: CarrierReceipt) -> None:
         part = await self._store.find(receipt.carrier_id)
         if part is None:
             await self._publisher.publish(
@@ -184,6 +194,10 @@ class ReceiptSink:
     async def rematch(self, waiting: UnmatchedReceipt, now: datetime | None = None) -> RematchOutcome:
         """A receipt back from the delay queue: matched now, sent round again, or, after the
         grace period, kept for an operator."""
+        async with self._slots:
+            return await self._rematch(waiting, now)
+
+    async def _rematch(self, waiting: UnmatchedReceipt, now: datetime | None) -> RematchOutcome:
         part = await self._store.find(waiting.provider_reference)
         if part is not None:
             await self._settle(

@@ -115,6 +115,9 @@ class DispatcherSettings(ServiceSettings):
     receipts_match_grace_seconds: float = Field(
         300.0, gt=0, description="How long a receipt with no sent part is matched again before it is kept as unmatched."
     )
+    receipts_max_concurrent: int = Field(
+        16, ge=1, description="Receipts worked on at once (each takes Redis connections from the jobs' pool)."
+    )
 
     def receipt_callback(self) -> tuple[str, str]:
         url = (

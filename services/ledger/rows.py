@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -101,6 +101,9 @@ class ReceiptEventBody(msgspec.Struct, frozen=True):
     schema_version: KNOWN_SCHEMA_VERSION = 1
 
 
+_Body = TypeVar("_Body", OutcomeEventBody, SmsJobBody, ReceiptEventBody)
+
+
 class EventRejected(ValueError):
     """A body the ledger cannot record: malformed, or a schema version it does not know."""
 
@@ -126,13 +129,17 @@ _job_decoder = msgspec.json.Decoder(SmsJobBody)
 _receipt_decoder = msgspec.json.Decoder(ReceiptEventBody)
 
 
-def outcome_rows(body: bytes) -> RowChunk:
+def _decoded(decoder: msgspec.json.Decoder[_Body], body: bytes, what: str) -> _Body:
     try:
-        event = _outcome_decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as error:
-        raise EventRejected(f"outcome event: {error}") from error
+        raise EventRejected(f"{what}: {error}") from error
     except msgspec.DecodeError as error:
-        raise EventRejected(f"outcome event is not JSON: {error}") from error
+        raise EventRejected(f"{what} is not JSON: {error}") from error
+
+
+def outcome_rows(body: bytes) -> RowChunk:
+    event = _decoded(_outcome_decoder, body, "outcome event")
     _check_fits_the_table(event)
     return RowChunk(
         table=OUTCOMES_TABLE,
@@ -155,12 +162,7 @@ def _check_fits_the_table(event: OutcomeEventBody) -> None:
 
 
 def request_rows(body: bytes) -> RowChunk:
-    try:
-        job = _job_decoder.decode(body)
-    except msgspec.ValidationError as error:
-        raise EventRejected(f"accepted job: {error}") from error
-    except msgspec.DecodeError as error:
-        raise EventRejected(f"accepted job is not JSON: {error}") from error
+    job = _decoded(_job_decoder, body, "accepted job")
     recipient_count = len(job.recipients)
     return RowChunk(
         table=REQUESTS_TABLE,
@@ -190,12 +192,7 @@ def request_rows(body: bytes) -> RowChunk:
 
 
 def receipt_rows(body: bytes) -> RowChunk:
-    try:
-        event = _receipt_decoder.decode(body)
-    except msgspec.ValidationError as error:
-        raise EventRejected(f"receipt event: {error}") from error
-    except msgspec.DecodeError as error:
-        raise EventRejected(f"receipt event is not JSON: {error}") from error
+    event = _decoded(_receipt_decoder, body, "receipt event")
     for name in ("occurred_at", "received_at"):
         moment: datetime = getattr(event, name)
         if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:

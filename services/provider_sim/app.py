@@ -50,19 +50,22 @@ def _refusal(state: SimulatorState, request: Request[Any, Any, Any]) -> Response
     return None
 
 
+def _initial_faults(settings: ProviderSimSettings) -> Faults:
+    return Faults(
+        latency_ms=settings.provider_sim_latency_ms, receipt_failure_rate=settings.provider_sim_receipt_failure_rate
+    )
+
+
 def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
     settings = settings or ProviderSimSettings()
     state = SimulatorState(
         token=settings.provider_sim_token.encode(),
         timeout_seconds=settings.provider_sim_timeout_seconds,
-        faults=Faults(latency_ms=settings.provider_sim_latency_ms),
+        faults=_initial_faults(settings),
     )
     decode_send = msgspec.json.Decoder(SendRequest).decode
     receipts = ReceiptReporter(
-        delay_seconds=settings.provider_sim_receipt_delay_ms / 1000,
-        failure_rate=settings.provider_sim_receipt_failure_rate,
-        counters=state.log.counters,
-        rng=state.rng,
+        delay_seconds=settings.provider_sim_receipt_delay_ms / 1000, counters=state.log.counters, rng=state.rng
     )
 
     @post("/v1/messages", status_code=200)
@@ -84,7 +87,7 @@ def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
             for message in results:
                 for result in message.results:
                     if result.status == "accepted" and result.id is not None:
-                        receipts.report(batch.callback, result.id)
+                        receipts.report(batch.callback, result.id, faults.receipt_failure_rate)
         if faults.timeout_rate and state.rng.random() < faults.timeout_rate:
             # Accepted, but the answer never arrives in time: the gateway must retry with
             # the same references and the duplicates show up here, not on a handset.
@@ -139,7 +142,7 @@ def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
     @post("/admin/reset", status_code=200)
     async def reset() -> Response[bytes]:
         state.log.reset()
-        state.faults = Faults(latency_ms=settings.provider_sim_latency_ms)
+        state.faults = _initial_faults(settings)
         return _json(state.faults)
 
     return Litestar(

@@ -22,6 +22,8 @@ class Faults(msgspec.Struct, kw_only=True):
     """Numbers reported `blocked` (opted out, barred)."""
     invalid: list[str] = msgspec.field(default_factory=list)
     """Numbers reported `invalid` (not a reachable subscriber)."""
+    receipt_failure_rate: float = 0.0
+    """Share of delivery receipts reporting the message undelivered."""
 
 
 class FaultsUpdate(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -35,6 +37,7 @@ class FaultsUpdate(msgspec.Struct, kw_only=True, omit_defaults=True):
     no_credits: bool | None = None
     blocked: list[str] | None = None
     invalid: list[str] | None = None
+    receipt_failure_rate: float | None = None
 
     def apply_to(self, faults: Faults) -> Faults:
         changes = {f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not None}

@@ -1,6 +1,7 @@
 """Delivery receipts from the simulated network: each accepted message is reported back to
 the callback URL its send request named, after a delay, as delivered or (a configurable
-share) undelivered, the way real providers push status callbacks.
+share: `RSMS_PROVIDER_SIM_RECEIPT_FAILURE_RATE`, or the `receipt_failure_rate` fault at
+run time) undelivered, the way real providers push status callbacks.
 
 Receipts due together go in one POST per callback URL. One the gateway did not take
 (not 200, unreachable) is sent again a second later, up to `MAX_ATTEMPTS` times.
@@ -38,17 +39,16 @@ class _Due:
 @dataclass
 class ReceiptReporter:
     delay_seconds: float
-    failure_rate: float
     counters: Counter[str]
     rng: random.Random
     _due: list[_Due] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
     _client: httpx.AsyncClient | None = None
 
-    def report(self, callback: Callback, provider_id: str) -> None:
-        """Schedules the receipt of one accepted message."""
+    def report(self, callback: Callback, provider_id: str, failure_rate: float) -> None:
+        """Schedules the receipt of one accepted message: undelivered at `failure_rate`."""
         loop = asyncio.get_running_loop()
-        failed = bool(self.failure_rate) and self.rng.random() < self.failure_rate
+        failed = bool(failure_rate) and self.rng.random() < failure_rate
         done_at = datetime.now(UTC) + timedelta(seconds=self.delay_seconds)
         receipt = ReceiptBody(
             id=provider_id,

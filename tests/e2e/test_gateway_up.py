@@ -184,6 +184,13 @@ def test_rsms_up_runs_the_whole_gateway(gateway: tuple[Callable[[], Gateway], di
 
         data = eventually(status, f"message {message_id} recorded as sent")
         assert sorted(r["recipient"] for r in data["recipients"]) == sorted(recipients)
+
+        # The simulator's delivery receipts come back: each recipient delivered, out of the box.
+        def delivered(message_id: str = message_id) -> dict[str, Any] | None:
+            body = httpx.get(f"{api}/api/v1/sms/{message_id}", headers=headers).json()["data"]
+            return body if all(r["deliveryStatus"] == "delivered" for r in body["recipients"]) else None
+
+        data = eventually(delivered, f"message {message_id} delivered")
         assert all(r["smsSegments"] == segments for r in data["recipients"])
         assert data["cost"] == cost
         assert data["test"] is False

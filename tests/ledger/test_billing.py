@@ -175,6 +175,8 @@ async def test_status_reports_each_recipients_latest_attempt_and_only_to_its_own
         "retrying": 1,
         "failed": 1,
         "deadLettered": 0,
+        "delivered": 0,
+        "deliveryFailed": 0,
     }
     assert body["estimatedCost"] == "3.35 NOK" and body["cost"] == "1.34 NOK"
     assert next(r for r in body["recipients"] if r["recipient"] == a)["providerReference"] == f"ref-2-{a[-4:]}"

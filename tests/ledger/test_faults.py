@@ -100,14 +100,16 @@ async def test_with_clickhouse_away_events_wait_on_the_broker_and_land_when_it_i
         back = settings.model_copy(update={"clickhouse_dsn": f"chdb://{tmp_path / 'chdb'}"})
         with ledger_process(back, tmp_path / "ledger-back.log") as ledger:
             ledger.start()
+            # Ready first: a query sent while the ledger still opens chDB expires unanswered.
+            await eventually(
+                lambda: _is(http_status(back.ledger_http_port, "/health/ready"), 200),
+                timeout=90,
+                what="readiness",
+            )
             await eventually(
                 lambda: _sent_is(queries, 10 * len(jobs)),
                 timeout=60,
                 what="every recipient written",
-            )
-            await eventually(
-                lambda: _is(http_status(back.ledger_http_port, "/health/ready"), 200),
-                what="readiness",
             )
             await eventually(lambda: _queues_drained(amqp_url), what="queues drained")
             assert ledger.terminate() == 0
