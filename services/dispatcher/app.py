@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from services.dispatcher.acknowledger import Acknowledger
 from services.dispatcher.batching_provider import BatchingProvider
+from services.dispatcher.carrier_reports import CarrierReportSink
 from services.dispatcher.circuit_breaker import CircuitBreaker
 from services.dispatcher.consumer_gate import ConsumerGate
 from services.dispatcher.http_provider import HttpProvider
@@ -55,7 +56,7 @@ async def _raw_body(message: StreamMessage[object]) -> bytes:
     return message.body
 
 
-def build_live_provider(settings: DispatcherSettings) -> Provider:
+def build_live_provider(settings: DispatcherSettings, sink: CarrierReportSink) -> Provider:
     if settings.provider_kind == "http":
         return HttpProvider(
             settings.provider_url,
@@ -65,9 +66,7 @@ def build_live_provider(settings: DispatcherSettings) -> Provider:
             receipt_callback=settings.receipt_callback(),
         )
     if settings.provider_kind == "smpp":
-        # Receipts and inbound are refused (ESME_RX_T_APPN: the SMSC keeps and resends
-        # them) until the receipt publisher is wired in as the sink.
-        return SmppProvider(SmppConfig.from_settings(settings), sink=None)
+        return SmppProvider(SmppConfig.from_settings(settings), sink=sink)
     raise ValueError(f"unknown provider kind {settings.provider_kind!r}")
 
 
@@ -94,7 +93,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         max_concurrent=settings.receipts_max_concurrent,
     )
     live_provider = BatchingProvider(
-        build_live_provider(settings),
+        build_live_provider(settings, receipts),
         max_recipients=settings.provider_batch_size,
         max_concurrent_requests=settings.provider_max_concurrent_requests,
         max_partial_requests=settings.provider_max_partial_requests,
