@@ -38,7 +38,8 @@ class AccessControl:
         if not caller.project.ip_allowlist:
             return
         peer = request.client.host if request.client else ""
-        ip = client_ip(peer, request.headers.get("x-forwarded-for"), self._trusted_proxies)
+        # Every line of the header, in order: a client's forged line may come before the proxy's.
+        ip = client_ip(peer, request.headers.getall("x-forwarded-for", []), self._trusted_proxies)
         if ip is None or not caller.ip_allowed(ip):
             raise GatewayError(ErrorCode.IP_NOT_WHITELISTED)
 

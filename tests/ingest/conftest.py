@@ -1,0 +1,39 @@
+"""Fixtures of the ingest tests that need the real server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.support.ingest_server import ServedIngest, served_ingest
+
+StartIngest = Callable[..., ServedIngest]
+
+
+@pytest.fixture
+def start_ingest(
+    amqp_url: str, redis_url: str, accounts_file: Path, tmp_path: Path, free_port: Callable[[], int]
+) -> Iterator[StartIngest]:
+    """Starts `rsms ingest` on a free port with this test's RabbitMQ vhost, Redis database and
+    accounts file; `settings` are more RSMS_* variables (without the prefix)."""
+    started = 0
+    with ExitStack() as stack:
+
+        def start(workers: int = 1, **settings: str) -> ServedIngest:
+            env = {
+                "RSMS_AMQP_URL": amqp_url,
+                "RSMS_REDIS_URL": redis_url,
+                "RSMS_ACCOUNTS_FILE": str(accounts_file),
+                "RSMS_ACCOUNTS_RELOAD_SECONDS": "0.1",
+                "RSMS_INGEST_WORKERS": str(workers),
+                **{f"RSMS_{name.upper()}": value for name, value in settings.items()},
+            }
+            nonlocal started
+            started += 1
+            log_path = tmp_path / f"ingest-{started}.log"
+            return stack.enter_context(served_ingest(env, free_port(), log_path))
+
+        yield start
