@@ -42,6 +42,8 @@ from shared.topology import LEDGER_QUERIES_QUEUE
 REPLY_ADAPTER: TypeAdapter[LedgerReply] = TypeAdapter(LedgerReply)
 USAGE_GROUPINGS: tuple[str, ...] = get_args(UsageGrouping)
 MAX_USAGE_DAYS = 366
+FIRST_USAGE_DAY = date(1970, 1, 1)
+LAST_USAGE_DAY = date(2200, 12, 31)
 # Receipt statuses that mean the SMS did not reach the handset (and never will).
 DELIVERY_FAILURES = frozenset({"undelivered", "expired", "rejected", "deleted"})
 
@@ -179,10 +181,15 @@ def _parse_day(name: str, value: str | None, details: list[str]) -> date | None:
         details.append(f"{name}: required, a date like 2026-01-31")
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         details.append(f"{name}: expected a date like 2026-01-31, got '{value[:20]}'")
         return None
+    if not FIRST_USAGE_DAY <= day <= LAST_USAGE_DAY:
+        # ClickHouse's DateTime64 holds 1900-2299 only, and 9999-12-31 has no next day.
+        details.append(f"{name}: must be a day from {FIRST_USAGE_DAY} to {LAST_USAGE_DAY}, not {day}")
+        return None
+    return day
 
 
 def usage_window(date_from: date, date_to: date) -> tuple[datetime, datetime]:

@@ -21,7 +21,8 @@ from redis.exceptions import RedisError
 
 from services.ingest.access import AccessControl
 from services.ingest.account_store import AccountStore
-from services.ingest.errors import handle_gateway_error, handle_http_exception, handle_unexpected
+from services.ingest.errors import handle_client_left, handle_gateway_error, handle_http_exception, handle_unexpected
+from services.ingest.http_limits import ClientLeft, check_header_size
 from services.ingest.idempotency import IdempotencyStore
 from services.ingest.metrics import IngestMetrics
 from services.ingest.pricing import PriceTable
@@ -101,6 +102,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         },
         exception_handlers={
             GatewayError: handle_gateway_error,
+            ClientLeft: handle_client_left,
             HTTPException: handle_http_exception,
             Exception: handle_unexpected,
         },
@@ -109,10 +111,13 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             {
                 "metrics": IngestMetrics(),
                 "max_body_bytes": settings.max_body_bytes,
+                "body_timeout_seconds": settings.body_timeout_seconds,
+                "max_header_bytes": settings.max_header_bytes,
                 "default_requests_per_minute": settings.requests_per_minute,
             }
         ),
         request_max_body_size=settings.max_body_bytes,
+        before_request=check_header_size,
         openapi_config=OpenAPIConfig(
             title="RSMS Gateway API",
             version="1.0.0",

@@ -14,6 +14,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
+from services.ingest.http_limits import too_large
 from services.ingest.metrics import IngestMetrics
 from services.ingest.ratelimit import RateDecision
 from shared.errors import ErrorCode, GatewayError
@@ -40,9 +41,11 @@ def observe(request: AnyRequest, code: str) -> None:
         metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
-def error_response(request: AnyRequest, error: GatewayError) -> Response[Any]:
+def error_response(
+    request: AnyRequest, error: GatewayError, more_headers: dict[str, str] | None = None
+) -> Response[Any]:
     observe(request, error.code.value)
-    headers = rate_headers(request)
+    headers = rate_headers(request) | (more_headers or {})
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     return Response(error.body(), status_code=error.http_status, headers=headers, media_type=MediaType.JSON)
@@ -56,12 +59,7 @@ def handle_gateway_error(request: AnyRequest, exc: GatewayError) -> Response[Any
 
 def handle_http_exception(request: AnyRequest, exc: HTTPException) -> Response[Any]:
     if exc.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
-        limit = request.app.state.max_body_bytes
-        error = GatewayError(
-            ErrorCode.VALIDATION_ERROR,
-            f"Request body exceeds the maximum size of {limit // 1_048_576} MB",
-            status=HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
+        error = too_large(request.app.state.max_body_bytes)
     elif exc.status_code >= 500:
         error = GatewayError(ErrorCode.INTERNAL_ERROR)
     elif exc.status_code == 401:
@@ -70,7 +68,23 @@ def handle_http_exception(request: AnyRequest, exc: HTTPException) -> Response[A
         # Unknown route, wrong method, bad path parameter: a client error the catalogue
         # has no own code for; the status says which.
         error = GatewayError(ErrorCode.VALIDATION_ERROR, str(exc.detail), status=exc.status_code)
-    return error_response(request, error)
+    # Litestar's own headers of the answer, such as a 405's Allow.
+    return error_response(request, error, exc.headers)
+
+
+def handle_client_left(request: AnyRequest, exc: Exception) -> Response[Any]:
+    """The body ended early. Mostly a client that went away (nobody reads this answer, and
+    it is no error of ours, so it is not counted); a malformed chunked body looks the same
+    from here, and that client does read it."""
+    log.info("request_body_incomplete", path=request.url.path)
+    error = GatewayError(
+        ErrorCode.VALIDATION_ERROR,
+        "Request body incomplete",
+        details=["body: the connection ended before the whole body arrived, or its chunked framing is malformed"],
+    )
+    return Response(
+        error.body(), status_code=error.http_status, headers=rate_headers(request), media_type=MediaType.JSON
+    )
 
 
 def handle_unexpected(request: AnyRequest, exc: Exception) -> Response[Any]:

@@ -18,10 +18,11 @@ from services.ingest.access import AccessControl
 from services.ingest.account_store import Caller
 from services.ingest.admission import Admission, RateLimited
 from services.ingest.errors import observe
+from services.ingest.http_limits import declared_too_large, receive_send_request, too_large
 from services.ingest.metrics import IngestMetrics
 from services.ingest.schemas import ErrorResponse, SendOperation, SendResponse
 from services.ingest.send import SendService
-from services.ingest.validation import SendRequest, parse_send_request
+from services.ingest.validation import SendRequest
 from shared.errors import ErrorCode, GatewayError
 from shared.ledger_queries import (
     LedgerQueries,
@@ -87,14 +88,13 @@ async def identify(request: AnyRequest, access: AccessControl, send_service: Sen
 async def send_sms(request: AnyRequest, send_service: NamedDependency[SendService]) -> Response[SendResponse]:
     # One dependency, not two: Litestar resolves two or more in an anyio task group, a task
     # per dependency per request, which cost the hot path ~4% of its CPU.
-    body = await request.body()
+    state = request.app.state
+    if declared_too_large(request.headers.get("content-length"), state.max_body_bytes):
+        raise too_large(state.max_body_bytes)
+    # The key from the headers first: a request without one is answered before its body is
+    # read, so nobody without a key can hold a connection open by sending it slowly.
     caller = await identify(request, send_service.access, send_service)
-    parsed: SendRequest | None = None
-    invalid: Exception | None = None
-    try:
-        parsed = parse_send_request(body)
-    except Exception as exc:  # raised below, once the request is counted: a bad body is no free pass
-        invalid = exc
+    parsed, invalid = await receive_send_request(request, state.max_body_bytes, state.body_timeout_seconds)
     async with admitted(request, send_service, caller, parsed) as admission:
         if invalid is not None:
             raise invalid

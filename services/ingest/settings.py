@@ -27,6 +27,10 @@ class IngestSettings(ServiceSettings):
     )
 
     max_body_bytes: int = Field(1_048_576, description="Larger request bodies are refused with 413.")
+    max_header_bytes: int = Field(32_768, description="Larger request headers are refused with 431.")
+    body_timeout_seconds: float = Field(
+        10.0, description="A send body not received this long after its headers is refused with 408."
+    )
     publish_timeout_seconds: float = Field(5.0, description="Wait this long for RabbitMQ's confirm.")
     redis_timeout_seconds: float = Field(2.0, description="Redis connect and command timeout.")
     ledger_query_timeout_seconds: float = Field(10.0, description="Wait this long for the ledger's answer.")

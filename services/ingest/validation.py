@@ -11,6 +11,7 @@ Decisions the contract leaves open:
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -38,22 +39,68 @@ class SendRequest:
 
 
 def parse_send_request(body: bytes) -> SendRequest:
-    try:
-        data = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise _invalid([f"body: Malformed JSON ({exc})"]) from None
-    if not isinstance(data, dict):
-        raise _invalid(["body: Request body must be a JSON object"])
-
+    """The request, or a `VALIDATION_ERROR` listing every problem: never another exception,
+    whatever the bytes."""
+    data = _decode_object(body)
     problems: list[str] = []
     problems.extend(f"{name}: Unknown field" for name in data if name not in FIELDS)
     tag = _check_tag(data.get("tag"), "tag" in data, problems)
     recipients = _check_recipients(data.get("recipients"), "recipients" in data, problems)
     message = _check_message(data.get("message"), "message" in data, problems)
+    if problems or not _written_once(body, recipients):
+        problems.extend(f"{name}: Duplicate field" for name in _duplicate_keys(body))
     if problems:
         raise _invalid(problems)
     assert tag is not None and recipients is not None and message is not None
     return SendRequest(tag=tag, recipients=list(dict.fromkeys(recipients)), message=message)
+
+
+def _decode_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = _decoder.decode(body)
+    except UnicodeDecodeError:
+        raise _invalid(["body: Malformed JSON (not valid UTF-8)"]) from None
+    except RecursionError:
+        raise _invalid(["body: Malformed JSON (nested too deeply)"]) from None
+    except msgspec.MsgspecError as exc:  # malformed, or a number out of range
+        raise _invalid([f"body: Malformed JSON ({exc})"]) from None
+    if not isinstance(data, dict):
+        raise _invalid(["body: Request body must be a JSON object"])
+    return data
+
+
+def _written_once(body: bytes, recipients: list[str] | None) -> bool:
+    """Whether the body of a valid request (its three fields, strings where strings belong)
+    wrote no field twice, in one pass over the bytes and no second parse.
+
+    msgspec keeps the last of duplicate keys silently. Every string written in JSON has two
+    unescaped quotes, and an escaped quote adds one more; so a body has at least twice as
+    many quotes as the strings of what it decoded to, and exactly twice as many only when no
+    key was written twice (an overwritten key is one more string) and no quote is escaped.
+    The valid request's strings: three keys, tag, message and every recipient. When the
+    count does not match (a quote in the message, a duplicate), `_duplicate_keys` decides.
+    """
+    return recipients is not None and body.count(b'"') == 2 * (5 + len(recipients))
+
+
+def _duplicate_keys(body: bytes) -> list[str]:
+    """Keys written more than once in an object of the body (any depth), by a second parse
+    that sees every key. The body already decoded once, so it is well-formed JSON."""
+    duplicates: list[str] = []
+
+    def check(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen and key not in duplicates:
+                duplicates.append(key)
+            seen.add(key)
+        return dict(pairs)
+
+    try:
+        json.loads(body, object_pairs_hook=check)
+    except (ValueError, RecursionError):
+        return []  # what the standard library cannot read, msgspec's parse already judged
+    return duplicates
 
 
 def _check_tag(value: Any, present: bool, problems: list[str]) -> str | None:

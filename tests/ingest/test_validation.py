@@ -72,3 +72,51 @@ def test_contract_invalid_numbers(number: str) -> None:
 @pytest.mark.parametrize("number", ["+4712345678", "+46701234567", "+4407123456789", "+12025551234"])
 def test_contract_valid_numbers(number: str) -> None:
     assert parse_send_request(json.dumps({"tag": "t", "recipients": [number], "message": "hi"}).encode())
+
+
+@given(st.binary(max_size=60), st.sampled_from(["tag", "message", "recipients"]))
+def test_any_bytes_inside_a_string_are_accepted_or_a_validation_error(raw: bytes, field: str) -> None:
+    fields = {"tag": b'"t"', "message": b'"hi"', "recipients": b'["+4712345678"]'}
+    fields[field] = b'"' + raw.replace(b"\\", b"").replace(b'"', b"") + b'"'
+    body = b"{" + b",".join(b'"' + name.encode() + b'":' + value for name, value in fields.items()) + b"}"
+    try:
+        parse_send_request(body)
+    except GatewayError as exc:
+        assert exc.code is ErrorCode.VALIDATION_ERROR
+        assert exc.details
+
+
+@pytest.mark.parametrize("depth", [1_000, 10_000, 200_000])
+def test_deep_nesting_is_a_validation_error(depth: int) -> None:
+    for body in (b"[" * depth + b"]" * depth, b'{"a":' * depth + b"1" + b"}" * depth):
+        with pytest.raises(GatewayError) as raised:
+            parse_send_request(body)
+        assert raised.value.code is ErrorCode.VALIDATION_ERROR
+
+
+text_with_json_syntax = st.text(alphabet=st.sampled_from('ab":,{}[] \\\n\u00e6\U0001f389'), min_size=1, max_size=30)
+
+
+@given(
+    text_with_json_syntax,
+    st.lists(valid_numbers, min_size=1, max_size=5),
+    st.sampled_from(["tag", "recipients", "message", "other"]),
+    st.booleans(),
+    st.sampled_from([":", " :", ": ", "\n:\t"]),
+)
+def test_a_field_written_twice_is_always_refused_and_never_otherwise(
+    message: str, numbers: list[str], repeated: str, escape_key: bool, colon: str
+) -> None:
+    fields = {"tag": "t", "recipients": numbers, "message": message}
+    members = [json.dumps(name) + colon + json.dumps(value) for name, value in fields.items()]
+    assert parse_send_request(("{" + ",".join(members) + "}").encode()).message == message
+
+    key = json.dumps(repeated, ensure_ascii=False)
+    if escape_key:  # the same key, spelt with an escape: it is still the same key
+        key = '"\\u' + f"{ord(repeated[0]):04x}" + repeated[1:] + '"'
+    twice = [*members, key + colon + json.dumps(fields.get(repeated, "x"))]
+    if repeated == "other":
+        twice.append(key + colon + "1")
+    with pytest.raises(GatewayError) as raised:
+        parse_send_request(("{" + ",".join(twice) + "}").encode())
+    assert f"{repeated}: Duplicate field" in raised.value.details

@@ -1,0 +1,128 @@
+"""What the API takes from a request before its logic looks at it: headers within their
+size, a JSON body only, read only after the key was checked, bounded in size and in time.
+
+Why the body waits for the key: a body is the one part of a request a client can make
+last as long as it likes. Read first, 1,000 connections trickling a byte every few
+seconds held every worker's connections without any key (issue 8). Now a request without
+a valid key is answered from its headers, and a keyed one has `body_timeout` seconds to
+deliver its body. (The server itself bounds the time to send the headers.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from litestar import Request
+
+from services.ingest.validation import SendRequest, parse_send_request
+from shared.errors import ErrorCode, GatewayError
+from shared.log import get_logger
+
+log = get_logger(__name__)
+
+JSON_MEDIA_TYPE = "application/json"
+HTTP_408_REQUEST_TIMEOUT = 408
+HTTP_413_CONTENT_TOO_LARGE = 413
+
+
+class ClientLeft(Exception):
+    """The body ended before it was complete: the client closed the connection (or its
+    chunked framing was malformed, which the server reports the same way)."""
+
+
+HTTP_431_HEADERS_TOO_LARGE = 431
+
+
+def check_header_size(request: Request[Any, Any, Any]) -> None:
+    """Headers over the limit get the contract's error shape from here. (The server answers
+    headers over its own, larger buffer with an empty 431 of its own: no request reaches
+    the app then.)"""
+    limit: int = request.app.state.max_header_bytes
+    if sum(len(name) + len(value) for name, value in request.scope["headers"]) > limit:
+        raise GatewayError(
+            ErrorCode.VALIDATION_ERROR,
+            f"Request headers exceed the maximum size of {limit // 1024} KB",
+            status=HTTP_431_HEADERS_TOO_LARGE,
+        )
+
+
+def too_large(max_bytes: int) -> GatewayError:
+    return GatewayError(
+        ErrorCode.VALIDATION_ERROR,
+        f"Request body exceeds the maximum size of {max_bytes / 1_048_576:g} MB",
+        status=HTTP_413_CONTENT_TOO_LARGE,
+    )
+
+
+def declared_too_large(content_length: str | None, max_bytes: int) -> bool:
+    """A Content-Length over the limit can be refused before anything else."""
+    return content_length is not None and content_length.isdigit() and int(content_length) > max_bytes
+
+
+def content_type_error(content_type: str | None) -> GatewayError | None:
+    """None for `application/json` (any case, optionally `; charset=utf-8`), else the error.
+
+    A missing Content-Type is refused too: the contract lists the header as required, and
+    `curl -d` without `-H "Content-Type: application/json"` sends a form type, which a
+    gateway that guessed would accept one day and refuse the next.
+    """
+    if content_type is not None:
+        media_type, _, parameters = content_type.partition(";")
+        charset = parameters.strip().lower().replace(" ", "").replace('"', "")
+        if media_type.strip().lower() == JSON_MEDIA_TYPE and charset in ("", "charset=utf-8"):
+            return None
+    shown = (content_type or "")[:60] or "missing"
+    return GatewayError(
+        ErrorCode.VALIDATION_ERROR,
+        "Request body must be JSON",
+        details=[f"Content-Type: must be application/json (UTF-8), not {shown}"],
+    )
+
+
+async def read_body(request: Request[Any, Any, Any], max_bytes: int, time_limit: float) -> bytes:
+    """The whole body, at most `max_bytes` (else 413) within `time_limit` seconds (else 408).
+
+    Raises `ClientLeft` when the body ends early. Read from the ASGI messages directly:
+    Litestar's own reader turns a disconnect into a 500.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(time_limit):
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientLeft
+                chunk = cast(bytes, message.get("body", b""))
+                size += len(chunk)
+                if size > max_bytes:
+                    raise too_large(max_bytes)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        raise GatewayError(
+            ErrorCode.VALIDATION_ERROR,
+            f"Request body not received within {time_limit:g} seconds",
+            status=HTTP_408_REQUEST_TIMEOUT,
+        ) from None
+    return b"".join(chunks)
+
+
+async def receive_send_request(
+    request: Request[Any, Any, Any], max_bytes: int, time_limit: float
+) -> tuple[SendRequest | None, GatewayError | None]:
+    """The parsed request, or the payload error that the admission step will answer with
+    (so a malformed body counts against the limits like any other request).
+
+    Raises what ends the request at once: 408, 413, `ClientLeft`.
+    """
+    wrong_type = content_type_error(request.headers.get("content-type"))
+    if wrong_type is not None:
+        return None, wrong_type
+    body = await read_body(request, max_bytes, time_limit)
+    try:
+        return parse_send_request(body), None
+    except GatewayError as error:  # answered once the request is counted: no free pass
+        return None, error
