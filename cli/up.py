@@ -1,8 +1,10 @@
 """`rsms up`: the whole gateway on one machine, one command, Ctrl-C to stop.
 
 Starts the provider simulator, the ledger (owning embedded ClickHouse under `var/`), the
-dispatcher(s) and the ingest API as separate processes, prefixes their log lines, and
-stops them all cleanly on Ctrl-C or when one of them dies.
+dispatcher(s) and the ingest API as separate processes, prefixes their log lines,
+restarts any that dies (`cli/supervisor.py`), and stops every one of them on Ctrl-C. It
+refuses to start (exit code 2) when a port it needs is taken: Granian listens with
+SO_REUSEPORT, so a second gateway would otherwise share the API's port with the first.
 """
 
 from __future__ import annotations
@@ -10,33 +12,38 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 from urllib.parse import urlsplit
 
 import click
 import httpx
 
+from cli.ports import port_owner, port_taken
+from cli.supervisor import FatalExit, Service, Supervisor
+from services.dispatcher.settings import DispatcherSettings
 from services.ingest.settings import IngestSettings
+from services.ledger.settings import LedgerSettings
+from services.provider_sim.settings import ProviderSimSettings
 from shared import accounts as store
 
 COLOURS = ("cyan", "green", "yellow", "magenta", "blue", "red")
 DEMO_PROJECT = "demo"
 DEMO_TAG = "demo"
-STOP_GRACE_SECONDS = 20
+PORT_TAKEN_EXIT_CODE = 2
+READY_TIMEOUT_SECONDS = 90
 
 
-@dataclass
-class Service:
-    name: str
-    args: list[str]
-    colour: str
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+@dataclass(frozen=True)
+class Listener:
+    """A port a service will listen on, and the settings that choose it."""
+
+    service: str
+    host: str
+    port: int
+    setting: str
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -85,45 +92,40 @@ def curl_command(port: int, key: str) -> str:
     )
 
 
-def _pump(service: Service, stream: IO[bytes], width: int) -> None:
-    prefix = click.style(f"{service.name:<{width}} |", fg=service.colour)
-    for raw in iter(stream.readline, b""):
-        click.echo(f"{prefix} {raw.decode(errors='replace').rstrip()}")
+def listeners(dispatchers: int) -> list[Listener]:
+    """Every port `rsms up` will have its services listen on."""
+    ingest, dispatcher = IngestSettings(), DispatcherSettings()
+    ledger, simulator = LedgerSettings(), ProviderSimSettings()
+    found = [
+        Listener("provider-sim", simulator.provider_sim_host, simulator.provider_sim_port, "RSMS_PROVIDER_SIM_PORT"),
+        Listener("ledger", ledger.ledger_http_host, ledger.ledger_http_port, "RSMS_LEDGER_HTTP_PORT"),
+    ]
+    for index in range(dispatchers):
+        port = dispatcher.dispatcher_http_port + (100 + index if dispatchers > 1 else 0)
+        found.append(
+            Listener(f"dispatcher-{index + 1}", dispatcher.dispatcher_http_host, port, "RSMS_DISPATCHER_HTTP_PORT")
+        )
+    found.append(Listener("ingest", ingest.ingest_host, ingest.ingest_port, "RSMS_INGEST_PORT"))
+    return found
 
 
-def _start(service: Service, env: dict[str, str], width: int) -> None:
-    service.process = subprocess.Popen(
-        [sys.executable, "-m", "cli", *service.args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
-    )
-    assert service.process.stdout is not None
-    threading.Thread(target=_pump, args=(service, service.process.stdout, width), daemon=True).start()
+def taken_port_problem(wanted: list[Listener]) -> str | None:
+    """One line about the first port already in use, or None when all are free."""
+    for listener in wanted:
+        if port_taken(listener.host, listener.port):
+            owner = port_owner(listener.port)
+            held = f" by {owner}" if owner else ""
+            return (
+                f"rsms up: port {listener.port} ({listener.setting}, for {listener.service}) is already in use{held}; "
+                f"stop that process or set {listener.setting} to a free port"
+            )
+    return None
 
 
-def _stop_all(services: list[Service]) -> None:
-    running = [s for s in services if s.process and s.process.poll() is None]
-    for service in reversed(running):  # the API first, so nothing new is accepted
-        assert service.process is not None
-        service.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for service in running:
-        assert service.process is not None
-        try:
-            service.process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            click.echo(f"{service.name} did not stop in {STOP_GRACE_SECONDS}s; killing it", err=True)
-            service.process.kill()
-            service.process.wait()
-
-
-def _wait_ready(url: str, services: list[Service], timeout: float = 60) -> bool:
+def _wait_ready(url: str, supervisor: Supervisor, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(s.process and s.process.poll() is not None for s in services):
-            return False
+        supervisor.tend()
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return True
@@ -140,6 +142,11 @@ def _wait_ready(url: str, services: list[Service], timeout: float = 60) -> bool:
 def up(dispatchers: int) -> None:
     """Start the whole gateway: simulator, ledger, dispatcher(s) and the API."""
     settings = IngestSettings()
+    wanted = listeners(dispatchers)
+    taken = taken_port_problem(wanted)
+    if taken:
+        click.echo(taken, err=True)
+        raise SystemExit(PORT_TAKEN_EXIT_CODE)
     problems = check_dependencies(settings)
     if problems:
         for problem in problems:
@@ -149,20 +156,25 @@ def up(dispatchers: int) -> None:
     demo_key = ensure_demo_project(settings.accounts_file)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("RSMS_LOG_FORMAT", "console")
+    ports = {listener.service: listener.port for listener in wanted}
     services = [
         Service("provider-sim", ["provider-sim"], COLOURS[0]),
         Service("ledger", ["ledger"], COLOURS[1]),
-        *(Service(f"dispatcher-{i + 1}", ["dispatcher"], COLOURS[2]) for i in range(dispatchers)),
+        *(
+            # Several dispatchers on one machine need their own health/metrics ports.
+            Service(name, ["dispatcher"], COLOURS[2], {"RSMS_DISPATCHER_HTTP_PORT": str(ports[name])})
+            for name in (f"dispatcher-{i + 1}" for i in range(dispatchers))
+        ),
         Service("ingest", ["ingest"], COLOURS[3]),
     ]
-    width = max(len(s.name) for s in services)
+    supervisor = Supervisor(services, env)
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stopping.set())
     try:
-        for service in services:
-            _start(service, env | _dispatcher_port(service, dispatchers), width)
+        supervisor.start_all()
         ready_url = f"http://127.0.0.1:{settings.ingest_port}/health/ready"
-        if not _wait_ready(ready_url, services):
+        if not _wait_ready(ready_url, supervisor, READY_TIMEOUT_SECONDS):
             click.secho("The gateway did not become ready; see the log lines above.", fg="red", err=True)
             raise SystemExit(1)
         click.secho(
@@ -177,22 +189,13 @@ def up(dispatchers: int) -> None:
         else:
             click.echo("Issue a key for a curl test with: rsms accounts issue-key demo --test\n")
         while not stopping.is_set():
-            dead = [(s.name, code) for s in services if s.process and (code := s.process.poll()) is not None]
-            if dead:
-                click.secho(f"{dead[0][0]} exited with code {dead[0][1]}; stopping the gateway", fg="red", err=True)
-                raise SystemExit(1)
+            supervisor.tend()
             stopping.wait(0.5)
+    except FatalExit as fatal:
+        click.secho(str(fatal), fg="red", err=True)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         pass
     finally:
         click.echo("Stopping…")
-        _stop_all(services)
-
-
-def _dispatcher_port(service: Service, count: int) -> dict[str, str]:
-    """Several dispatchers on one machine need their own health/metrics ports."""
-    if not service.name.startswith("dispatcher-") or count == 1:
-        return {}
-    base = int(os.environ.get("RSMS_DISPATCHER_HTTP_PORT", "8081"))
-    index = int(service.name.rsplit("-", 1)[1]) - 1
-    return {"RSMS_DISPATCHER_HTTP_PORT": str(base + 100 + index)}
+        supervisor.stop_all()

@@ -15,6 +15,12 @@ class IngestSettings(ServiceSettings):
     ingest_host: str = Field("127.0.0.1", description="Address the API listens on.")
     ingest_port: int = Field(8080, description="Port of the API, /docs, /metrics and /health/*.")
     ingest_workers: int = Field(2, description="Server processes; they share the limits in Redis.")
+    ingest_max_connections: int = Field(
+        4096, ge=1, description="Connections each server process holds at once; more wait in the listen backlog."
+    )
+    ingest_header_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="A connection that has not sent a request's headers within this long is closed."
+    )
     accounts_file: Path = Field(Path("var/accounts.toml"), description="Projects, keys and tags (TOML).")
     accounts_reload_seconds: float = Field(1.0, description="How often the accounts file is checked for changes.")
 

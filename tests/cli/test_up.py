@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,9 +24,9 @@ def test_missing_rabbitmq_and_redis_are_named_with_how_to_start_them(free_port: 
     assert "RabbitMQ does not answer" in problems[0] and "rabbitmq-server -detached" in problems[0]
     assert "Redis does not answer" in problems[1] and "redis-server --daemonize yes" in problems[1]
 
-    result = CliRunner(env={"RSMS_AMQP_URL": settings.amqp_url, "RSMS_REDIS_URL": settings.redis_url}).invoke(
-        rsms, ["up"]
-    )
+    ports = ("RSMS_INGEST_PORT", "RSMS_DISPATCHER_HTTP_PORT", "RSMS_LEDGER_HTTP_PORT", "RSMS_PROVIDER_SIM_PORT")
+    env = {"RSMS_AMQP_URL": settings.amqp_url, "RSMS_REDIS_URL": settings.redis_url}
+    result = CliRunner(env=env | {name: str(free_port()) for name in ports}).invoke(rsms, ["up"])
     assert result.exit_code == 1
     assert "rabbitmq-server -detached" in result.output
 
@@ -40,3 +42,21 @@ def test_demo_project_is_created_once_with_a_working_test_key(tmp_path: Path) ->
     caller = AccountStore(path).authenticate(key)
     assert caller is not None and caller.test and caller.project.tags["demo"].active
     assert ensure_demo_project(path) is None  # second run: nothing new, the key is not shown again
+
+
+def test_a_taken_port_is_refused_in_one_line_naming_the_setting_and_its_process(
+    free_port: Callable[[], int], amqp_url: str, redis_url: str
+) -> None:
+    ports = {name: free_port() for name in ("RSMS_INGEST_PORT", "RSMS_DISPATCHER_HTTP_PORT", "RSMS_LEDGER_HTTP_PORT")}
+    ports["RSMS_PROVIDER_SIM_PORT"] = free_port()
+    env = {name: str(port) for name, port in ports.items()} | {"RSMS_AMQP_URL": amqp_url, "RSMS_REDIS_URL": redis_url}
+    with socket.socket() as holder:
+        # As Granian listens: with SO_REUSEPORT, which a second Granian would share silently.
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", ports["RSMS_INGEST_PORT"]))
+        holder.listen()
+        result = CliRunner(env=env).invoke(rsms, ["up"])
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert f"port {ports['RSMS_INGEST_PORT']} (RSMS_INGEST_PORT, for ingest) is already in use" in line
+    assert f"by pid {os.getpid()} (" in line

@@ -6,12 +6,7 @@ the ledger with the right segments and cost; Ctrl-C must stop every process.
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +16,7 @@ import httpx
 import pytest
 
 from shared import accounts as store
+from tests.support.rsms_up import PORT_NAMES, Gateway, eventually, rsms_up_runner
 
 pytestmark = pytest.mark.slow
 
@@ -44,85 +40,14 @@ EXAMPLES = [
 ]
 
 
-class Gateway:
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
-
-    def wait_for(self, pattern: str, timeout: float = 90) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.lines:
-                if match := re.search(pattern, line):
-                    return match
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.lines[-60:]))
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-
-
 @pytest.fixture
 def gateway(
     tmp_path: Path, amqp_url: str, redis_url: str, free_port: Callable[[], int]
 ) -> Iterator[tuple[Callable[[], Gateway], dict[str, int]]]:
     """Starts `rsms up` (again, if asked) from one directory, as a user would."""
-    ports = {name: free_port() for name in ("ingest", "dispatcher", "ledger", "sim")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RSMS_")}
-    env.update(
-        RSMS_AMQP_URL=amqp_url,
-        RSMS_REDIS_URL=redis_url,
-        RSMS_INGEST_PORT=str(ports["ingest"]),
-        RSMS_DISPATCHER_HTTP_PORT=str(ports["dispatcher"]),
-        RSMS_LEDGER_HTTP_PORT=str(ports["ledger"]),
-        RSMS_PROVIDER_SIM_PORT=str(ports["sim"]),
-        RSMS_PROVIDER_URL=f"http://127.0.0.1:{ports['sim']}",
-        RSMS_LEDGER_BATCH_SECONDS="0.2",
-        RSMS_PRICES_PER_SEGMENT='{"SE": "0.67"}',
-        PYTHONPATH=str(PROJECT_ROOT),
-    )
-    started: list[subprocess.Popen[str]] = []
-
-    def start() -> Gateway:
-        # Like a new user: run from a directory of its own, so var/ (accounts, chDB) is fresh.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "up"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        started.append(process)
-        return Gateway(process)
-
-    try:
+    ports = {name: free_port() for name in PORT_NAMES}
+    with rsms_up_runner(tmp_path, amqp_url, redis_url, ports) as start:
         yield start, ports
-    finally:
-        for process in started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(40)
-                except subprocess.TimeoutExpired:
-                    process.kill()
 
 
 def test_rsms_up_runs_the_whole_gateway(gateway: tuple[Callable[[], Gateway], dict[str, int]], tmp_path: Path) -> None:

@@ -1,0 +1,152 @@
+"""The processes of `rsms up`: started in sessions of their own, restarted when they die,
+and stopped to the last process when `rsms up` ends, however it ends.
+
+- Each service runs in its own session (process group), so Ctrl-C reaches only `rsms up`,
+  which stops the services in order, and a service's own children (Granian's workers) are
+  stopped with it: the group is signalled, not just the process.
+- A service that dies is restarted after a pause that doubles while it keeps dying soon
+  after its start (1 s, 2 s, 4 s … 30 s) and starts over once it has run for a minute. A
+  service that exits with code 2 (a bad setting: restarting cannot help) stops the gateway.
+- Each service gets SIGTERM from the kernel if `rsms up` itself dies, even by SIGKILL
+  (PR_SET_PDEATHSIG), so no service outlives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO
+
+import click
+
+STOP_GRACE_SECONDS = 20
+FIRST_RESTART_DELAY = 1.0
+LONGEST_RESTART_DELAY = 30.0
+STABLE_AFTER_SECONDS = 60.0
+BAD_SETTING_EXIT_CODE = 2
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Service:
+    name: str
+    args: list[str]
+    colour: str
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    started_at: float = 0.0
+    restart_delay: float = 0.0
+    restart_at: float | None = None
+    """When a dead service is due to start again (None: running, or not to restart)."""
+
+
+class FatalExit(Exception):
+    """A service exited in a way restarting cannot mend."""
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A function for the child, between fork and exec: SIGTERM when the parent dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    signal_number = int(signal.SIGTERM)
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal_number, 0, 0, 0)
+
+    return in_child
+
+
+class Supervisor:
+    def __init__(self, services: list[Service], env: dict[str, str]) -> None:
+        self.services = services
+        self._env = env
+        self._width = max(len(s.name) for s in services)
+        self._in_child = _die_with_parent()
+
+    def start_all(self) -> None:
+        for service in self.services:
+            self._start(service)
+
+    def _start(self, service: Service) -> None:
+        service.process = subprocess.Popen(
+            [sys.executable, "-m", "cli", *service.args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self._env | service.env,
+            start_new_session=True,
+            # Between fork and exec: one prctl call through a function resolved beforehand,
+            # no Python lock taken, so the usual worry about preexec_fn and threads is moot.
+            preexec_fn=self._in_child,
+        )
+        service.started_at = time.monotonic()
+        service.restart_at = None
+        assert service.process.stdout is not None
+        threading.Thread(target=self._pump, args=(service, service.process.stdout), daemon=True).start()
+
+    def _pump(self, service: Service, stream: IO[bytes]) -> None:
+        prefix = click.style(f"{service.name:<{self._width}} |", fg=service.colour)
+        for raw in iter(stream.readline, b""):
+            click.echo(f"{prefix} {raw.decode(errors='replace').rstrip()}")
+
+    def tend(self) -> None:
+        """Restart what died (when its pause is over). Raises `FatalExit` for a bad setting."""
+        now = time.monotonic()
+        for service in self.services:
+            process = service.process
+            if process is None or (code := process.poll()) is None:
+                continue
+            if service.restart_at is None:
+                _signal_group(process.pid, signal.SIGKILL)  # what it left behind (workers)
+                if code == BAD_SETTING_EXIT_CODE:
+                    raise FatalExit(f"{service.name} exited with code {code} (a bad setting); stopping the gateway")
+                ran = now - service.started_at
+                if ran >= STABLE_AFTER_SECONDS:
+                    service.restart_delay = FIRST_RESTART_DELAY
+                else:
+                    service.restart_delay = min(
+                        LONGEST_RESTART_DELAY, max(FIRST_RESTART_DELAY, service.restart_delay * 2)
+                    )
+                service.restart_at = now + service.restart_delay
+                click.secho(
+                    f"{service.name} exited with code {code} after {ran:.0f} s; "
+                    f"restarting it in {service.restart_delay:g} s",
+                    fg="red",
+                    err=True,
+                )
+            elif now >= service.restart_at:
+                click.secho(f"restarting {service.name}", fg="yellow", err=True)
+                self._start(service)
+
+    def stop_all(self) -> None:
+        """SIGTERM to every group, the API first; SIGKILL to what is left after the grace."""
+        started = [s.process for s in self.services if s.process is not None]
+        for process in reversed(started):
+            _signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for service in self.services:
+            if service.process is None:
+                continue
+            try:
+                service.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                click.echo(f"{service.name} did not stop in {STOP_GRACE_SECONDS}s; killing it", err=True)
+        # Whatever is left of any group, the workers of a leader that already exited too.
+        for process in started:
+            _signal_group(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)

@@ -1,0 +1,83 @@
+"""`rsms up` restarts a service that died, refuses to share its ports with a second
+gateway, and leaves no process behind when it ends, even when it is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.rsms_up import PORT_NAMES, Gateway, alive, descendants, eventually, rsms_up_runner
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ports(free_port: Callable[[], int]) -> dict[str, int]:
+    return {name: free_port() for name in PORT_NAMES}
+
+
+@pytest.fixture
+def start_up(tmp_path: Path, amqp_url: str, redis_url: str, ports: dict[str, int]) -> Iterator[Callable[[], Gateway]]:
+    with rsms_up_runner(tmp_path, amqp_url, redis_url, ports) as start:
+        yield start
+
+
+def ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_a_killed_service_comes_back_a_second_gateway_is_refused_and_nothing_survives(
+    start_up: Callable[[], Gateway], ports: dict[str, int]
+) -> None:
+    up = start_up()
+    up.wait_for(r"RSMS Gateway is up")
+    before = descendants(up.process.pid)
+
+    # kill -9 of the API's server process: its workers (left serving the port) are stopped
+    # with it and the API comes back.
+    ingest = next(pid for pid in before if os.getpgid(pid) == pid and b" ingest" in _cmdline(pid))
+    orphans = descendants(ingest)
+    assert orphans, "Granian's workers"
+    os.kill(ingest, signal.SIGKILL)
+    up.wait_for(r"ingest exited with code -9 .*restarting it in 1 s")
+    up.wait_for(r"restarting ingest")
+    eventually(lambda: ready(ports["ingest"]), "the API to answer again")
+    assert not any(alive(pid) for pid in orphans)
+
+    # A second gateway on the same ports: refused, in one line, naming what holds the port.
+    second = start_up()
+    assert second.process.wait(60) == 2
+    refusal = "\n".join(second.lines)
+    assert "is already in use by pid" in refusal and "RSMS_" in refusal, refusal
+    assert ready(ports["ingest"])
+
+    # Ctrl-C: every process of every service ends, the restarted ones too.
+    everything = before | descendants(up.process.pid)
+    up.process.send_signal(signal.SIGINT)
+    assert up.process.wait(60) == 0
+    assert not [pid for pid in everything if alive(pid)]
+
+
+def test_no_service_outlives_rsms_up_killed_with_sigkill(start_up: Callable[[], Gateway]) -> None:
+    up = start_up()
+    up.wait_for(r"RSMS Gateway is up")
+    services = descendants(up.process.pid)
+    assert len(services) >= 6  # simulator, ledger, dispatcher, ingest and its two workers
+    up.process.kill()
+    up.process.wait()
+    eventually(lambda: not [pid for pid in services if alive(pid)], "every service to stop", timeout=60)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return b""
