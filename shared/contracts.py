@@ -194,7 +194,7 @@ LedgerReply = Annotated[MessageStatusReport | UsageReport | LedgerQueryFailure, 
 # --- Dead letters (the dispatcher's give-ups; operators use `rsms dlq`) ---
 
 
-DeadLetterReason = Literal["attempts_exhausted", "invalid_job"]
+DeadLetterReason = Literal["attempts_exhausted", "invalid_job", "outcome_unknown"]
 
 
 class DeadLetter(Contract):

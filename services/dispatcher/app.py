@@ -64,6 +64,7 @@ def build_live_provider(settings: DispatcherSettings, sink: CarrierReportSink) -
             settings.provider_timeout_seconds,
             max_connections=settings.provider_max_concurrent_requests,
             receipt_callback=settings.receipt_callback(),
+            deduplicates=settings.provider_deduplicates,
         )
     if settings.provider_kind == "smpp":
         return SmppProvider(SmppConfig.from_settings(settings), sink=sink)
@@ -116,6 +117,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
             retry_policy,
             batch_size=settings.provider_batch_size,
             receipts=receipts,
+            resend_unknown=settings.dispatcher_unknown_outcome == "resend",
         ),
         outbox,
         breaker,

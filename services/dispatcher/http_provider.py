@@ -96,8 +96,6 @@ def classify_result(result: _Result) -> Delivery:
 
 
 class HttpProvider:
-    resends_are_safe = True  # the API deduplicates by the gateway's reference
-
     def __init__(
         self,
         base_url: str,
@@ -105,8 +103,12 @@ class HttpProvider:
         timeout_seconds: float,
         max_connections: int,
         receipt_callback: tuple[str, str] | None = None,
+        deduplicates: bool = True,
     ) -> None:
         """`receipt_callback`: (URL, token) the provider sends delivery receipts to; None: none."""
+        # The simulator's API deduplicates by the gateway's reference; an API that does
+        # not makes every resend of an unknown outcome a possible second SMS.
+        self.resends_are_safe = deduplicates
         self._callback = _ReceiptCallback(*receipt_callback) if receipt_callback else None
         self._client = httpx.AsyncClient(
             base_url=base_url,

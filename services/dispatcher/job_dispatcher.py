@@ -16,7 +16,17 @@ from typing import Protocol
 
 from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, Provider
 from services.dispatcher.retry_policy import RetryPolicy
-from services.dispatcher.send_markers import BLOCKED, CLAIMED, INVALID, SENT_PREFIX, SendMarkers
+from services.dispatcher.send_markers import (
+    BLOCKED,
+    HELD_PREFIX,
+    INVALID,
+    RETRYABLE,
+    SENT_PREFIX,
+    MarkerVerdict,
+    SendMarkers,
+    markers_may_be_lost,
+    verdict,
+)
 from shared.blocklist import Blocklist
 from shared.contracts import DeadLetter, OutcomeEvent, RecipientOutcome, SmsJob
 from shared.countries import country_of
@@ -27,6 +37,9 @@ _ZERO = Decimal(0)
 
 _ALREADY_BLOCKED = Delivery(DeliveryStatus.BLOCKED, detail="provider reported the number as blocked")
 _ALREADY_INVALID = Delivery(DeliveryStatus.INVALID, detail="provider reported the number as invalid")
+_OUTCOME_UNKNOWN = Delivery(
+    DeliveryStatus.UNKNOWN, detail="an earlier attempt may have sent it and its outcome was not recorded"
+)
 
 
 def idempotency_reference(message_id: uuid.UUID, recipient: str) -> str:
@@ -40,9 +53,7 @@ def outcome_event_id(job: SmsJob) -> uuid.UUID:
 
 
 def delivery_from_marker(marker: str) -> Delivery | None:
-    """What an earlier attempt already settled, or None if the recipient must be sent."""
-    if marker in ("", CLAIMED):
-        return None
+    """What an earlier attempt already settled, or None if this marker settles nothing."""
     if marker.startswith(SENT_PREFIX):
         return Delivery(DeliveryStatus.SENT, marker[len(SENT_PREFIX) :])
     if marker == BLOCKED:
@@ -59,7 +70,27 @@ def marker_for(delivery: Delivery) -> str | None:
         return BLOCKED
     if delivery.status is DeliveryStatus.INVALID:
         return INVALID
-    return None  # transient: stays claimed, the retry sends it again
+    if delivery.status is DeliveryStatus.TRANSIENT:
+        return RETRYABLE  # the provider said it did not send it: the retry sends it again
+    return None  # unknown: stays claimed until the dispatcher decides (`_send_live`)
+
+
+def held_marker(replay: int) -> str:
+    return f"{HELD_PREFIX}{replay}"
+
+
+def outcome_unknown_dead_letter(job: SmsJob, held: list[str], now: datetime) -> DeadLetter:
+    """The recipients whose send may or may not have happened, for an operator to decide."""
+    return DeadLetter(
+        reason="outcome_unknown",
+        detail=f"{len(held)} recipient(s) may or may not have been sent and the provider "
+        "cannot deduplicate a resend: check the provider's records, then `rsms dlq replay` "
+        "to send them again or `rsms dlq purge` to drop them",
+        dead_lettered_at=now,
+        message_id=job.message_id,
+        attempts=job.attempt,
+        job=job.model_copy(update={"recipients": held}),
+    )
 
 
 class ReceiptExpectations(Protocol):
@@ -74,6 +105,8 @@ class DispatchResult:
     retry: SmsJob | None = None
     retry_delay_ms: int = 0
     dead_letter: DeadLetter | None = None
+    held: DeadLetter | None = None
+    """Recipients whose outcome is unknown, held for an operator (reason outcome_unknown)."""
     newly_blocked: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -88,6 +121,7 @@ class JobDispatcher:
         retry_policy: RetryPolicy,
         batch_size: int,
         receipts: ReceiptExpectations | None = None,
+        resend_unknown: bool = False,
     ) -> None:
         self._live = live_provider
         self._receipts = receipts
@@ -96,28 +130,52 @@ class JobDispatcher:
         self._blocklist = blocklist
         self._retry = retry_policy
         self._batch_size = batch_size
+        # Whether a recipient whose outcome is unknown is sent again: always where the
+        # provider deduplicates by the reference (it stays one SMS); otherwise only if the
+        # operator prefers at-least-once (RSMS_DISPATCHER_UNKNOWN_OUTCOME=resend).
+        self._resend_unknown = live_provider.resends_are_safe or resend_unknown
 
-    async def dispatch(self, job: SmsJob) -> DispatchResult:
-        """Raises `ProviderAccountError` (nothing recorded as failed) for the circuit breaker."""
+    async def dispatch(self, job: SmsJob, redelivered: bool = False) -> DispatchResult:
+        """Raises `ProviderAccountError` (nothing recorded as failed) for the circuit breaker.
+
+        `redelivered`: the broker delivered this job before (to a dispatcher that died or
+        handed it back), so some of it may have been sent already.
+        """
         recipients = job.recipients
         if job.test:
             deliveries = await self._send(self._test, job, list(range(len(recipients))), None)
         else:
-            deliveries = await self._send_live(job)
+            deliveries = await self._send_live(job, redelivered)
         newly_blocked = [r for r, d in zip(recipients, deliveries, strict=True) if d.status is DeliveryStatus.BLOCKED]
         if newly_blocked:
             await self._blocklist.add(newly_blocked)
         return self._settle(job, deliveries, newly_blocked)
 
-    async def _send_live(self, job: SmsJob) -> list[Delivery]:
-        markers = await self._markers.claim(job.message_id, job.recipients)
-        settled = [delivery_from_marker(m) for m in markers]
+    async def _send_live(self, job: SmsJob, redelivered: bool) -> list[Delivery]:
+        claim = await self._markers.claim(job.message_id, job.recipients, job.replay)
+        lost = markers_may_be_lost(job.accepted_at, job.attempt, redelivered, claim.generation_since_ms)
+        settled: list[Delivery | None] = []
+        for marker in claim.markers:
+            match verdict(marker, job.replay, markers_may_be_lost=lost):
+                case MarkerVerdict.SEND:
+                    settled.append(None)
+                case MarkerVerdict.UNKNOWN:
+                    settled.append(None if self._resend_unknown else _OUTCOME_UNKNOWN)
+                case MarkerVerdict.SETTLED:
+                    # A held recipient not yet released by a replay stays held.
+                    settled.append(delivery_from_marker(marker) or _OUTCOME_UNKNOWN)
         to_send = [i for i, d in enumerate(settled) if d is None]
         sent = await self._send(self._live, job, to_send, self._markers) if to_send else []
         deliveries: list[Delivery] = []
         sent_iter = iter(sent)
         for d in settled:
             deliveries.append(d if d is not None else next(sent_iter))
+        unknown = [r for r, d in zip(job.recipients, deliveries, strict=True) if d.status is DeliveryStatus.UNKNOWN]
+        if unknown:
+            # Recorded before the dead letter is published: a redelivery of this attempt
+            # holds them again rather than sending them.
+            marker = RETRYABLE if self._resend_unknown else held_marker(job.replay)
+            await self._markers.record(job.message_id, dict.fromkeys(unknown, marker))
         return deliveries
 
     async def _send(
@@ -165,6 +223,7 @@ class JobDispatcher:
         segments = job.segments
         outcomes: list[RecipientOutcome] = []
         remaining: list[str] = []
+        held: list[str] = []
         counts: dict[str, int] = {}
         construct = RecipientOutcome.model_construct
         for recipient, delivery in zip(job.recipients, deliveries, strict=True):
@@ -182,7 +241,19 @@ class JobDispatcher:
                     error_code=None,
                     error_message=None,
                 )
-            elif status is DeliveryStatus.TRANSIENT:
+            elif status is DeliveryStatus.UNKNOWN and not self._resend_unknown:
+                held.append(recipient)
+                outcome = construct(
+                    recipient=recipient,
+                    country=country,
+                    status="dead_lettered",
+                    segments=segments,
+                    cost=_ZERO,
+                    provider_reference=None,
+                    error_code=ErrorCode.PROVIDER_ERROR.value,
+                    error_message=delivery.detail,
+                )
+            elif status in (DeliveryStatus.TRANSIENT, DeliveryStatus.UNKNOWN):
                 remaining.append(recipient)
                 outcome = construct(
                     recipient=recipient,
@@ -224,11 +295,13 @@ class JobDispatcher:
             outcomes=outcomes,
         )
         result = DispatchResult(event=event, newly_blocked=newly_blocked, counts=counts)
+        if held:
+            result.held = outcome_unknown_dead_letter(job, held, now)
         if remaining and can_retry:
             result.retry = job.model_copy(update={"recipients": remaining, "attempt": job.attempt + 1})
             result.retry_delay_ms = self._retry.delay_after(job.attempt)
         elif remaining:
-            details = {d.detail for d in deliveries if d.status is DeliveryStatus.TRANSIENT}
+            details = {d.detail for d in deliveries if d.status in (DeliveryStatus.TRANSIENT, DeliveryStatus.UNKNOWN)}
             result.dead_letter = DeadLetter(
                 reason="attempts_exhausted",
                 detail=f"{len(remaining)} recipient(s) still failing after "

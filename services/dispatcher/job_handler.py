@@ -86,7 +86,7 @@ class JobHandler:
             log.warning("invalid job dead-lettered", detail=job.detail)
             return
         try:
-            result = await self._dispatcher.dispatch(job)
+            result = await self._dispatcher.dispatch(job, redelivered=bool(message.raw_message.redelivered))
         except ProviderAccountError as exc:
             self._breaker.trip(exc.state)
             await self._acks.nack(message)
@@ -103,13 +103,21 @@ class JobHandler:
         for status, count in result.counts.items():
             metrics.recipients.labels(status, traffic).inc(count)
         metrics.jobs.labels("done").inc()
+        if result.held is not None:
+            metrics.dead_lettered.labels(result.held.reason).inc()
+            log.warning(
+                "recipients held for an operator: outcome unknown",
+                message_id=str(job.message_id),
+                attempt=job.attempt,
+                held=len(result.held.job.recipients) if result.held.job else 0,
+            )
         if result.retry is not None:
             metrics.retries.inc()
+            # `counts` has a "retrying" entry of its own (recipients now retrying).
             log.info(
                 "job attempt retrying",
                 message_id=str(job.message_id),
                 attempt=job.attempt,
-                retrying=len(result.retry.recipients),
                 delay_ms=result.retry_delay_ms,
                 **result.counts,
             )

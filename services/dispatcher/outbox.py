@@ -49,7 +49,7 @@ class Outbox:
     async def publish_result(self, result: DispatchResult) -> None:
         """Returns once the broker confirmed every message the attempt produced."""
         event = self._publish(result.event, exchange=OUTCOMES_EXCHANGE.name, routing_key="")
-        if result.retry is None and result.dead_letter is None:
+        if result.retry is None and result.dead_letter is None and result.held is None:
             await event  # the common case: one publish, no gather machinery
             return
         sends = [event]
@@ -57,6 +57,8 @@ class Outbox:
             sends.append(self._publish(result.retry, routing_key=retry_queue(result.retry_delay_ms).name))
         if result.dead_letter is not None:
             sends.append(self.publish_dead_letter(result.dead_letter))
+        if result.held is not None:
+            sends.append(self.publish_dead_letter(result.held))
         await asyncio.gather(*sends)
 
     async def publish_dead_letter(self, dead_letter: DeadLetter) -> None:

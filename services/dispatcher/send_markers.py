@@ -2,14 +2,25 @@
 
 One hash per message (`rsms:dispatch:markers:<message id>`), one field per recipient:
 
-    p          claimed before the send; its outcome was not recorded (in flight, crashed,
-               or failed transiently): send again, with the same idempotency reference
+    p          claimed before the send; its outcome was not recorded (in flight, or a
+               crash between the send and the record): the outcome is unknown
+    t          the provider answered "not sent, try again" (TRANSIENT): send again
     s:<ref>    sent, the provider's reference: never sent again
     b / i      the provider refused it as blocked / invalid: never sent again
+    u:<n>      outcome unknown, held in the dead-letter queue by replay n of the job;
+               only a later replay (`rsms dlq replay`: an operator's decision) sends it
 
-A claim is atomic with respect to every other dispatcher (a Lua script). The "p" window
-(claimed, sent, crash before the outcome was recorded) is closed by the provider: the
-resend carries the same reference, which it does not deliver twice.
+A claim is atomic with respect to every other dispatcher (a Lua script): it turns "",
+"t" and a released "u:<n>" into "p" and answers the earlier marker.
+
+Markers live in Redis, and a Redis can come back empty (no persistence, a lost disk) or
+without its last writes (an RDB snapshot, the last second of an AOF). So the marker store
+has a generation: the script keeps the Redis server's run id and the time it first saw it
+(`rsms:dispatch:generation`). Every restart of the server starts a new generation. A
+recipient without a marker is then known never to have been sent only if its job cannot
+have been worked on before the generation began: see `markers_may_be_lost`. Otherwise
+its outcome is unknown, like "p", and `JobDispatcher` resends it only where the provider
+deduplicates by the reference (`Provider.resends_are_safe`), or holds it for an operator.
 
 With a thousand small jobs a second, one Redis round trip per claim and per record cost
 more than the marker work itself. So the claims and records asked for in one event-loop
@@ -21,36 +32,59 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from uuid import UUID
 
 from redis.asyncio import Redis
 
 CLAIMED = "p"
+RETRYABLE = "t"
 SENT_PREFIX = "s:"
 BLOCKED = "b"
 INVALID = "i"
+HELD_PREFIX = "u:"
 
-# ARGV: ttl, then per key in KEYS order: an op ("c" claim / "r" record), a count n, and
-# n fields (claim) or n field/value pairs (record). Answers one list per key: the
-# earlier markers for a claim ('' where there was none), an empty list for a record.
+GENERATION_KEY = "rsms:dispatch:generation"
+
+# KEYS[1] is the generation hash, then one marker hash per op. ARGV: ttl, then per marker
+# key: an op ("c" claim / "r" record), a count n, for a claim the job's replay number and
+# n fields, for a record n field/value pairs. Answers the generation's start (ms since
+# the epoch, Redis's clock), then one list per marker key: the earlier markers for a
+# claim ('' where there was none), an empty list for a record.
 _APPLY = """
+local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local generation = redis.call('HMGET', KEYS[1], 'run_id', 'since')
+local since = tonumber(generation[2])
+if generation[1] ~= run_id or not since then
+  local now = redis.call('TIME')
+  since = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  redis.call('HSET', KEYS[1], 'run_id', run_id, 'since', since)
+end
 local ttl = ARGV[1]
-local answers = {}
+local answers = {since}
 local at = 2
-for k = 1, #KEYS do
+for k = 2, #KEYS do
   local key = KEYS[k]
   local op = ARGV[at]
   local n = tonumber(ARGV[at + 1])
   at = at + 2
   local answer = {}
   if op == 'c' then
+    local replay = tonumber(ARGV[at])
+    at = at + 1
     for i = 1, n do
       local field = ARGV[at + i - 1]
-      if redis.call('HSETNX', key, field, 'p') == 1 then
-        answer[i] = ''
-      else
-        answer[i] = redis.call('HGET', key, field)
+      local old = redis.call('HGET', key, field) or ''
+      local take = old == '' or old == 't'
+      if not take and string.sub(old, 1, 2) == 'u:' then
+        take = tonumber(string.sub(old, 3)) < replay
       end
+      if take then
+        redis.call('HSET', key, field, 'p')
+      end
+      answer[i] = old
     end
     at = at + n
     redis.call('EXPIRE', key, ttl)
@@ -68,7 +102,58 @@ return answers
 # Fields in one script call at most: a few big jobs must not hold Redis for long.
 _MAX_FIELDS_PER_CALL = 4_000
 
-_Op = tuple[str, str, list[str], "asyncio.Future[list[str]]"]
+
+class MarkerVerdict(StrEnum):
+    SEND = "send"
+    """Never sent, or the provider said it was not: send it (the claim holds it now)."""
+    UNKNOWN = "unknown"
+    """It may have reached the provider: resend only where that cannot deliver twice."""
+    SETTLED = "settled"
+    """Its outcome is known (sent, blocked, invalid) or an operator has yet to decide."""
+
+
+def verdict(marker: str, replay: int, *, markers_may_be_lost: bool) -> MarkerVerdict:
+    """What to do with a recipient whose claim answered `marker`, for replay `replay`.
+
+    The claim script follows the same rule: after it, every SEND and UNKNOWN recipient is
+    claimed ("p"), and a SETTLED one keeps its marker.
+    """
+    if marker == "":
+        return MarkerVerdict.UNKNOWN if markers_may_be_lost else MarkerVerdict.SEND
+    if marker == RETRYABLE:
+        return MarkerVerdict.SEND
+    if marker == CLAIMED:
+        return MarkerVerdict.UNKNOWN
+    if marker.startswith(HELD_PREFIX):
+        # A replay newer than the one that held it is the operator's decision to send.
+        return MarkerVerdict.SEND if int(marker[len(HELD_PREFIX) :]) < replay else MarkerVerdict.SETTLED
+    return MarkerVerdict.SETTLED
+
+
+def markers_may_be_lost(accepted_at: datetime, attempt: int, redelivered: bool, generation_since_ms: int) -> bool:
+    """Whether a missing marker may be one Redis lost rather than one never written.
+
+    A job worked on before the marker store's generation began may have had its markers
+    in the Redis that was lost. A job's first delivery (not redelivered, attempt 1) was
+    never handed to any dispatcher, so nothing of it was sent, whatever Redis forgot. A
+    redelivery, or a retry (its earlier attempt sent some recipients), accepted before
+    the generation began may have been.
+    """
+    if not redelivered and attempt == 1:
+        return False
+    return accepted_at.timestamp() * 1000 < generation_since_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    markers: list[str]
+    """Each recipient's earlier marker, '' where there was none."""
+    generation_since_ms: int
+    """When the marker store's current generation began (Redis's clock)."""
+
+
+_Answer = tuple[int, list[str]]
+_Op = tuple[str, str, list[str], "asyncio.Future[_Answer]"]
 
 
 def marker_key(message_id: UUID) -> str:
@@ -83,18 +168,19 @@ class SendMarkers:
         self._flush_scheduled = False
         self._calls: set[asyncio.Task[None]] = set()
 
-    async def claim(self, message_id: UUID, recipients: Sequence[str]) -> list[str]:
-        """Marks every recipient claimed; returns each one's earlier marker ('' if none)."""
-        return await self._submit("c", marker_key(message_id), list(recipients))
+    async def claim(self, message_id: UUID, recipients: Sequence[str], replay: int = 0) -> Claim:
+        """Claims every recipient that may be sent (see `verdict`); answers the earlier markers."""
+        since, markers = await self._submit("c", marker_key(message_id), [str(replay), *recipients])
+        return Claim(markers, since)
 
     async def record(self, message_id: UUID, markers: Mapping[str, str]) -> None:
         if markers:
             args = [part for field, value in markers.items() for part in (field, value)]
             await self._submit("r", marker_key(message_id), args)
 
-    async def _submit(self, op: str, key: str, args: list[str]) -> list[str]:
+    async def _submit(self, op: str, key: str, args: list[str]) -> _Answer:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[str]] = loop.create_future()
+        future: asyncio.Future[_Answer] = loop.create_future()
         self._pending.append((op, key, args, future))
         if not self._flush_scheduled:
             # Next loop turn: every job woken in this one has asked by then.
@@ -125,10 +211,11 @@ class SendMarkers:
         argv: list[str | int] = [self._ttl]
         for op, _, args, _ in group:
             argv.append(op)
-            argv.append(len(args) // 2 if op == "r" else len(args))
+            # A claim's args are its replay number, then its fields.
+            argv.append(len(args) // 2 if op == "r" else len(args) - 1)
             argv.extend(args)
         try:
-            answers = await self._apply(keys=[key for _, key, _, _ in group], args=argv)
+            since, *answers = await self._apply(keys=[GENERATION_KEY, *(key for _, key, _, _ in group)], args=argv)
         except Exception as exc:
             # Not swallowed: every caller in the call gets it (RedisError above all) and
             # hands its own job back.
@@ -138,4 +225,4 @@ class SendMarkers:
             return
         for (*_, future), answer in zip(group, answers, strict=True):
             if not future.done():
-                future.set_result([a.decode() if isinstance(a, bytes) else a for a in answer])
+                future.set_result((int(since), [a.decode() if isinstance(a, bytes) else a for a in answer]))

@@ -21,6 +21,13 @@ class DispatcherSettings(ServiceSettings):
         description="Wait before attempt n+1 is RETRY_DELAYS[n-1]; the last one repeats.",
     )
     dispatcher_marker_ttl_seconds: int = Field(7 * 86_400, description="How long a per-recipient send marker is kept.")
+    dispatcher_unknown_outcome: Literal["hold", "resend"] = Field(
+        "hold",
+        description="A recipient that may or may not have been sent (a crash between the send and "
+        "its record, markers Redis lost, a provider answer that never came), where the provider "
+        "cannot deduplicate a resend (SMPP): hold it in the dead-letter queue for an operator "
+        "(at most once), or resend it (at least once). Providers that deduplicate always resend.",
+    )
     dispatcher_publish_timeout_seconds: float = Field(
         10.0, description="Wait this long for the confirm of an outcome event."
     )
@@ -38,6 +45,12 @@ class DispatcherSettings(ServiceSettings):
     )
     provider_url: str = Field("http://127.0.0.1:8090", description="Base URL of the provider's batch API.")
     provider_token: str = Field("sim-token", description="Bearer token for the provider (default: the simulator's).")
+    provider_deduplicates: bool = Field(
+        True,
+        description="The HTTP provider deduplicates by the gateway's reference (the simulator does), "
+        "so a recipient whose outcome is unknown can be resent safely; false: see "
+        "RSMS_DISPATCHER_UNKNOWN_OUTCOME.",
+    )
     provider_timeout_seconds: float = Field(10.0, description="Timeout of one provider request; then transient.")
     provider_batch_size: int = Field(
         1000,

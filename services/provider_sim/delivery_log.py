@@ -3,7 +3,9 @@ idempotency reference, and counters for everything else that happened.
 
 A reference seen again is answered with the first delivery's id and counted as a
 duplicate attempt, never as a second delivery: that is the provider-side half of the
-gateway's exactly-once guarantee. Per-recipient work is a dict lookup and an insert.
+gateway's exactly-once guarantee. With the `deduplicate` fault off it is delivered again
+(kept under `<reference>#<n>`), as a provider without idempotency would. Per-recipient
+work is a dict lookup and an insert.
 """
 
 from __future__ import annotations
@@ -43,7 +45,16 @@ class DeliveryLog:
         for destination in message.destinations:
             reference = destination.reference
             known = deliveries.get(reference)
-            if known is not None:
+            if known is not None and not faults.deduplicate:
+                known.attempts += 1
+                counters["duplicate_deliveries"] += 1
+                provider_id = f"sim-{self._next_id}"
+                self._next_id += 1
+                deliveries[f"{reference}#{known.attempts}"] = Delivery(
+                    reference, destination.to, message.sender, provider_id
+                )
+                append(DestinationResult(reference, "accepted", provider_id))
+            elif known is not None:
                 known.attempts += 1
                 counters["duplicate_attempts"] += 1
                 append(DestinationResult(reference, "duplicate", known.id))

@@ -24,6 +24,9 @@ class Faults(msgspec.Struct, kw_only=True):
     """Numbers reported `invalid` (not a reachable subscriber)."""
     receipt_failure_rate: float = 0.0
     """Share of delivery receipts reporting the message undelivered."""
+    deduplicate: bool = True
+    """False: a provider without idempotency (SMPP, many HTTP APIs): a reference seen again
+    is delivered again, as a second SMS, and counted as `duplicate_deliveries`."""
 
 
 class FaultsUpdate(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -38,6 +41,7 @@ class FaultsUpdate(msgspec.Struct, kw_only=True, omit_defaults=True):
     blocked: list[str] | None = None
     invalid: list[str] | None = None
     receipt_failure_rate: float | None = None
+    deduplicate: bool | None = None
 
     def apply_to(self, faults: Faults) -> Faults:
         changes = {f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not None}

@@ -39,12 +39,13 @@ def test_backoff_grows_then_repeats_and_stops_at_the_last_attempt():
     assert policy.delays_in_use() == (1_000, 5_000, 25_000)
 
 
-def test_markers_round_trip_and_unsettled_ones_are_sent_again():
+def test_markers_round_trip_and_unsettled_ones_settle_nothing():
     sent = Delivery(DeliveryStatus.SENT, "sim-7")
     assert delivery_from_marker(marker_for(sent) or "") == sent
     assert delivery_from_marker(marker_for(Delivery(DeliveryStatus.BLOCKED)) or "").status is DeliveryStatus.BLOCKED
-    assert marker_for(Delivery(DeliveryStatus.TRANSIENT)) is None
-    assert delivery_from_marker("p") is None and delivery_from_marker("") is None
+    assert marker_for(Delivery(DeliveryStatus.TRANSIENT)) == "t"  # not sent: the retry sends it
+    assert marker_for(Delivery(DeliveryStatus.UNKNOWN)) is None  # stays claimed until decided
+    assert all(delivery_from_marker(m) is None for m in ("", "p", "t", "u:0"))
 
 
 def test_an_invalid_job_becomes_a_dead_letter_without_its_contents():
