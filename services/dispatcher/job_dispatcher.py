@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
-from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, Provider
+from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, Provider, ProviderAccountError
 from services.dispatcher.retry_policy import RetryPolicy
 from services.dispatcher.send_markers import (
     BLOCKED,
@@ -197,7 +197,14 @@ class JobDispatcher:
                 recipients=chunk_recipients,
                 references=[idempotency_reference(job.message_id, r) for r in chunk_recipients],
             )
-            (deliveries,) = await provider.send([batch])
+            try:
+                (deliveries,) = await provider.send([batch])
+            except ProviderAccountError:
+                # Raised only when the provider took none of them (`Provider.send`): the
+                # redelivery after the outage sends them, also where resends are unsafe.
+                if markers is not None:
+                    await markers.record(job.message_id, dict.fromkeys(chunk_recipients, RETRYABLE))
+                raise
             if markers is not None and self._receipts is not None:
                 # Before the markers: a recipient marked sent is never sent again, so its
                 # parts must be on record for its receipts by then.

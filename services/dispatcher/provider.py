@@ -72,7 +72,9 @@ class Provider(Protocol):
     async def send(self, batches: Sequence[OutboundBatch]) -> list[list[Delivery]]:
         """One list of deliveries per batch, aligned with its recipients.
 
-        Raises `ProviderAccountError` for account-wide failures; anything transient about
+        Raises `ProviderAccountError` for account-wide failures, and only when the provider
+        took none of the call's recipients (the dispatcher then treats them all as not
+        sent); once some went out, the others come back TRANSIENT. Anything transient about
         the whole request (5xx, timeout, connection refused) comes back as TRANSIENT
         deliveries.
         """

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 from redis.asyncio import Redis
 
 from services.dispatcher.job_dispatcher import JobDispatcher
-from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch
+from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, ProviderAccountError
 from services.dispatcher.retry_policy import RetryPolicy
 from services.dispatcher.send_markers import SendMarkers, marker_key
 from services.dispatcher.test_traffic_provider import TestTrafficProvider
@@ -100,5 +101,33 @@ async def test_unknown_is_retried_where_the_provider_deduplicates_or_the_operato
             assert {o.recipient: o.status for o in result.event.outcomes} == {SURE: "sent", UNSURE: "retrying"}
             await dispatcher(redis, provider, resend_unknown).dispatch(result.retry)
             assert provider.given == [SURE, UNSURE, UNSURE]
+    finally:
+        await redis.aclose()
+
+
+class RefusingProvider(ScriptedProvider):
+    """Refuses the account, then (after the outage) sends everyone."""
+
+    def __init__(self) -> None:
+        super().__init__(resends_are_safe=False)
+        self.refuse = True
+
+    async def send(self, batches: Sequence[OutboundBatch]) -> list[list[Delivery]]:
+        if self.refuse:
+            raise ProviderAccountError(ProviderState.NO_CREDITS, "out of credits")
+        self.given.extend(r for b in batches for r in b.recipients)
+        return [[Delivery(DeliveryStatus.SENT, "p-1") for _ in b.recipients] for b in batches]
+
+
+async def test_an_account_refusal_sent_nothing_so_the_job_handed_back_is_sent_not_held(redis_url):
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    provider = RefusingProvider()
+    job = make_job([SURE, UNSURE])
+    try:
+        with pytest.raises(ProviderAccountError):
+            await dispatcher(redis, provider).dispatch(job)
+        provider.refuse = False
+        result = await dispatcher(redis, provider).dispatch(job, redelivered=True)
+        assert result.held is None and provider.given == [SURE, UNSURE]
     finally:
         await redis.aclose()
