@@ -67,8 +67,10 @@ def check_dependencies(settings: IngestSettings) -> list[str]:
     if not _reachable(settings.redis_url, 6379):
         problems.append(
             f"Redis does not answer at {urlsplit(settings.redis_url).netloc}.\n"
-            "  Start it:  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no\n"
-            "  or point RSMS_REDIS_URL at yours."
+            "  Start it (it must persist: Idempotency-Keys outlive a restart only with its append-only file):\n"
+            "    mkdir -p -m 700 var/redis && redis-server --daemonize yes --bind 127.0.0.1 --port 6379 "
+            '--appendonly yes --dir "$PWD/var/redis"\n'
+            "  or point RSMS_REDIS_URL at yours (with --appendonly yes)."
         )
     return problems
 

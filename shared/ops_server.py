@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -18,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 ReadinessCheck = Callable[[], Awaitable[bool]]
 PostHandler = Callable[[Mapping[str, str], bytes], Awaitable[tuple[int, bytes]]]
 """(lower-cased headers, body) → (status, JSON body)."""
+ReadinessDetails = Callable[[], Awaitable[dict[str, str]]]
+"""Facts for an operator in the /health/ready answer that do not decide readiness."""
 
 MAX_POST_BYTES = 1024 * 1024
 
@@ -40,12 +43,14 @@ class OpsServer:
         registry: CollectorRegistry,
         ready: ReadinessCheck,
         posts: Mapping[str, PostHandler] | None = None,
+        details: ReadinessDetails | None = None,
     ) -> None:
         self._posts = dict(posts or {})
         self._host = host
         self._port = port
         self._registry = registry
         self._ready = ready
+        self._details = details
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -107,7 +112,9 @@ class OpsServer:
         if path == "/health/live":
             return 200, "application/json", b'{"status":"ok"}'
         if path == "/health/ready":
-            if await self._ready():
-                return 200, "application/json", b'{"status":"ready"}'
-            return 503, "application/json", b'{"status":"not ready"}'
+            ready = await self._ready()
+            body: dict[str, object] = {"status": "ready" if ready else "not ready"}
+            if self._details is not None:
+                body["details"] = await self._details()
+            return (200 if ready else 503), "application/json", json.dumps(body).encode()
         return 404, "text/plain", b"not found\n"

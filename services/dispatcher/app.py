@@ -39,6 +39,7 @@ from shared.contracts import UnmatchedReceipt
 from shared.log import get_logger
 from shared.ops_server import OpsServer
 from shared.queue_depths import watch_queue_depths
+from shared.redis_persistence import check_persistence, readiness_detail, warn_unless_persistent
 from shared.topology import (
     DEAD_LETTER_QUEUE,
     DISPATCH_QUEUE,
@@ -157,13 +158,21 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         except (RedisError, OSError):
             return False
 
+    async def details() -> dict[str, str]:
+        # The send markers survive a Redis restart only if Redis persists (README).
+        return {"redis_persistence": readiness_detail(await check_persistence(redis))}
+
     observability = OpsServer(
         settings.dispatcher_http_host,
         settings.dispatcher_http_port,
         metrics.registry,
         ready,
         posts={RECEIPTS_PATH: ReceiptCallback(receipts, settings.receipts_callback_token)},
+        details=details,
     )
+
+    async def check_redis() -> None:
+        await warn_unless_persistent(redis, "dispatcher")
 
     async def declare() -> None:
         await connect_when_available(
@@ -195,7 +204,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
 
     return FastStream(
         broker,
-        on_startup=[observability.start, declare],  # probes answer (not ready) while the broker is away
+        on_startup=[observability.start, check_redis, declare],  # probes answer (not ready) while the broker is away
         after_startup=[watch_depths],
         after_shutdown=[release],
     )

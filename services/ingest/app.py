@@ -36,6 +36,7 @@ from shared.broker_connection import connect_when_available
 from shared.errors import GatewayError
 from shared.ledger_queries import LedgerQueries
 from shared.log import configure_logging, get_logger
+from shared.redis_persistence import check_persistence, readiness_detail, warn_unless_persistent
 from shared.topology import declare_topology
 
 log = get_logger(__name__)
@@ -79,6 +80,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             broker=broker,
             ledger=LedgerQueries(broker, timeout=settings.ledger_query_timeout_seconds),
         )
+        await warn_unless_persistent(redis, "ingest")  # Idempotency-Keys must outlive a restart
         watcher = asyncio.create_task(accounts.watch(settings.accounts_reload_seconds))
         # The service starts even while RabbitMQ is down: sends answer the contract's error
         # until the connection is there.
@@ -152,7 +154,12 @@ async def health_ready(state: State) -> Response[dict[str, Any]]:
         checks["redis"] = False
     checks["rabbitmq"] = await state.broker.ping(timeout=1.0)
     ok = all(checks.values())
-    return Response({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+    # Informative, not a condition of readiness: a throwaway Redis serves, but loudly.
+    details = {"redis_persistence": readiness_detail(await check_persistence(state.redis))}
+    return Response(
+        {"status": "ok" if ok else "unavailable", "checks": checks, "details": details},
+        status_code=200 if ok else 503,
+    )
 
 
 @get("/metrics", include_in_schema=False)

@@ -1,7 +1,8 @@
-"""A `redis-server` of a test's own, which the test may kill and start again.
+"""A `redis-server` of a test's (or a benchmark's) own, which it may kill and start again.
 
 For the tests of what happens when Redis goes away: with its data (AOF, as the README
-runs it) or empty (no persistence, a lost disk).
+runs it) or empty (no persistence, a lost disk); and so that nothing the suite or the
+benchmarks do touches a Redis holding somebody else's data.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
 
@@ -20,7 +20,7 @@ class RedisServer:
     def __init__(self, port: int, data_dir: Path, *, appendonly: bool) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.fail("this test needs `redis-server` on PATH (it kills and restarts its own)")
+            raise RuntimeError("`redis-server` is not on PATH (it is installed wherever Redis is)")
         self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
         self._binary = binary
@@ -42,7 +42,7 @@ class RedisServer:
         try:
             for _ in range(200):
                 if self._process.poll() is not None:
-                    pytest.fail(f"redis-server on port {self.port} exited with {self._process.returncode}")
+                    raise RuntimeError(f"redis-server on port {self.port} exited with {self._process.returncode}")
                 try:
                     client.ping()
                     return self
@@ -50,7 +50,7 @@ class RedisServer:
                     time.sleep(0.05)
         finally:
             client.close()
-        pytest.fail(f"redis-server on port {self.port} did not answer")
+        raise RuntimeError(f"redis-server on port {self.port} did not answer")
 
     def kill(self) -> None:
         """kill -9: no shutdown save, whatever the persistence."""

@@ -1,0 +1,81 @@
+"""Whether the Redis the services share keeps its data across a restart.
+
+Idempotency-Keys (the contract's 24-hour promise), the blocklist and the dispatcher's
+send markers live in Redis. A Redis without persistence comes back empty after a
+restart: a client's retry then becomes a second message. The services do not refuse to
+run on one (a developer's throwaway Redis is fine), but they say so loudly: a WARNING at
+start and a detail in `/health/ready`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from shared.log import get_logger
+
+log = get_logger(__name__)
+
+ADVICE = "run Redis with --appendonly yes (see the README: Redis must persist)"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisPersistence:
+    persists: bool
+    detail: str
+
+
+def persistence_from(info: Mapping[str, Any], save_policy: str | None) -> RedisPersistence:
+    """From `INFO persistence` and `CONFIG GET save` (None where CONFIG is refused)."""
+    if str(info.get("aof_enabled", "0")) == "1":
+        return RedisPersistence(True, "AOF enabled")
+    if save_policy:
+        return RedisPersistence(
+            True, f"RDB snapshots only (save {save_policy}): a crash loses the writes since the last one; {ADVICE}"
+        )
+    if save_policy is None:
+        return RedisPersistence(False, f"AOF off and the snapshot policy unreadable (CONFIG refused); {ADVICE}")
+    return RedisPersistence(
+        False, f"no persistence: a restart empties Redis, and retries become second sends; {ADVICE}"
+    )
+
+
+async def check_persistence(redis: Redis) -> RedisPersistence | None:
+    """What the Redis keeps over a restart; None while it does not answer (in 2 s)."""
+    try:
+        async with asyncio.timeout(2):
+            return await _ask(redis)
+    except (RedisError, OSError, TimeoutError):
+        return None
+
+
+async def _ask(redis: Redis) -> RedisPersistence:
+    info = await redis.info("persistence")
+    save: str | None
+    try:
+        value = (await redis.config_get("save")).get("save", "")
+        save = value.decode() if isinstance(value, bytes) else str(value)
+    except ResponseError:  # CONFIG disabled, as managed Redis services do
+        save = None
+    return persistence_from(info, save)
+
+
+def readiness_detail(found: RedisPersistence | None) -> str:
+    if found is None:
+        return "unknown: Redis does not answer"
+    return ("persists: " if found.persists else "DOES NOT PERSIST: ") + found.detail
+
+
+async def warn_unless_persistent(redis: Redis, service: str) -> RedisPersistence | None:
+    """Checks at start; logs a WARNING when Redis would lose the gateway's promises."""
+    found = await check_persistence(redis)
+    if found is not None and not found.persists:
+        log.warning("Redis does not persist its data", service=service, detail=found.detail)
+    elif found is not None and "RDB" in found.detail:
+        log.warning("Redis persists only by snapshots", service=service, detail=found.detail)
+    return found
