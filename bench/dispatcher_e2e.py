@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ import httpx
 
 from shared.contracts import SmsJob
 from shared.topology import ACCEPTED_EXCHANGE, LEDGER_ACCEPTED_QUEUE, LEDGER_OUTCOMES_QUEUE
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUND_DEADLINE_SECONDS = 120.0
@@ -163,7 +166,9 @@ def rabbitmqctl(*args: str) -> None:
 
 
 async def measure(args: argparse.Namespace, amqp_url: str, sim_port: int) -> list[Row]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sim_port}", timeout=10) as sim:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{sim_port}", timeout=10, headers={"Authorization": "Bearer sim-token"}
+    ) as sim:
         for _ in range(200):
             try:
                 await sim.get("/admin/stats")
@@ -231,11 +236,15 @@ def main() -> None:
     rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
     amqp_url = urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
     sim_port = free_port()
+    # Send markers, the blocklist and the provider state go to a Redis of the bench's own:
+    # never into a Redis another gateway (or anybody) uses.
+    redis_dir = Path(tempfile.mkdtemp(prefix="rsms-bench-redis-"))
+    redis_server = RedisServer(free_port(), redis_dir, appendonly=False).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSMS_")}
     env.update(
         {
             "RSMS_AMQP_URL": amqp_url,
-            "RSMS_REDIS_URL": os.environ.get("RSMS_REDIS_URL", "redis://localhost:6379/0"),
+            "RSMS_REDIS_URL": redis_server.url,
             "RSMS_PROVIDER_SIM_PORT": str(sim_port),
             "RSMS_PROVIDER_URL": f"http://127.0.0.1:{sim_port}",
             "RSMS_DISPATCHER_MARKER_TTL_SECONDS": "600",
@@ -260,6 +269,8 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         rabbitmqctl("delete_vhost", vhost)
+        redis_server.stop()
+        shutil.rmtree(redis_dir, ignore_errors=True)
     report(args, rows)
 
 

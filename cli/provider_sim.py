@@ -17,13 +17,13 @@ import httpx
 from cli.table import json_option, print_document, print_table
 
 
-def _admin_url(url: str | None) -> str:
-    if url:
-        return url.rstrip("/")
+def _admin(url: str | None) -> httpx.Client:
+    """A client of the running simulator's admin API, with its token (RSMS_PROVIDER_SIM_TOKEN)."""
     from services.provider_sim.settings import ProviderSimSettings
 
     settings = ProviderSimSettings()
-    return f"http://{settings.provider_sim_host}:{settings.provider_sim_port}"
+    base = url.rstrip("/") if url else f"http://{settings.provider_sim_host}:{settings.provider_sim_port}"
+    return httpx.Client(base_url=base, timeout=5, headers={"Authorization": f"Bearer {settings.provider_sim_token}"})
 
 
 _URL_OPTION = click.option("--url", default=None, help="The running simulator (default: its settings).")
@@ -59,7 +59,7 @@ def faults(url: str | None, clear_numbers: bool, **changes: Any) -> None:
             body[key] = list(body[key])
         elif clear_numbers:
             body[key] = []
-    with httpx.Client(base_url=_admin_url(url), timeout=5) as client:
+    with _admin(url) as client:
         response = client.post("/admin/faults", json=body) if body else client.get("/admin/faults")
         response.raise_for_status()
     click.echo(json.dumps(response.json(), indent=2))
@@ -70,7 +70,7 @@ def faults(url: str | None, clear_numbers: bool, **changes: Any) -> None:
 @json_option
 def stats(url: str | None, as_json: bool) -> None:
     """What reached the simulated network: deliveries, duplicates, refusals."""
-    with httpx.Client(base_url=_admin_url(url), timeout=5) as client:
+    with _admin(url) as client:
         response = client.get("/admin/stats")
         response.raise_for_status()
     if as_json:
@@ -83,6 +83,6 @@ def stats(url: str | None, as_json: bool) -> None:
 @_URL_OPTION
 def reset(url: str | None) -> None:
     """Forget every delivery and counter, and clear the faults."""
-    with httpx.Client(base_url=_admin_url(url), timeout=5) as client:
+    with _admin(url) as client:
         client.post("/admin/reset").raise_for_status()
     click.echo("Simulator reset.")

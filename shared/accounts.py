@@ -42,6 +42,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.keys import KeyKind, generate_key, generate_key_id, hash_key
+from shared.private_dir import private_directory
 
 PROJECT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
@@ -152,7 +153,7 @@ def load_accounts(path: Path) -> AccountsFile:
 
 def save_accounts(path: Path, accounts: AccountsFile) -> None:
     """Write atomically, so the ingest service never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)  # key hashes: the owner's only
     data: dict[str, Any] = accounts.model_dump(mode="json", exclude_none=True)
     for project in data["projects"].values():
         project["ip_allowlist"] = [str(n) for n in project["ip_allowlist"]]
@@ -172,7 +173,7 @@ def save_accounts(path: Path, accounts: AccountsFile) -> None:
 @contextlib.contextmanager
 def editing(path: Path) -> Iterator[AccountsFile]:
     """Load, let the caller change, validate and save, holding a lock against other edits."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)  # key hashes: the owner's only
     with (path.parent / ".accounts.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         accounts = load_accounts(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
@@ -27,6 +28,7 @@ from services.ledger.schema import (
     REQUESTS_TABLE,
     apply_migrations,
 )
+from shared.private_dir import private_directory
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {REQUESTS_TABLE: REQUEST_COLUMNS, RECEIPTS_TABLE: RECEIPT_COLUMNS}
 """Tables written column by column (a few rows per event: building columns is cheap)."""
@@ -44,7 +46,11 @@ class StorageUnavailable(RuntimeError):
 
 def open_client(dsn: str) -> Any:
     kwargs: dict[str, Any] = {}
-    if not dsn.startswith("chdb:"):
+    if dsn.startswith("chdb://"):
+        # The ledger holds message bodies: its data directory is the owner's only (chDB
+        # creates what is missing with the process umask, usually world-readable).
+        private_directory(Path(dsn.removeprefix("chdb://").split("?", 1)[0]), tighten=True)
+    else:
         # A session id per client would make concurrent queries on one client fail with
         # "session is locked"; the ledger needs no session state.
         kwargs["autogenerate_session_id"] = False

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
 
 from services.provider_sim.delivery_log import DeliveryLog
 from services.provider_sim.faults import Faults, FaultsUpdate
@@ -39,9 +42,8 @@ def _json(body: object, status: int = 200) -> Response[bytes]:
 
 def _refusal(state: SimulatorState, request: Request[Any, Any, Any]) -> Response[bytes] | None:
     """The account-wide answers a real provider gives before looking at the messages."""
-    presented = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
     faults = state.faults
-    if faults.auth_failure or not hmac.compare_digest(presented, state.token):
+    if faults.auth_failure or not _presents(request, state.token):
         state.log.counters["auth_failures"] += 1
         return _json(ErrorBody("invalid or revoked token"), 401)
     if faults.no_credits:
@@ -56,6 +58,11 @@ def _initial_faults(settings: ProviderSimSettings) -> Faults:
     )
 
 
+def _presents(connection: ASGIConnection[Any, Any, Any, Any], token: bytes) -> bool:
+    presented = connection.headers.get("authorization", "").removeprefix("Bearer ").encode()
+    return hmac.compare_digest(presented, token)
+
+
 def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
     settings = settings or ProviderSimSettings()
     state = SimulatorState(
@@ -67,6 +74,12 @@ def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
     receipts = ReceiptReporter(
         delay_seconds=settings.provider_sim_receipt_delay_ms / 1000, counters=state.log.counters, rng=state.rng
     )
+
+    def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        # Faults, counters and every delivered number: the same token as the API (never
+        # touched by the auth_failure fault, or the fault could not be switched off).
+        if not _presents(connection, state.token):
+            raise NotAuthorizedException("the simulator's admin API needs its token (RSMS_PROVIDER_SIM_TOKEN)")
 
     @post("/v1/messages", status_code=200)
     async def send_messages(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -104,11 +117,11 @@ def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
             return refusal
         return _json({"status": "active"})
 
-    @get("/admin/faults")
+    @get("/faults")
     async def read_faults() -> Response[bytes]:
         return _json(state.faults)
 
-    @post("/admin/faults", status_code=200)
+    @post("/faults", status_code=200)
     async def change_faults(request: Request[Any, Any, Any]) -> Response[bytes]:
         try:
             update = msgspec.json.decode(await request.body(), type=FaultsUpdate)
@@ -117,11 +130,11 @@ def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
         state.faults = update.apply_to(state.faults)
         return _json(state.faults)
 
-    @get("/admin/stats")
+    @get("/stats")
     async def stats() -> Response[bytes]:
         return _json(state.log.stats())
 
-    @get("/admin/messages")
+    @get("/messages")
     async def messages(limit: int | None = None) -> Response[bytes]:
         deliveries = list(state.log.deliveries.values())
         if limit is not None:
@@ -139,14 +152,18 @@ def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
             ]
         )
 
-    @post("/admin/reset", status_code=200)
+    @post("/reset", status_code=200)
     async def reset() -> Response[bytes]:
         state.log.reset()
         state.faults = _initial_faults(settings)
         return _json(state.faults)
 
     return Litestar(
-        route_handlers=[send_messages, account, read_faults, change_faults, stats, messages, reset],
+        route_handlers=[
+            send_messages,
+            account,
+            Router("/admin", route_handlers=[read_faults, change_faults, stats, messages, reset], guards=[admin_only]),
+        ],
         on_startup=[receipts.start],
         on_shutdown=[receipts.stop],
         openapi_config=None,

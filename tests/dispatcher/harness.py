@@ -132,7 +132,8 @@ class Simulator:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self._client = httpx.AsyncClient(base_url=self.url, timeout=5.0)
+        token = settings.get("RSMS_PROVIDER_SIM_TOKEN", "sim-token")
+        self._client = httpx.AsyncClient(base_url=self.url, timeout=5.0, headers={"Authorization": f"Bearer {token}"})
 
     async def started(self) -> Simulator:
         async def answers() -> bool:

@@ -21,6 +21,7 @@ from tests.support.rsms_up import PORT_NAMES, Gateway, eventually, rsms_up_runne
 pytestmark = pytest.mark.slow
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SIM_ADMIN = {"Authorization": "Bearer sim-token"}  # the simulator's default token
 INVOICE = (
     "Dear customer, this is a reminder that your invoice #12345 for the amount of 500 NOK is due on "
     "January 15, 2026. Please make payment before the due date to avoid late fees. You can pay via our "
@@ -92,12 +93,12 @@ def test_rsms_up_runs_the_whole_gateway(gateway: tuple[Callable[[], Gateway], di
     sim = f"http://127.0.0.1:{ports['sim']}"
     expected = sorted(r for recipients, _, _ in sent.values() for r in recipients)
     delivered = eventually(
-        lambda: (m := httpx.get(f"{sim}/admin/messages").json()) and len(m) >= len(expected) and m,
+        lambda: (m := httpx.get(f"{sim}/admin/messages", headers=SIM_ADMIN).json()) and len(m) >= len(expected) and m,
         "the simulator to receive every recipient",
     )
     assert sorted(m["to"] for m in delivered) == expected
     assert {m["from"] for m in delivered} == {"RSMS", "Billing"}
-    assert httpx.get(f"{sim}/admin/stats").json().get("duplicates", 0) == 0
+    assert httpx.get(f"{sim}/admin/stats", headers=SIM_ADMIN).json().get("duplicates", 0) == 0
 
     # In ClickHouse, through the ledger: each recipient sent, with its segments and cost.
     for message_id, (recipients, segments, cost) in sent.items():
