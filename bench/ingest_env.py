@@ -1,7 +1,8 @@
 """The throw-away world `bench.ingest_send` runs in, and the two servers it measures.
 
-A fresh RabbitMQ vhost (deleted at the end), a leased Redis database (the test suite's
-lease protocol, so a concurrent `pytest` never shares it), an accounts file in a temp dir
+A fresh RabbitMQ vhost (deleted at the end), a redis-server of its own on a free port (or
+the Redis `RSMS_BENCH_REDIS_URL` names, which the bench may then empty: it never empties a
+Redis it did not start otherwise), an accounts file in a temp dir
 with one project whose limits are raised so the limiter admits the load (it still runs on
 every request: that is part of what is measured). Nothing is left behind.
 """
@@ -29,10 +30,9 @@ import redis
 
 from shared import accounts as store
 from shared.topology import DISPATCH_QUEUE, LEDGER_ACCEPTED_QUEUE
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
-LEASE_KEY = "__rsms_test_lease__"  # as tests/conftest.py: a leased database is nobody else's
-LEASE_SECONDS = 900
 TAG = "BENCH"
 # High enough that no limit binds at any rate this machine reaches in a run.
 RAISED_LIMITS = store.ProjectLimits(
@@ -114,17 +114,17 @@ class Server:
 
 @dataclass
 class BenchEnv:
-    """Enter to create the vhost, Redis lease and accounts; exit removes all of it."""
+    """Enter to create the vhost, the Redis and the accounts; exit removes all of it."""
 
     amqp_base: str = os.environ.get("RSMS_BENCH_AMQP_URL", "amqp://guest:guest@localhost:5672/")
-    redis_base: str = os.environ.get("RSMS_BENCH_REDIS_URL", "redis://localhost:6379").rstrip("/")
+    given_redis_url: str = os.environ.get("RSMS_BENCH_REDIS_URL", "")
     vhost: str = field(default_factory=lambda: f"rsms-bench-ingest-{uuid.uuid4().hex[:8]}")
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rsms-bench-ingest-")))
     amqp_url: str = ""
     redis_url: str = ""
     api_key: str = ""
     _redis: redis.Redis | None = None
-    _lease: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _redis_server: RedisServer | None = None
     _vhost_created: bool = False
 
     def __enter__(self) -> BenchEnv:
@@ -135,7 +135,7 @@ class BenchEnv:
             rabbitmqctl("set_permissions", "-p", self.vhost, user, ".*", ".*", ".*")
             parts = urlsplit(self.amqp_base)
             self.amqp_url = urlunsplit((parts.scheme, parts.netloc, "/" + self.vhost, "", ""))
-            self._lease_redis_db()
+            self._open_redis()
             self.api_key = self._write_accounts()
         except BaseException:
             self.__exit__(None, None, None)
@@ -149,8 +149,9 @@ class BenchEnv:
         tb: TracebackType | None,
     ) -> None:
         if self._redis is not None:
-            self._redis.flushdb()  # takes the lease with it
             self._redis.close()
+        if self._redis_server is not None:
+            self._redis_server.stop()
         if self._vhost_created:
             rabbitmqctl("delete_vhost", self.vhost)
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -159,24 +160,19 @@ class BenchEnv:
     def accounts_file(self) -> Path:
         return self.tmp / "accounts.toml"
 
-    def _lease_redis_db(self) -> None:
-        # From 15 down: the tests lease from 1 up, so the two rarely even meet.
-        for index in range(15, 0, -1):
-            client = redis.Redis.from_url(f"{self.redis_base}/{index}")
-            if client.set(LEASE_KEY, self._lease, nx=True, ex=LEASE_SECONDS):
-                self._redis = client
-                self.redis_url = f"{self.redis_base}/{index}"
-                self.reset_redis()
-                return
-            client.close()
-        raise RuntimeError("no free Redis database (1-15 all leased by running tests)")
+    def _open_redis(self) -> None:
+        if self.given_redis_url:
+            self.redis_url = self.given_redis_url
+        else:
+            self._redis_server = RedisServer(free_port(), self.tmp / "redis", appendonly=False).start()
+            self.redis_url = self._redis_server.url
+        self._redis = redis.Redis.from_url(self.redis_url)
+        self.reset_redis()
 
     def reset_redis(self) -> None:
-        """Empty the database but for the lease: the limiter's logs start from zero."""
+        """Empty the bench's own Redis: the limiter's logs start from zero."""
         assert self._redis is not None
-        for key in self._redis.scan_iter(count=1000):
-            if key != LEASE_KEY.encode():
-                self._redis.delete(key)
+        self._redis.flushdb()
 
     def _write_accounts(self) -> str:
         with store.editing(self.accounts_file) as data:
