@@ -258,8 +258,10 @@ class UnmatchedReceipt(Contract):
 class InboundMessage(Contract):
     """An SMS a mobile sent to one of the gateway's numbers (MO), as the carrier gave it.
 
-    Not yet routed: whoever consumes it finds the project by `destination` (the accounts'
-    inbound numbers), applies opt-out keywords and notifies the project.
+    The dispatcher routes it before publishing: `project` is the project that owns
+    `destination` (the accounts' inbound numbers), None when no project does (kept for an
+    operator, never dropped). Consumers record it, apply nothing twice (`event_id`) and
+    notify the project.
     """
 
     schema_version: Literal[1] = 1
@@ -269,3 +271,4 @@ class InboundMessage(Contract):
     text: str
     received_at: datetime
     provider_reference: str | None = None
+    project: str | None = Field(None, description="The project that owns `destination`; None: nobody does.")
