@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
+import structlog
 from hypothesis import HealthCheck, settings
 
 from tests.support.proxy import TcpProxy
@@ -36,6 +38,11 @@ REDIS_DATABASES = 16
 # not what these properties test, so neither a deadline nor the too-slow check applies.
 settings.register_profile("rsms", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("rsms")
+
+# Services run in the test process log through structlog, which by default prints to
+# whatever `sys.stdout` is at the moment: inside a CliRunner that is the command's output,
+# and a ledger line landing in a table the test reads fails it. Bind the stream now.
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
 def _answers(url: str, default_port: int) -> bool:
