@@ -100,16 +100,7 @@ def test_the_async_client_reads_the_same(gateway: DemoGateway) -> None:
     async def main() -> tuple[MessageStatus, Usage]:
         async with AsyncRsmsClient(gateway.url, gateway.demo_key) as sms:
             sent = await sms.send("demo", ["+4712345678"], "Hello from the async client")
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    status = await sms.status(sent.message_id)
-                    if status.final:
-                        break
-                except ApiError as error:
-                    assert error.status == 404  # not in the ledger yet
-                assert time.monotonic() < deadline, "the demo send never became final"
-                await asyncio.sleep(0.5)
+            status = await sms.wait_until_final(sent.message_id)
             today = datetime.now(UTC).date()
             return status, await sms.usage(today, today)
 

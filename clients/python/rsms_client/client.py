@@ -12,7 +12,7 @@ import httpx
 
 from rsms_client import _protocol as protocol
 from rsms_client._protocol import RetryPolicy
-from rsms_client.errors import RsmsConnectionError, RsmsError, SendManyError
+from rsms_client.errors import ApiError, RsmsConnectionError, RsmsError, SendManyError
 from rsms_client.models import BulkSendResult, MessageStatus, SendProgress, SendResult, Usage
 
 
@@ -96,6 +96,31 @@ class RsmsClient:
         in this key's project)."""
         response = self._request("GET", protocol.status_path(message_id))
         return MessageStatus.from_json(protocol.data_of(response))
+
+    def wait_until_final(self, message_id: str, *, timeout: float = 60.0, interval: float = 1.0) -> MessageStatus:
+        """Read the status every `interval` seconds (politely: reads count against the key's
+        limits) until the message is final (sent, partially_sent or failed: no recipient
+        queued or being retried); `TimeoutError` after `timeout` seconds.
+
+        A 404 counts as "not recorded yet" (a gateway without read-after-write answers it
+        for a moment after the send) and is raised if the message never shows.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            missing: ApiError | None = None
+            try:
+                status = self.status(message_id)
+                if status.final:
+                    return status
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+                missing = error
+            if time.monotonic() + interval > deadline:
+                if missing is not None:
+                    raise missing
+                raise TimeoutError(f"message {message_id} still {status.status} after {timeout:g} s")
+            time.sleep(interval)
 
     def usage(self, date_from: date | str, date_to: date | str, group_by: str = "day") -> Usage:
         """Billed usage over whole UTC days `date_from`..`date_to` (both included), grouped
