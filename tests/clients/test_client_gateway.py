@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pytest
 
@@ -15,6 +16,7 @@ from shared import accounts as store
 from tests.support.demo_gateway import DemoGateway, demo_gateway
 
 pytestmark = pytest.mark.slow
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,8 @@ def live_key(gateway: DemoGateway) -> str:
     return key
 
 
-def wait_until(read, done, what: str, timeout: float = 60):  # type: ignore[no-untyped-def]
+def wait_until(read: Callable[[], T], done: Callable[[T], object], what: str, timeout: float = 60) -> T:
+    """`read()` until `done` with it; a 404 is a message not in the ledger yet."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -50,7 +53,7 @@ def wait_until(read, done, what: str, timeout: float = 60):  # type: ignore[no-u
             if done(value):
                 return value
         except ApiError as error:
-            if error.status != 404:  # not in the ledger yet
+            if error.status != 404:
                 raise
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
