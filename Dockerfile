@@ -12,6 +12,7 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY cli ./cli
+COPY clients/python ./clients/python
 RUN pip install . \
  && useradd --system --uid 10001 --home-dir /data rsms \
  && mkdir -p /data && chown rsms /data

@@ -11,6 +11,7 @@ from cli.blocklist import blocklist
 from cli.dlq import dlq
 from cli.provider_sim import provider_sim
 from cli.receipts import receipts
+from cli.send import send
 from cli.services import serve_dispatcher, serve_ingest, serve_ledger
 from cli.settings import settings
 from cli.up import up
@@ -32,6 +33,7 @@ rsms.add_command(serve_ledger)
 rsms.add_command(dlq)
 rsms.add_command(provider_sim)
 rsms.add_command(receipts)
+rsms.add_command(send)
 rsms.add_command(up)
 rsms.add_command(settings)
 rsms.add_command(usage)

@@ -24,7 +24,8 @@ def settings_rows() -> list[tuple[str, str, str, str]]:
                 rows[variable][0].append(service)
                 continue
             default = field.get_default(call_default_factory=True)
-            shown = json.dumps(default, default=str) if isinstance(default, dict | list) else str(default)
+            # Collections as the JSON the variable takes, so a default pasted from here parses.
+            shown = json.dumps(default, default=str) if isinstance(default, dict | list | tuple) else str(default)
             rows[variable] = ([service], shown, field.description or "")
     return [(variable, ", ".join(services), default, doc) for variable, (services, default, doc) in rows.items()]
 
