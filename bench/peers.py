@@ -188,19 +188,50 @@ def drain(sink: Sink, expected: int, cap: float) -> tuple[SinkStats, bool]:
             return stats, True
 
 
+def start_profilers(system: System, directory: Path, seconds: float, label: str) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every Python process of RSMS's services (Granian's workers each), collapsed stacks
+    (`--format raw`) sampled at 50 Hz without pausing the process (`--nonblocking`), so the
+    profile costs the system little; `bench.profile_summary` reads them."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    directory.mkdir(parents=True, exist_ok=True)
+    started = []
+    for part, pids in system.parts().items():
+        if part not in ("ingest", "dispatcher", "ledger"):
+            continue
+        for pid in pids:
+            output = directory / f"{label}-{part}-{pid}.txt"
+            command = [spy, "record", "--pid", str(pid), "--rate", "50", "--nonblocking", "--format", "raw"]
+            command += ["--duration", str(round(seconds)), "-o", str(output)]
+            started.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return started
+
+
 def measure(
-    system: System, sink: Sink, recipients: int, seconds: float, drain_cap: float, connections: int = CONNECTIONS
+    system: System,
+    sink: Sink,
+    recipients: int,
+    seconds: float,
+    drain_cap: float,
+    connections: int = CONNECTIONS,
+    profile: Path | None = None,
+    label: str = "",
 ) -> Round:
     load = system.load(recipients)
     assert load is not None
     sink.reset()
-    own, broker = system.pids(), (rabbitmq_pids() if system.uses_rabbitmq else [])
-    own_before, broker_before = snapshot(own), snapshot(broker)
+    parts = system.parts()
+    if system.uses_rabbitmq:
+        parts["rabbitmq"] = rabbitmq_pids()
+    parts["sink"] = [sink.process.pid] if sink.process is not None else []
+    before = {name: snapshot(pids) for name, pids in parts.items()}
+    profilers = start_profilers(system, profile, seconds, label) if profile is not None else []
     result = run_wrk(load, seconds, connections)
     accepted = result.accepted * recipients
     stats, capped = drain(sink, accepted, drain_cap)
-    own_spent = cpu_seconds(own_before, snapshot(own))
-    broker_spent = cpu_seconds(broker_before, snapshot(broker))
+    spent = {name: cpu_seconds(before[name], snapshot(pids)) for name, pids in parts.items()}
+    for profiler in profilers:
+        profiler.wait(60)
+    sink_spent = spent.pop("sink")
     if capped:
         say(f"    !! {system.name} was still sending after {drain_cap:.0f} s of draining; later rounds may overlap")
     return Round(
@@ -210,18 +241,23 @@ def measure(
         wrk_seconds=result.seconds,
         submits=stats.submits,
         submit_span_seconds=stats.last - stats.first,
-        cpu_seconds=own_spent + broker_spent,
+        cpu_seconds=sum(spent.values()),
         failed=result.requests - result.accepted + result.socket_errors,
-        rabbitmq_cpu_seconds=broker_spent,
+        rabbitmq_cpu_seconds=spent.get("rabbitmq", 0.0),
+        sink_cpu_seconds=sink_spent,
+        cpu_parts=spent,
     )
 
 
 def progress(index: int, total: int, r: Round) -> str:
     missing = f", {r.accepted - r.submits:,} not (yet) at the sink" if r.submits < r.accepted else ""
+    per_part = "  ".join(f"{name} {seconds * 1000 / max(r.submits, 1):.2f}" for name, seconds in r.cpu_parts.items())
     return (
         f"  [{index}/{total}] {r.system:<7} {r.load:<6} accepted {r.accepted_per_s:>10,.0f}/s  "
         f"e2e {r.e2e_per_s:>9,.0f}/s  cpu {r.cpu_ms_per_msg:.2f} ms/msg (RabbitMQ {r.rabbitmq_ms_per_msg:.2f})  "
-        f"({r.accepted:,} accepted, {r.submits:,} submits, {r.failed:,} failed{missing})"
+        f"({r.accepted:,} accepted, {r.submits:,} submits, {r.failed:,} failed{missing}; "
+        f"sink busy {r.sink_cpu_seconds / max(r.submit_span_seconds, 1e-9):.0%})\n"
+        f"        CPU ms/msg by part: {per_part}"
     )
 
 
@@ -267,6 +303,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="RSMS_X=VALUE", help="An RSMS setting.")
     parser.add_argument("--json", action="store_true", help="Print the results as JSON instead of the table.")
     parser.add_argument("--hold", type=float, default=0.0, help="After starting, wait this long (to attach py-spy).")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy RSMS's services during its single-recipient rounds (collapsed stacks into DIR; "
+        "summarise with `python -m bench.profile_summary DIR`). The profiler costs CPU: not for the table.",
+    )
     return parser.parse_args(argv)
 
 
@@ -316,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
                 for s in rotated(systems, r)
                 if s.load(BULK_RECIPIENTS) is not None
             ]
-        for index, (_, system, recipients, seconds, connections) in enumerate(plan, 1):
-            result = measure(system, sink, recipients, seconds, args.drain_cap, connections)
+        for index, (r, system, recipients, seconds, connections) in enumerate(plan, 1):
+            profile = args.profile if system.name == "rsms" and recipients == 1 else None
+            result = measure(system, sink, recipients, seconds, args.drain_cap, connections, profile, f"round{r + 1}")
             rounds.append(result)
             say(progress(index, len(plan), result))
     finally:

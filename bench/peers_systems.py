@@ -183,9 +183,12 @@ class System:
     def stop(self) -> None:
         raise NotImplementedError
 
-    def pids(self) -> list[int]:
-        """Every process of the system at this moment (for CPU accounting)."""
+    def parts(self) -> dict[str, list[int]]:
+        """The system's processes at this moment, by part (for CPU accounting)."""
         raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        return [pid for pids in self.parts().values() for pid in pids]
 
     def load(self, recipients: int) -> Load | None:
         """wrk's target; None when the system has no way to take `recipients` in one request."""
@@ -272,27 +275,19 @@ class Rsms(System):
             self.redis.stop()
         self.vhost.delete()
 
-    def pids(self) -> list[int]:
+    def parts(self) -> dict[str, list[int]]:
+        """The supervisor, each service with its workers, and its own redis-server; not the
+        provider simulator (it idles: RSMS sends over SMPP here)."""
         if self.up is None:
-            return []
-        # The supervisor and every service, but not the provider simulator (it idles: RSMS
-        # sends over SMPP here), and its own redis-server.
-        mine = [self.up.pid, *(p for p in descendants(self.up.pid) if "provider-sim" not in command_line(p))]
-        if self.redis is not None and self.redis._process is not None:
-            mine.append(self.redis._process.pid)
-        return mine
-
-    def service_pids(self) -> dict[str, list[int]]:
-        """{service: pids} for the profiler."""
-        found: dict[str, list[int]] = {}
-        if self.up is None:
-            return found
+            return {}
+        found: dict[str, list[int]] = {"supervisor": [self.up.pid]}
         for pid in descendants(self.up.pid):
             words = command_line(pid).split()
-            for service in ("ingest", "dispatcher", "ledger"):
-                if service in words:
-                    found.setdefault(service, []).append(pid)
-                    found[service].extend(descendants(pid))
+            service = next((w for w in ("ingest", "dispatcher", "ledger") if w in words), None)
+            if service is not None:
+                found.setdefault(service, []).extend([pid, *descendants(pid)])
+        if self.redis is not None and self.redis._process is not None:
+            found["redis"] = [self.redis._process.pid]
         return found
 
     def load(self, recipients: int) -> Load:
@@ -438,13 +433,13 @@ class Jasmin(System):
             self.redis.stop()
         self.vhost.delete()
 
-    def pids(self) -> list[int]:
+    def parts(self) -> dict[str, list[int]]:
         if self.process is None:
-            return []
-        mine = [self.process.pid, *descendants(self.process.pid)]
+            return {}
+        found = {"jasmind": [self.process.pid, *descendants(self.process.pid)]}
         if self.redis is not None and self.redis._process is not None:
-            mine.append(self.redis._process.pid)
-        return mine
+            found["redis"] = [self.redis._process.pid]
+        return found
 
     def load(self, recipients: int) -> Load | None:
         if recipients != 1:
@@ -565,8 +560,8 @@ system-type = ""
         stop_group(self.smsbox, signal.SIGTERM, timeout=20)
         stop_group(self.bearerbox, signal.SIGTERM, timeout=20)
 
-    def pids(self) -> list[int]:
-        return [p.pid for p in (self.bearerbox, self.smsbox) if p is not None]
+    def parts(self) -> dict[str, list[int]]:
+        return {name: [p.pid] for name, p in (("bearerbox", self.bearerbox), ("smsbox", self.smsbox)) if p is not None}
 
     def load(self, recipients: int) -> Load:
         text = MESSAGE.replace(" ", "+")

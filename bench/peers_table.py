@@ -36,6 +36,8 @@ class Round:
     cpu_seconds: float  # the system's processes, RabbitMQ's share included where it uses it
     failed: int = 0  # non-2xx answers and socket errors
     rabbitmq_cpu_seconds: float = 0.0  # the part of cpu_seconds that was RabbitMQ's (shared: noisy)
+    sink_cpu_seconds: float = 0.0  # the sink's own CPU (not the system's): near wall time, the sink was the limit
+    cpu_parts: dict[str, float] = field(default_factory=dict)  # cpu_seconds by process (service, redis, rabbitmq)
 
     @property
     def accepted_per_s(self) -> float:

@@ -30,6 +30,7 @@ from bench.peers_table import (
     summarise,
     table_rows,
 )
+from bench.profile_summary import Profile, read_collapsed
 from services.dispatcher.smpp import pdu
 
 
@@ -226,3 +227,28 @@ def test_the_bulk_script_numbers_are_distinct_and_within_the_block():
     text = lua_numbers(1000)
     assert "999999 - 1000" in text and "for i = 0, 999 do" in text
     assert "math.random(0, 999999)" in lua_numbers(1)
+
+
+# --- the profile summary ------------------------------------------------------------------
+
+COLLAPSED = """\
+process 12 (python -m cli ledger);run (services/ledger/main.py:15);Runner.run (asyncio/runners.py:118) 5
+run (services/ledger/main.py:15);consume (faststream/_internal/endpoint/subscriber/usecase.py:347);\
+asolve (fast_depends/core/model.py:339);Condition.notify (threading.py:382) 3
+run (services/ledger/main.py:15);consume (faststream/_internal/endpoint/subscriber/usecase.py:347);\
+record_event (services/ledger/handlers.py:40) 2
+Thread.run (threading.py:982);_worker (concurrent/futures/thread.py:83) 10
+not a stack line
+"""
+
+
+def test_the_profile_summary_counts_busy_samples_by_package_and_by_leaf():
+    profile = Profile()
+    read_collapsed(COLLAPSED, profile)
+    assert (profile.samples, profile.idle, profile.busy) == (20, 10, 10)
+    assert profile.inclusive["faststream"] == 5
+    assert profile.inclusive["fast_depends"] == 3
+    assert profile.inclusive["services/ledger/handlers.py"] == 2
+    assert "cli" not in profile.inclusive  # on every stack: says nothing
+    assert profile.leaves["uvloop's event loop (C: I/O, callbacks)"] == 5
+    assert profile.leaves["Condition.notify (threading.py)"] == 3
