@@ -194,9 +194,6 @@ class System:
         """wrk's target; None when the system has no way to take `recipients` in one request."""
         raise NotImplementedError
 
-    def after_round(self) -> None:
-        """Between rounds (e.g. keep the system's store from growing without bound)."""
-
 
 # --- RSMS ---------------------------------------------------------------------------------
 
@@ -337,8 +334,7 @@ class Jasmin(System):
         subprocess.run([JASMIN_PYTHON, "-m", "venv", str(JASMIN_VENV)], check=True)
         subprocess.run([str(JASMIN_VENV / "bin" / "pip"), "install", "-q", "jasmin==0.11.1"], check=True)
 
-    def config(self, vhost: str, redis_port: int) -> str:
-        spec = next((JASMIN_VENV / "lib").glob("python3*/site-packages/txamqp/specs/standard/amqp0-9-1.stripped.xml"))
+    def config(self, vhost: str, redis_port: int, amqp_spec: Path) -> str:
         sections: dict[str, dict[str, object]] = {
             "jcli": {"bind": "127.0.0.1", "port": self.jcli_port, "authentication": "False"},
             "http-api": {"bind": "127.0.0.1", "port": self.http_port},
@@ -348,7 +344,7 @@ class Jasmin(System):
             "smpp-server": {"bind": "127.0.0.1", "port": free_port()},
             "smpp-server-pb": {"bind": "127.0.0.1", "port": free_port()},
             "interceptor-client": {"port": free_port()},
-            "amqp-broker": {"host": "127.0.0.1", "port": 5672, "vhost": vhost, "spec": spec},
+            "amqp-broker": {"host": "127.0.0.1", "port": 5672, "vhost": vhost, "spec": amqp_spec},
             "redis-client": {"host": "127.0.0.1", "port": redis_port, "dbid": 0},
         }
         return "".join(
@@ -368,7 +364,9 @@ class Jasmin(System):
         vhost = self.vhost.create()
         self.redis = RedisServer(free_port(), self.dir / "redis", appendonly=False).start()
         config = self.dir / "etc" / "jasmin" / "jasmin.cfg"
-        config.write_text(self.config(vhost, self.redis.port))
+        # txAMQP's copy of the AMQP 0-9-1 spec (Jasmin's default path is under /etc/jasmin).
+        spec = next((JASMIN_VENV / "lib").glob("python3*/site-packages/txamqp/specs/standard/amqp0-9-1.stripped.xml"))
+        config.write_text(self.config(vhost, self.redis.port, spec))
         log = (self.dir / "jasmind.out").open("wb")
         self.process = subprocess.Popen(
             [str(JASMIN_VENV / "bin" / "python"), str(JASMIN_VENV / "bin" / "jasmind.py"), "-c", str(config)],

@@ -5,11 +5,13 @@ No timings: the benchmark itself prints those."""
 from __future__ import annotations
 
 import asyncio
+import configparser
 import contextlib
 import json
 import math
 import os
 import struct
+from pathlib import Path
 
 import pytest
 import smpp34
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 from bench import smpp_sink
 from bench.ingest_env import free_port
 from bench.peers import cpu_seconds, rotated
-from bench.peers_systems import lua_numbers
+from bench.peers_systems import Jasmin, Kannel, lua_numbers
 from bench.peers_table import (
     BULK,
     SINGLE,
@@ -252,3 +254,38 @@ def test_the_profile_summary_counts_busy_samples_by_package_and_by_leaf():
     assert "cli" not in profile.inclusive  # on every stack: says nothing
     assert profile.leaves["uvloop's event loop (C: I/O, callbacks)"] == 5
     assert profile.leaves["Condition.notify (threading.py)"] == 3
+
+
+# --- the peers' configuration ----------------------------------------------------------------
+
+
+def test_kannel_is_configured_to_send_to_the_sink_over_smpp_and_keep_a_store():
+    kannel = Kannel(sink_port=40123)
+    conf = kannel.config()
+    groups = [block for block in conf.split("\n\n") if "group = " in block]
+    smsc = next(block for block in groups if "group = smsc" in block)
+    assert "smsc = smpp" in smsc and "port = 40123" in smsc and "transceiver-mode = true" in smsc
+    core = next(block for block in groups if "group = core" in block)
+    assert "store-type = file" in core and 'admin-allow-ip = "127.0.0.1"' in core
+    assert f"sendsms-port = {kannel.sendsms_port}" in conf
+
+
+def test_jasmin_listens_only_locally_on_its_own_vhost_and_redis():
+    jasmin = Jasmin(sink_port=40123)
+    parser = configparser.ConfigParser()
+    parser.read_string(jasmin.config("jasmin-bench-peers-x", 41000, Path("/spec.xml")))
+    assert parser["amqp-broker"]["vhost"] == "jasmin-bench-peers-x"
+    assert parser["amqp-broker"]["spec"] == "/spec.xml"
+    assert parser["redis-client"]["port"] == "41000"
+    assert parser["jcli"]["port"] == str(jasmin.jcli_port)
+    assert parser["http-api"]["port"] == str(jasmin.http_port)
+    assert all(parser[s]["bind"] == "127.0.0.1" for s in parser.sections() if "bind" in parser[s])
+
+
+def test_every_system_gets_one_random_recipient_a_request():
+    for system in (Kannel(40123), Jasmin(40123)):
+        load = system.load(1)
+        assert load is not None
+        assert "math.random(0, 999999)" in load.script and "request = function()" in load.script
+    assert Jasmin(40123).load(1000) is None  # one `to` a request
+    assert "table.concat(numbers" in Kannel(40123).load(1000).script
