@@ -246,6 +246,7 @@ def measure(
         rabbitmq_cpu_seconds=spent.get("rabbitmq", 0.0),
         sink_cpu_seconds=sink_spent,
         cpu_parts=spent,
+        p99_ms=result.p99_ms,
     )
 
 
@@ -254,7 +255,8 @@ def progress(index: int, total: int, r: Round) -> str:
     per_part = "  ".join(f"{name} {seconds * 1000 / max(r.submits, 1):.2f}" for name, seconds in r.cpu_parts.items())
     return (
         f"  [{index}/{total}] {r.system:<7} {r.load:<6} accepted {r.accepted_per_s:>10,.0f}/s  "
-        f"e2e {r.e2e_per_s:>9,.0f}/s  cpu {r.cpu_ms_per_msg:.2f} ms/msg (RabbitMQ {r.rabbitmq_ms_per_msg:.2f})  "
+        f"e2e {r.e2e_per_s:>9,.0f}/s  p99 {r.p99_ms:,.0f} ms  "
+        f"cpu {r.cpu_ms_per_msg:.2f} ms/msg (RabbitMQ {r.rabbitmq_ms_per_msg:.2f})  "
         f"({r.accepted:,} accepted, {r.submits:,} submits, {r.failed:,} failed{missing}; "
         f"sink busy {r.sink_cpu_seconds / max(r.submit_span_seconds, 1e-9):.0%})\n"
         f"        CPU ms/msg by part: {per_part}"

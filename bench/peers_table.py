@@ -38,6 +38,7 @@ class Round:
     rabbitmq_cpu_seconds: float = 0.0  # the part of cpu_seconds that was RabbitMQ's (shared: noisy)
     sink_cpu_seconds: float = 0.0  # the sink's own CPU (not the system's): near wall time, the sink was the limit
     cpu_parts: dict[str, float] = field(default_factory=dict)  # cpu_seconds by process (service, redis, rabbitmq)
+    p99_ms: float = math.nan  # wrk's (closed loop: a latency under saturation, not at a set rate)
 
     @property
     def accepted_per_s(self) -> float:
