@@ -283,8 +283,8 @@ class Rsms(System):
             service = next((w for w in ("ingest", "dispatcher", "ledger") if w in words), None)
             if service is not None:
                 found.setdefault(service, []).extend([pid, *descendants(pid)])
-        if self.redis is not None and self.redis._process is not None:
-            found["redis"] = [self.redis._process.pid]
+        if self.redis is not None and self.redis.pid is not None:
+            found["redis"] = [self.redis.pid]
         return found
 
     def load(self, recipients: int) -> Load:
@@ -435,8 +435,8 @@ class Jasmin(System):
         if self.process is None:
             return {}
         found = {"jasmind": [self.process.pid, *descendants(self.process.pid)]}
-        if self.redis is not None and self.redis._process is not None:
-            found["redis"] = [self.redis._process.pid]
+        if self.redis is not None and self.redis.pid is not None:
+            found["redis"] = [self.redis.pid]
         return found
 
     def load(self, recipients: int) -> Load | None:
