@@ -52,6 +52,11 @@ class RedisServer:
             client.close()
         raise RuntimeError(f"redis-server on port {self.port} did not answer")
 
+    @property
+    def pid(self) -> int | None:
+        """The running server's process id (benchmarks count its CPU)."""
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
+
     def kill(self) -> None:
         """kill -9: no shutdown save, whatever the persistence."""
         if self._process is not None and self._process.poll() is None:
