@@ -10,6 +10,7 @@ from pathlib import Path
 from services.ledger.clickhouse import LedgerWriter, open_client
 from services.ledger.rows import outcome_rows, request_rows
 from services.ledger.schema import (
+    INBOUND_TABLE,
     MIGRATIONS_TABLE,
     OUTCOME_COLUMNS,
     OUTCOMES_TABLE,
@@ -52,6 +53,10 @@ def test_tables_are_partitioned_by_month_with_a_12_month_ttl(clickhouse):
     assert "ReplacingMergeTree" in receipts and "PARTITION BY toYYYYMM(received_at)" in receipts
     assert "TTL toDateTime(received_at) + toIntervalMonth(12)" in receipts
     assert "ORDER BY (project, message_id, recipient, status)" in receipts
+    inbound = tables[INBOUND_TABLE]
+    assert "ReplacingMergeTree" in inbound and "PARTITION BY toYYYYMM(received_at)" in inbound
+    assert "TTL toDateTime(received_at) + toIntervalMonth(12)" in inbound
+    assert "ORDER BY (project, toDate(received_at), event_id)" in inbound
     keys = dict(
         client.query(
             "SELECT name, partition_key FROM system.tables WHERE database = {db:String}",
