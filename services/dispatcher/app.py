@@ -104,8 +104,9 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         outbox,
         Keywords.with_defaults(settings.inbound_opt_out_keywords, settings.inbound_opt_in_keywords),
     )
+    carrier = build_live_provider(settings, CarrierReports(receipts, inbound))
     live_provider = BatchingProvider(
-        build_live_provider(settings, CarrierReports(receipts, inbound)),
+        carrier,
         max_recipients=settings.provider_batch_size,
         max_concurrent_requests=settings.provider_max_concurrent_requests,
         max_partial_requests=settings.provider_max_partial_requests,
@@ -193,6 +194,10 @@ def create_app(settings: DispatcherSettings) -> FastStream:
             ),
         )
         await outbox.start()
+        if isinstance(carrier, SmppProvider):
+            # An SMSC delivers inbound SMS (and receipts) only to a bound receiver: bind now,
+            # not at the first send, and only once the outbox can publish what comes in.
+            carrier.start()
 
     watchers: list[asyncio.Task[None]] = []
 
