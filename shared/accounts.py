@@ -150,7 +150,7 @@ class AccountsFile(_Model):
 
     @field_validator("projects")
     @classmethod
-    def _unique_keys(cls, value: dict[str, Project]) -> dict[str, Project]:
+    def _unique_keys_and_inbound_numbers(cls, value: dict[str, Project]) -> dict[str, Project]:
         seen: set[str] = set()
         owners: dict[str, str] = {}
         for project_id, project in value.items():
@@ -195,6 +195,8 @@ def save_accounts(path: Path, accounts: AccountsFile) -> None:
         project["ip_allowlist"] = [str(n) for n in project["ip_allowlist"]]
         if not project["limits"]:
             del project["limits"]
+        if not project["inbound_numbers"]:
+            del project["inbound_numbers"]  # a file without any still loads in an older version
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".accounts-", suffix=".toml")
     try:
         with os.fdopen(fd, "wb") as out:

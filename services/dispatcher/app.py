@@ -103,6 +103,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         OptOuts(redis),
         outbox,
         Keywords.with_defaults(settings.inbound_opt_out_keywords, settings.inbound_opt_in_keywords),
+        observe=metrics.inbound_published,
     )
     carrier = build_live_provider(settings, CarrierReports(receipts, inbound))
     live_provider = BatchingProvider(

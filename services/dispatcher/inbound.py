@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from services.dispatcher.carrier_reports import CarrierInbound
 from services.dispatcher.inbound_rules import Keywords, Owner, inbound_routes, keyword_action, opt_out_number, route
 from services.dispatcher.receipts import Publisher
 from shared.accounts_reload import AccountsReloader
-from shared.contracts import InboundMessage
+from shared.contracts import InboundMessage, OptOutAction
 from shared.log import get_logger
 from shared.optouts import OptOuts
 from shared.topology import INBOUND_EXCHANGE
@@ -64,12 +64,19 @@ class InboundDirectory:
 
 class InboundSink:
     def __init__(
-        self, directory: InboundDirectory, opt_outs: OptOuts, publisher: Publisher, keywords: Keywords
+        self,
+        directory: InboundDirectory,
+        opt_outs: OptOuts,
+        publisher: Publisher,
+        keywords: Keywords,
+        observe: Callable[[bool, OptOutAction | None], None] = lambda routed, action: None,
     ) -> None:
         self._directory = directory
         self._opt_outs = opt_outs
         self._publisher = publisher
         self._keywords = keywords
+        self._observe = observe
+        """Told (routed, action) of every message published: the metrics."""
 
     async def inbound(self, message: CarrierInbound) -> None:
         """Returns once the opt-out change is in Redis and the message is confirmed by the
@@ -94,6 +101,7 @@ class InboundSink:
             action=action,
         )
         await self._publisher.publish(event, exchange=INBOUND_EXCHANGE.name)
+        self._observe(owner is not None, action)
         if owner is None:
             log.warning("inbound message unrouted: no project owns its destination", event_id=str(event.event_id))
         else:

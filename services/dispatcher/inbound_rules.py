@@ -39,9 +39,11 @@ class Keywords:
 
     @classmethod
     def with_defaults(cls, extra_opt_out: Iterable[str] = (), extra_opt_in: Iterable[str] = ()) -> Keywords:
+        def folded(words: Iterable[str]) -> frozenset[str]:
+            return frozenset(word for word in map(_fold, words) if word)
+
         return cls(
-            frozenset(_fold(w) for w in (*DEFAULT_OPT_OUT_KEYWORDS, *extra_opt_out) if _fold(w)),
-            frozenset(_fold(w) for w in (*DEFAULT_OPT_IN_KEYWORDS, *extra_opt_in) if _fold(w)),
+            folded((*DEFAULT_OPT_OUT_KEYWORDS, *extra_opt_out)), folded((*DEFAULT_OPT_IN_KEYWORDS, *extra_opt_in))
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -77,13 +79,20 @@ def test_only_an_international_number_can_opt_out(sender: str, number: str | Non
     assert opt_out_number(sender) == number
 
 
-def accounts_with(**projects: dict[str, object]) -> store.AccountsFile:
+@dataclass
+class Spec:
+    inbound: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    store_bodies: bool = True
+
+
+def accounts_with(**projects: Spec) -> store.AccountsFile:
     data = store.AccountsFile()
     for project_id, spec in projects.items():
-        store.create_project(data, project_id, project_id.title(), store_bodies=bool(spec.get("store_bodies", True)))
-        for tag, sender in dict(spec.get("tags", {})).items():  # type: ignore[call-overload]
+        store.create_project(data, project_id, project_id.title(), store_bodies=spec.store_bodies)
+        for tag, sender in spec.tags.items():
             store.set_tag(data, project_id, tag, sender)
-        for number in list(spec.get("inbound", [])):  # type: ignore[call-overload]
+        for number in spec.inbound:
             store.add_inbound_number(data, project_id, number)
     return data
 
@@ -91,10 +100,10 @@ def accounts_with(**projects: dict[str, object]) -> store.AccountsFile:
 def test_routing_by_inbound_number_then_by_the_one_project_sending_from_it() -> None:
     routes = inbound_routes(
         accounts_with(
-            acme={"inbound": ["+4790000001", "2222", "ACMEINFO"], "tags": {"a": "+4790000009"}},
-            quiet={"inbound": ["+4790000002"], "store_bodies": False, "tags": {"q": "+4790000001"}},
-            shared1={"tags": {"s": "+4790000007"}},
-            shared2={"tags": {"s": "+4790000007"}},
+            acme=Spec(inbound=["+4790000001", "2222", "ACMEINFO"], tags={"a": "+4790000009"}),
+            quiet=Spec(inbound=["+4790000002"], tags={"q": "+4790000001"}, store_bodies=False),
+            shared1=Spec(tags={"s": "+4790000007"}),
+            shared2=Spec(tags={"s": "+4790000007"}),
         )
     )
     acme, quiet = Owner("acme", True), Owner("quiet", False)
@@ -109,7 +118,7 @@ def test_routing_by_inbound_number_then_by_the_one_project_sending_from_it() -> 
 
 
 def test_an_inbound_number_belongs_to_one_project_only() -> None:
-    data = accounts_with(acme={"inbound": ["+4790000001"]}, other={})
+    data = accounts_with(acme=Spec(inbound=["+4790000001"]), other=Spec())
     with pytest.raises(store.AccountsError, match="belongs to project 'acme'"):
         store.add_inbound_number(data, "other", "4790000001")
     store.add_inbound_number(data, "acme", "4790000001")  # its own again: nothing changes

@@ -35,6 +35,7 @@ class Rig:
     opt_outs: OptOuts
     broker: RabbitBroker
     accounts_file: Path
+    observed: list[tuple[bool, str | None]]
 
 
 @pytest.fixture
@@ -56,13 +57,9 @@ async def rig(amqp_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Ri
     directory = InboundDirectory(accounts_file)
     opt_outs = OptOuts(redis)
     try:
-        yield Rig(
-            InboundSink(directory, opt_outs, outbox, Keywords.with_defaults()),
-            directory,
-            opt_outs,
-            broker,
-            accounts_file,
-        )
+        observed: list[tuple[bool, str | None]] = []
+        sink = InboundSink(directory, opt_outs, outbox, Keywords.with_defaults(), lambda *seen: observed.append(seen))
+        yield Rig(sink, directory, opt_outs, broker, accounts_file, observed)
     finally:
         await redis.aclose()
         await broker.stop()
@@ -88,6 +85,7 @@ async def test_stop_then_start_for_the_owning_project_only(rig: Rig, amqp_url: s
     assert (stop.project, stop.action, stop.store_body, stop.text) == ("acme", "opt_out", True, "Stop please")
     assert (quiet_start.project, quiet_start.action, quiet_start.store_body) == ("quiet", "opt_in", False)
     assert (start.project, start.action) == ("acme", "opt_in")
+    assert rig.observed == [(True, "opt_out"), (True, "opt_in"), (True, "opt_in")]
 
 
 async def test_a_repeated_message_changes_nothing_and_keeps_its_event_id(rig: Rig, amqp_url: str) -> None:
@@ -105,6 +103,7 @@ async def test_an_unrouted_message_is_published_with_no_project_and_changes_no_l
     assert (message.project, message.action, message.store_body) == (None, None, False)
     assert (message.destination, message.text) == ("+4799999999", "STOP")
     assert await rig.opt_outs.members("acme") == []
+    assert rig.observed == [(False, None)]  # counted as unrouted (the metrics)
 
 
 async def test_a_new_inbound_number_routes_once_the_accounts_file_is_reloaded(rig: Rig, amqp_url: str) -> None:

@@ -98,7 +98,7 @@ async def test_stop_blocks_the_projects_sends_to_the_mobile_and_start_lifts_it(
     db, client = clickhouse.database, clickhouse.client()
     try:
         async with running_ledger(settings), httpx.AsyncClient(base_url=ingest().url, timeout=10) as api:
-            await start_smpp_dispatcher(RSMS_ACCOUNTS_FILE=str(accounts_file)).ready()
+            dispatcher = await start_smpp_dispatcher(RSMS_ACCOUNTS_FILE=str(accounts_file)).ready()
             # Bound at start: an MO can come before the gateway ever sent anything.
             assert len(await smsc.wait_for("bind_transceiver", 1)) == 1
             assert (await send(api, acme, MOBILE)).status_code == 200  # before any STOP
@@ -117,6 +117,9 @@ async def test_stop_blocks_the_projects_sends_to_the_mobile_and_start_lifts_it(
             await mo(smsc, "START", "start")
             assert await opt_outs.members("acme") == []
             assert (await send(api, acme, MOBILE)).status_code == 200
+            metrics = await dispatcher.metrics()
+            for action in ("opt_out", "opt_in"):
+                assert f'rsms_dispatcher_inbound_total{{action="{action}",routing="routed"}} 1.0' in metrics
 
             await eventually(
                 lambda: _count(client, f"SELECT count() FROM {db}.sms_inbound FINAL"),
