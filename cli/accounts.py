@@ -25,6 +25,14 @@ def _path(path: Path | None) -> Path:
     return path or IngestSettings().accounts_file
 
 
+def project_exists(project: str, path: Path | None) -> None:
+    """Fails the command unless the accounts file has PROJECT."""
+    try:
+        store.load_accounts(_path(path)).project(project)
+    except store.AccountsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @contextmanager
 def _editing(path: Path | None) -> Iterator[store.AccountsFile]:
     try:
@@ -36,7 +44,7 @@ def _editing(path: Path | None) -> Iterator[store.AccountsFile]:
 
 @click.group()
 def accounts() -> None:
-    """Projects, API keys, tags, IP allow-lists and limits."""
+    """Projects, API keys, tags, IP allow-lists, limits and inbound numbers."""
 
 
 @accounts.command("list")
@@ -46,7 +54,18 @@ def list_projects(path: Path | None, as_json: bool) -> None:
     """Every project with its keys and tags."""
     data = store.load_accounts(_path(path))
     print_table(
-        ["project", "name", "live key", "test keys", "tags", "active tags", "allow-list", "store bodies", "suspended"],
+        [
+            "project",
+            "name",
+            "live key",
+            "test keys",
+            "tags",
+            "active tags",
+            "allow-list",
+            "inbound numbers",
+            "store bodies",
+            "suspended",
+        ],
         [
             (
                 pid,
@@ -56,6 +75,7 @@ def list_projects(path: Path | None, as_json: bool) -> None:
                 len(p.tags),
                 sum(t.active for t in p.tags.values()),
                 [str(n) for n in p.ip_allowlist] or ([] if as_json else "any"),
+                list(p.inbound_numbers),
                 p.store_bodies,
                 p.suspended,
             )
@@ -90,6 +110,7 @@ def show(project: str, path: Path | None, as_json: bool) -> None:
                 "limits": limits,
                 "store_bodies": p.store_bodies,
                 "suspended": p.suspended,
+                "inbound_numbers": list(p.inbound_numbers),
                 "keys": table_records(key_headers, keys),
                 "tags": table_records(tag_headers, tags),
             }
@@ -98,6 +119,7 @@ def show(project: str, path: Path | None, as_json: bool) -> None:
     click.echo(f"Project {project}: {p.name}")
     click.echo(f"IP allow-list: {', '.join(str(n) for n in p.ip_allowlist) or 'any address'}")
     click.echo("Limits: " + (", ".join(f"{k}={v}" for k, v in limits.items()) or "service defaults"))
+    click.echo(f"Inbound numbers: {', '.join(p.inbound_numbers) or 'none'}")
     click.echo()
     print_table(key_headers, [(i, kind, created.isoformat()) for i, kind, created in keys])
     click.echo()
@@ -230,3 +252,25 @@ def set_limits(
     with _editing(path) as data:
         store.set_limits(data, project, limits)
     click.echo(f"Limits of {project} set.")
+
+
+@accounts.command("add-inbound-number")
+@click.argument("project")
+@click.argument("number")
+@file_option
+def add_inbound_number(project: str, number: str, path: Path | None) -> None:
+    """Route inbound SMS to NUMBER (E.164, short code or alphanumeric) to PROJECT."""
+    with _editing(path) as data:
+        store.add_inbound_number(data, project, number)
+    click.echo(f"Inbound SMS to {number} go to {project}.")
+
+
+@accounts.command("remove-inbound-number")
+@click.argument("project")
+@click.argument("number")
+@file_option
+def remove_inbound_number(project: str, number: str, path: Path | None) -> None:
+    """Stop routing inbound SMS to NUMBER to PROJECT."""
+    with _editing(path) as data:
+        store.remove_inbound_number(data, project, number)
+    click.echo(f"Inbound SMS to {number} no longer go to {project}.")

@@ -21,6 +21,10 @@ only as SHA-256 hashes. Example:
     [projects.acme.tags.R-COV1RSMS]
     sender = "RSMS"
     active = true
+
+A project's `inbound_numbers` are the numbers, short codes or alphanumeric addresses it
+receives SMS on (the dispatcher routes an inbound message to the project that owns its
+destination); no two projects share one.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from shared.private_dir import private_directory
 PROJECT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 PHONE_SENDER = re.compile(r"^\+?[1-9]\d{1,14}$")
+SHORT_CODE = re.compile(r"^\d{3,8}$")
 
 
 class AccountsError(ValueError):
@@ -89,6 +94,24 @@ class TagRecord(_Model):
         return value
 
 
+def inbound_address_key(address: str) -> str:
+    """What two spellings of one inbound address have in common: a number's digits (carriers
+    write `+4790000000`, `4790000000`, a short code `2222` or `+2222`), an alphanumeric
+    address case-folded."""
+    stripped = address.strip()
+    digits = stripped.removeprefix("+")
+    return digits if digits.isdigit() else stripped.casefold()
+
+
+def _inbound_address(value: str) -> str:
+    if not (PHONE_SENDER.match(value) or SHORT_CODE.match(value) or ALPHANUMERIC_SENDER.match(value)):
+        raise ValueError(
+            f"inbound number {value!r} must be a phone number (E.164), a short code of 3-8 digits "
+            "or 1-11 letters/digits with at least one letter"
+        )
+    return value
+
+
 class Project(_Model):
     name: str
     store_bodies: bool = True
@@ -97,6 +120,14 @@ class Project(_Model):
     limits: ProjectLimits = Field(default_factory=ProjectLimits)
     keys: list[ApiKeyRecord] = Field(default_factory=list)
     tags: dict[str, TagRecord] = Field(default_factory=dict)
+    inbound_numbers: list[str] = Field(
+        default_factory=list, description="Numbers, short codes or alphanumerics it receives SMS on."
+    )
+
+    @field_validator("inbound_numbers")
+    @classmethod
+    def _inbound_numbers(cls, value: list[str]) -> list[str]:
+        return [_inbound_address(v) for v in value]
 
     @field_validator("ip_allowlist", mode="before")
     @classmethod
@@ -119,9 +150,14 @@ class AccountsFile(_Model):
 
     @field_validator("projects")
     @classmethod
-    def _unique_keys(cls, value: dict[str, Project]) -> dict[str, Project]:
+    def _unique_keys_and_inbound_numbers(cls, value: dict[str, Project]) -> dict[str, Project]:
         seen: set[str] = set()
+        owners: dict[str, str] = {}
         for project_id, project in value.items():
+            for number in project.inbound_numbers:
+                owner = owners.setdefault(inbound_address_key(number), project_id)
+                if owner != project_id:
+                    raise ValueError(f"inbound number {number!r} of project {project_id!r} is also {owner!r}'s")
             if not PROJECT_ID.match(project_id):
                 raise ValueError(f"project id {project_id!r}: lowercase letters, digits, - and _")
             live = [k for k in project.keys if k.kind == "live"]
@@ -159,6 +195,8 @@ def save_accounts(path: Path, accounts: AccountsFile) -> None:
         project["ip_allowlist"] = [str(n) for n in project["ip_allowlist"]]
         if not project["limits"]:
             del project["limits"]
+        if not project["inbound_numbers"]:
+            del project["inbound_numbers"]  # a file without any still loads in an older version
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".accounts-", suffix=".toml")
     try:
         with os.fdopen(fd, "wb") as out:
@@ -243,3 +281,28 @@ def set_suspended(accounts: AccountsFile, project_id: str, *, suspended: bool) -
 
 def set_limits(accounts: AccountsFile, project_id: str, limits: ProjectLimits) -> None:
     accounts.project(project_id).limits = limits
+
+
+def add_inbound_number(accounts: AccountsFile, project_id: str, number: str) -> None:
+    """Raises `AccountsError` for a malformed number or one another project owns already."""
+    project = accounts.project(project_id)
+    try:
+        _inbound_address(number)
+    except ValueError as exc:
+        raise AccountsError(str(exc)) from None
+    key = inbound_address_key(number)
+    for other_id, other in accounts.projects.items():
+        if any(inbound_address_key(n) == key for n in other.inbound_numbers):
+            if other_id == project_id:
+                return
+            raise AccountsError(f"inbound number {number!r} belongs to project {other_id!r}")
+    project.inbound_numbers.append(number)
+
+
+def remove_inbound_number(accounts: AccountsFile, project_id: str, number: str) -> None:
+    project = accounts.project(project_id)
+    key = inbound_address_key(number)
+    remaining = [n for n in project.inbound_numbers if inbound_address_key(n) != key]
+    if len(remaining) == len(project.inbound_numbers):
+        raise AccountsError(f"project {project_id!r} has no inbound number {number!r}")
+    project.inbound_numbers = remaining

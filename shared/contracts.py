@@ -255,13 +255,17 @@ class UnmatchedReceipt(Contract):
     occurred_at: datetime | None = Field(None, description="When the carrier says it happened (`done date`).")
 
 
+OptOutAction = Literal["opt_out", "opt_in"]
+
+
 class InboundMessage(Contract):
     """An SMS a mobile sent to one of the gateway's numbers (MO), as the carrier gave it.
 
     The dispatcher routes it before publishing: `project` is the project that owns
     `destination` (the accounts' inbound numbers), None when no project does (kept for an
-    operator, never dropped). Consumers record it, apply nothing twice (`event_id`) and
-    notify the project.
+    operator, never dropped). An opt-out keyword (STOP …) or START from the sender has
+    already been applied to the project's opt-out list when this is published (`action`).
+    Consumers record it, apply nothing twice (`event_id`) and notify the project.
     """
 
     schema_version: Literal[1] = 1
@@ -272,3 +276,11 @@ class InboundMessage(Contract):
     received_at: datetime
     provider_reference: str | None = None
     project: str | None = Field(None, description="The project that owns `destination`; None: nobody does.")
+    store_body: bool = Field(
+        False, description="Whether the ledger may keep `text`: the project's store_bodies; never when unrouted."
+    )
+    action: OptOutAction | None = Field(
+        None,
+        description="What its first word did to the sender on the project's opt-out list: "
+        "opt_out (STOP …) added it, opt_in (START …) removed it; None: nothing.",
+    )

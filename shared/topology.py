@@ -20,6 +20,8 @@ publishes always find their queues.
                           rsms.receipts.pending ──▶ dispatcher (matches it again)
     dispatcher, a receipt unmatched after the grace period ──▶ rsms.receipts.unmatched
                           (operator: `rsms receipts unmatched`)
+    dispatcher ──InboundMessage──▶ [rsms.inbound] (fanout)
+                          └──▶ rsms.ledger.inbound     ──▶ ledger (inbound SMS rows)
 
 Work queues are quorum queues: replicated, durable and safe under publisher confirms.
 The delay queues are classic queues because they only hold a message until its TTL runs
@@ -50,6 +52,7 @@ LEDGER_QUERIES_QUEUE = RabbitQueue("rsms.ledger.queries", queue_type=QueueType.C
 LEDGER_DEAD_LETTER_QUEUE = RabbitQueue("rsms.ledger.dead", queue_type=QueueType.CLASSIC, durable=True)
 
 LEDGER_RECEIPTS_QUEUE = RabbitQueue("rsms.ledger.receipts", queue_type=QueueType.QUORUM)
+LEDGER_INBOUND_QUEUE = RabbitQueue("rsms.ledger.inbound", queue_type=QueueType.QUORUM)
 # A receipt that came before the dispatcher recorded its part's carrier id (submit_sm_resp
 # and deliver_sm race on an SMPP bind) waits here, not in a sleeping handler.
 RECEIPTS_PENDING_QUEUE = RabbitQueue("rsms.receipts.pending", queue_type=QueueType.QUORUM)
@@ -96,9 +99,11 @@ async def declare_topology(broker: RabbitBroker, retry_delays_ms: tuple[int, ...
     ledger_outcomes = await broker.declare_queue(LEDGER_OUTCOMES_QUEUE)
     await ledger_outcomes.bind(outcomes)
     receipts = await broker.declare_exchange(RECEIPTS_EXCHANGE)
-    await broker.declare_exchange(INBOUND_EXCHANGE)
+    inbound = await broker.declare_exchange(INBOUND_EXCHANGE)
     ledger_receipts = await broker.declare_queue(LEDGER_RECEIPTS_QUEUE)
     await ledger_receipts.bind(receipts)
+    ledger_inbound = await broker.declare_queue(LEDGER_INBOUND_QUEUE)
+    await ledger_inbound.bind(inbound)
     for queue in (RECEIPTS_PENDING_QUEUE, RECEIPTS_RETRY_QUEUE, RECEIPTS_UNMATCHED_QUEUE):
         await broker.declare_queue(queue)
     await broker.declare_queue(DEAD_LETTER_QUEUE)

@@ -16,10 +16,12 @@ from redis.exceptions import RedisError
 
 from services.dispatcher.acknowledger import Acknowledger
 from services.dispatcher.batching_provider import BatchingProvider
-from services.dispatcher.carrier_reports import CarrierReportSink
+from services.dispatcher.carrier_reports import CarrierReports, CarrierReportSink
 from services.dispatcher.circuit_breaker import CircuitBreaker
 from services.dispatcher.consumer_gate import ConsumerGate
 from services.dispatcher.http_provider import HttpProvider
+from services.dispatcher.inbound import InboundDirectory, InboundSink
+from services.dispatcher.inbound_rules import Keywords
 from services.dispatcher.job_dispatcher import JobDispatcher
 from services.dispatcher.job_handler import JobHandler
 from services.dispatcher.metrics import DispatcherMetrics
@@ -38,6 +40,7 @@ from shared.broker_connection import connect_when_available
 from shared.contracts import UnmatchedReceipt
 from shared.log import get_logger
 from shared.ops_server import OpsServer
+from shared.optouts import OptOuts
 from shared.queue_depths import watch_queue_depths
 from shared.redis_persistence import check_persistence, readiness_detail, warn_unless_persistent
 from shared.topology import (
@@ -94,8 +97,17 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         settings.receipts_match_grace_seconds,
         max_concurrent=settings.receipts_max_concurrent,
     )
+    inbound_directory = InboundDirectory(settings.accounts_file)
+    inbound = InboundSink(
+        inbound_directory,
+        OptOuts(redis),
+        outbox,
+        Keywords.with_defaults(settings.inbound_opt_out_keywords, settings.inbound_opt_in_keywords),
+        observe=metrics.inbound_published,
+    )
+    carrier = build_live_provider(settings, CarrierReports(receipts, inbound))
     live_provider = BatchingProvider(
-        build_live_provider(settings, receipts),
+        carrier,
         max_recipients=settings.provider_batch_size,
         max_concurrent_requests=settings.provider_max_concurrent_requests,
         max_partial_requests=settings.provider_max_partial_requests,
@@ -183,19 +195,24 @@ def create_app(settings: DispatcherSettings) -> FastStream:
             ),
         )
         await outbox.start()
+        if isinstance(carrier, SmppProvider):
+            # An SMSC delivers inbound SMS (and receipts) only to a bound receiver: bind now,
+            # not at the first send, and only once the outbox can publish what comes in.
+            carrier.start()
 
-    depth_watcher: list[asyncio.Task[None]] = []
+    watchers: list[asyncio.Task[None]] = []
 
-    async def watch_depths() -> None:
+    async def watch_depths_and_accounts() -> None:
         queues = [DISPATCH_QUEUE, *(retry_queue(d) for d in retry_policy.delays_in_use()), DEAD_LETTER_QUEUE]
 
         def record(name: str, depth: int) -> None:
             metrics.queue_depth.labels(name).set(depth)
 
-        depth_watcher.append(asyncio.create_task(watch_queue_depths(broker, queues, record, 5.0)))
+        watchers.append(asyncio.create_task(watch_queue_depths(broker, queues, record, 5.0)))
+        watchers.append(asyncio.create_task(inbound_directory.watch(settings.accounts_reload_seconds)))
 
     async def release() -> None:
-        for task in depth_watcher:
+        for task in watchers:
             task.cancel()
         await breaker.close()
         await live_provider.close()
@@ -205,6 +222,6 @@ def create_app(settings: DispatcherSettings) -> FastStream:
     return FastStream(
         broker,
         on_startup=[observability.start, check_redis, declare],  # probes answer (not ready) while the broker is away
-        after_startup=[watch_depths],
+        after_startup=[watch_depths_and_accounts],
         after_shutdown=[release],
     )

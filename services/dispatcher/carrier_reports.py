@@ -1,11 +1,13 @@
 """What a carrier connection reports besides submit answers: receipts and inbound SMS.
 
 The provider adapter (SMPP `deliver_sm`, or the HTTP provider's callbacks) parses what
-the carrier sends into these plain values and hands them to a `CarrierReportSink`. The
-sink matches receipts to the parts it was told about (`Delivery.carrier_ids`), publishes
-the contracts' `ReceiptEvent` / `UnmatchedReceipt` / `InboundMessage`, and returns only
-once the broker confirmed them: the adapter acknowledges the carrier (deliver_sm_resp)
-after that, so a crash in between makes the carrier send it again, never loses it.
+the carrier sends into these plain values and hands them to a `CarrierReportSink`
+(`CarrierReports`: receipts to `receipts.ReceiptSink`, inbound SMS to
+`inbound.InboundSink`). The sink matches receipts to the parts it was told about
+(`Delivery.carrier_ids`), routes inbound SMS, publishes the contracts' `ReceiptEvent` /
+`UnmatchedReceipt` / `InboundMessage`, and returns only once the broker confirmed them:
+the adapter acknowledges the carrier (deliver_sm_resp) after that, so a crash in between
+makes the carrier send it again, never loses it.
 """
 
 from __future__ import annotations
@@ -48,3 +50,25 @@ class CarrierReportSink(Protocol):
     async def inbound(self, message: CarrierInbound) -> None:
         """Returns once the `InboundMessage` is durably published; raises if it could not be."""
         ...
+
+
+class ReceiptHandler(Protocol):
+    async def receipt(self, receipt: CarrierReceipt) -> None: ...
+
+
+class InboundHandler(Protocol):
+    async def inbound(self, message: CarrierInbound) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierReports:
+    """The `CarrierReportSink` a provider adapter is given: each kind to its own handler."""
+
+    receipts: ReceiptHandler
+    inbound_messages: InboundHandler
+
+    async def receipt(self, receipt: CarrierReceipt) -> None:
+        await self.receipts.receipt(receipt)
+
+    async def inbound(self, message: CarrierInbound) -> None:
+        await self.inbound_messages.inbound(message)

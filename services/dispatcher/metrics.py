@@ -58,6 +58,13 @@ class DispatcherMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
             registry=self.registry,
         )
+        self.inbound = Counter(
+            "rsms_dispatcher_inbound_total",
+            "Inbound SMS published, by routing (routed, unrouted: no project owns the destination) "
+            "and opt-out action (opt_out, opt_in, none).",
+            ["routing", "action"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "rsms_dispatcher_jobs_in_flight",
             "Jobs being dispatched right now.",
@@ -69,3 +76,6 @@ class DispatcherMetrics:
         for candidate in ProviderState:
             if candidate is not ProviderState.OK:
                 self.circuit_open.labels(candidate.value).set(1 if candidate is state else 0)
+
+    def inbound_published(self, routed: bool, action: str | None) -> None:
+        self.inbound.labels("routed" if routed else "unrouted", action or "none").inc()

@@ -1,5 +1,6 @@
 """Delivery receipts: matched to the recipient they are about, aggregated over its parts,
-published as `ReceiptEvent`s. The dispatcher's `CarrierReportSink`.
+published as `ReceiptEvent`s. The dispatcher's handler of carrier receipts (inbound SMS go
+to `inbound.py`; `carrier_reports.CarrierReports` hands each kind to its own).
 
 When a recipient is sent, the dispatcher records what its receipts will name: each part's
 carrier id → (message, project, recipient, part index, parts count, test) (`expect`). A
@@ -31,11 +32,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
-from services.dispatcher.carrier_reports import CarrierInbound, CarrierReceipt
+from services.dispatcher.carrier_reports import CarrierReceipt
 from services.dispatcher.provider import Delivery, DeliveryStatus
-from shared.contracts import Contract, InboundMessage, ReceiptEvent, ReceiptStatus, SmsJob, UnmatchedReceipt
+from shared.contracts import Contract, ReceiptEvent, ReceiptStatus, SmsJob, UnmatchedReceipt
 from shared.log import get_logger
-from shared.topology import INBOUND_EXCHANGE, RECEIPTS_EXCHANGE, RECEIPTS_RETRY_QUEUE, RECEIPTS_UNMATCHED_QUEUE
+from shared.topology import RECEIPTS_EXCHANGE, RECEIPTS_RETRY_QUEUE, RECEIPTS_UNMATCHED_QUEUE
 
 log = get_logger(__name__)
 
@@ -155,7 +156,7 @@ RematchOutcome = Literal["matched", "waiting", "unmatched"]
 
 
 class ReceiptSink:
-    """The dispatcher's `CarrierReportSink`, and the recorder of what receipts will name."""
+    """The dispatcher's handler of carrier receipts, and the recorder of what they will name."""
 
     def __init__(
         self, store: ReceiptStore, publisher: Publisher, match_grace_seconds: float, max_concurrent: int = 16
@@ -222,24 +223,6 @@ class ReceiptSink:
     async def retry_later(self, waiting: UnmatchedReceipt) -> None:
         """Back to the delay queue whatever its age (the store could not be asked)."""
         await self._publisher.publish(waiting, routing_key=RECEIPTS_RETRY_QUEUE.name)
-
-    async def inbound(self, message: CarrierInbound) -> None:
-        identity = (
-            f"inbound:{message.carrier_id}"
-            if message.carrier_id
-            else f"inbound:{message.sender}:{message.destination}:{message.received_at.isoformat()}:{message.text}"
-        )
-        await self._publisher.publish(
-            InboundMessage(
-                event_id=uuid.uuid5(_NAMESPACE, identity),
-                sender=message.sender,
-                destination=message.destination,
-                text=message.text,
-                received_at=message.received_at,
-                provider_reference=message.carrier_id,
-            ),
-            exchange=INBOUND_EXCHANGE.name,
-        )
 
     async def _settle(
         self,

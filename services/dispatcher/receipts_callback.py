@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from services.dispatcher.carrier_reports import CarrierReceipt, CarrierReportSink
+from services.dispatcher.carrier_reports import CarrierReceipt, ReceiptHandler
 from shared.contracts import ReceiptStatus
 from shared.log import get_logger
 
@@ -64,7 +64,7 @@ def read_callback(body: bytes, received_at: datetime) -> list[CarrierReceipt]:
 class ReceiptCallback:
     """The POST handler for the ops server (`shared.ops_server.PostHandler`)."""
 
-    def __init__(self, sink: CarrierReportSink, token: str) -> None:
+    def __init__(self, sink: ReceiptHandler, token: str) -> None:
         self._sink = sink
         self._token = f"Bearer {token}".encode()
 

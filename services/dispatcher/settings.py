@@ -6,6 +6,7 @@ developer machine works out of the box.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -130,6 +131,20 @@ class DispatcherSettings(ServiceSettings):
     )
     receipts_max_concurrent: int = Field(
         16, ge=1, description="Receipts worked on at once (each takes Redis connections from the jobs' pool)."
+    )
+
+    # Inbound SMS (README "Inbound numbers and opt-out"): routed by the accounts file's
+    # inbound numbers, the same file ingest reads.
+    accounts_file: Path = Field(
+        Path("var/accounts.toml"), description="Projects and their inbound numbers (TOML), as ingest reads it."
+    )
+    accounts_reload_seconds: float = Field(1.0, gt=0, description="How often the accounts file is checked for changes.")
+    inbound_opt_out_keywords: list[str] = Field(
+        default_factory=list,
+        description='Opt-out keywords besides STOP, STOPP and UNSUBSCRIBE, e.g. ["AVMELD", "STOPPA"].',
+    )
+    inbound_opt_in_keywords: list[str] = Field(
+        default_factory=list, description='Opt-in (re-subscribe) keywords besides START, e.g. ["UNSTOP"].'
     )
 
     def receipt_callback(self) -> tuple[str, str]:

@@ -1,6 +1,6 @@
 """The accounts the ingest service answers with, kept current from the accounts file.
 
-A background task re-reads the file when its modification time or size changes, so
+A background task re-reads the file when it changes (`shared/accounts_reload.py`), so
 `rsms accounts …` takes effect within a second without a restart. A file that does not
 parse is logged and ignored: the last good accounts stay in force.
 """
@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-from shared.accounts import AccountsError, AccountsFile, ApiKeyRecord, Project, load_accounts
+from shared.accounts import AccountsFile, ApiKeyRecord, Project
+from shared.accounts_reload import AccountsReloader
 from shared.keys import hash_key, key_kind
-from shared.log import get_logger
-
-log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,25 +37,15 @@ class Caller:
 
 class AccountStore:
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._signature: tuple[int, int] | None = None
+        self._file = AccountsReloader(path)
         self._by_hash: dict[str, tuple[str, Project, ApiKeyRecord]] = {}
         self.reload()
 
     def reload(self) -> bool:
         """Re-read the file if it changed; True if new accounts took effect."""
-        signature = self._file_signature()
-        if signature == self._signature:
+        if not self._file.reload():
             return False
-        try:
-            accounts = load_accounts(self._path)
-        except AccountsError as exc:
-            log.error("accounts_file_invalid", path=str(self._path), error=str(exc))
-            self._signature = signature
-            return False
-        self._install(accounts)
-        self._signature = signature
-        log.info("accounts_loaded", path=str(self._path), projects=len(accounts.projects))
+        self._install(self._file.accounts)
         return True
 
     async def watch(self, interval: float) -> None:
@@ -83,10 +71,3 @@ class AccountStore:
             for project_id, project in accounts.projects.items()
             for record in project.keys
         }
-
-    def _file_signature(self) -> tuple[int, int] | None:
-        try:
-            stat = self._path.stat()
-        except FileNotFoundError:
-            return None
-        return stat.st_mtime_ns, stat.st_size

@@ -95,8 +95,8 @@ def send_refusal(plan: SendPlan, answers: AdmissionAnswers, caps: Caps, *, test:
     if answers.blocked:
         blocked = [n for n in plan.recipients if n in answers.blocked]
         # One answer whatever put a number on the list (the provider after any project's
-        # send, an operator): where a block came from, and so which other project sent to
-        # the number, is not for this project to learn.
+        # send, an operator, the number's own STOP to this project): where a block came
+        # from, and so which other project sent to the number, is not for this project to learn.
         return GatewayError(
             ErrorCode.RECIPIENT_BLOCKED,
             f"{len(blocked)} recipient(s) cannot receive messages; remove them and send again",

@@ -1,6 +1,7 @@
 """The Redis adapter of admission: one round trip decides and records a request's limits
 (requests per minute per key and per tag, concurrent requests per key, the project's
-daily spend) and reads what the later checks need (blocked recipients, provider state).
+daily spend) and reads what the later checks need (blocked recipients: the global
+blocklist and the project's opt-out list, provider state).
 
 It answers with typed values (`AdmissionAnswers`); what they mean for the request is
 decided by plain functions in `admission.py`.
@@ -38,6 +39,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from shared.blocklist import BLOCKLIST_KEY
+from shared.optouts import opt_out_key
 from shared.provider_state import PROVIDER_STATE_KEY, ProviderState
 
 WINDOW_MS = 60_000
@@ -181,7 +183,10 @@ class AdmissionQuery:
     tag: str | None = None
     """The project-qualified tag, or None when the request names no valid tag."""
     recipients: Sequence[str] = ()
-    """Looked up in the blocklist (only those of a valid request are)."""
+    """Looked up in the blocklist and the project's opt-out list (only those of a valid
+    request are)."""
+    project: str = ""
+    """Whose opt-out list the recipients are looked up in."""
     spend: SpendQuery | None = None
     """Reserve this request's cost under the project's daily cap (None: no cap applies)."""
 
@@ -200,6 +205,8 @@ class Reservation:
 class AdmissionAnswers:
     rate: RateDecision
     blocked: frozenset[str]
+    """Recipients on the blocklist or the project's opt-out list: one set, since the answer
+    must not tell which (`admission.send_refusal`)."""
     provider_state: ProviderState
     spend: SpendAnswer
     reservation: Reservation
@@ -220,8 +227,8 @@ class RateLimiter:
         self._prefix = prefix
 
     async def admit(self, query: AdmissionQuery) -> AdmissionAnswers:
-        """Count the request against its limits, reserve its spend, and read the blocklist
-        and the provider state, in one round trip. Raises RedisError when Redis fails."""
+        """Count the request against its limits, reserve its spend, and read the blocklist,
+        the project's opt-out list and the provider state, in one round trip. Raises RedisError when Redis fails."""
         slot = uuid.uuid4().hex
         recipients = list(query.recipients)
         spend = query.spend
@@ -231,12 +238,17 @@ class RateLimiter:
             self._queue_script(pipe, query.key_id, query.tag, query.limits, slot, admit=True, spend=spend, cost=cost)
             if recipients:
                 pipe.smismember(BLOCKLIST_KEY, recipients)
+                pipe.smismember(opt_out_key(query.project), recipients)
             pipe.get(PROVIDER_STATE_KEY)
 
         results = await self._round_trip(fill)
         rate = self._decision(results[0], slot)
-        hits = results[1] if recipients else []
-        blocked = frozenset(n for n, hit in zip(recipients, hits, strict=True) if hit)
+        global_hits, opt_out_hits = (results[1], results[2]) if recipients else ([], [])
+        blocked = frozenset(
+            n
+            for n, on_blocklist, opted_out in zip(recipients, global_hits, opt_out_hits, strict=True)
+            if on_blocklist or opted_out
+        )
         state = results[-1]
         status, spent, day = (int(v) for v in results[0][6:9])
         spend_verdict = SpendVerdict(status)

@@ -3,7 +3,7 @@
 The order of answers is in `admission.py`, whose plain functions make every decision; this
 module does the I/O around them. The body is parsed before the limits are asked (it costs
 no I/O), so that one Redis round trip can carry the limits, the spend cap, the blocklist
-lookup and the provider state; the answers are still given in the contract's order.
+and opt-out lookups and the provider state; the answers are still given in the contract's order.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class SendService:
             limits=self._access.limits_for(caller.project),
             tag=f"{caller.project_id}:{tag}" if tag else None,
             recipients=plan.recipients if plan is not None and tag is not None else (),
+            project=caller.project_id,
             spend=SpendQuery(caller.project_id, plan.cost, caps.daily_spend)
             if reserve_spend and plan is not None and caps.daily_spend is not None
             else None,

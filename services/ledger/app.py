@@ -17,7 +17,7 @@ from services.ledger.clickhouse import LedgerWriter, StorageUnavailable, answers
 from services.ledger.handlers import answer_query, record_event
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.reads import LedgerReader
-from services.ledger.rows import RowChunk, outcome_rows, receipt_rows, request_rows
+from services.ledger.rows import RowChunk, inbound_rows, outcome_rows, receipt_rows, request_rows
 from services.ledger.settings import LedgerSettings
 from shared.broker_connection import connect_when_available
 from shared.contracts import LedgerReply
@@ -26,8 +26,10 @@ from shared.ops_server import OpsServer
 from shared.queue_depths import watch_queue_depths
 from shared.topology import (
     ACCEPTED_EXCHANGE,
+    INBOUND_EXCHANGE,
     LEDGER_ACCEPTED_QUEUE,
     LEDGER_DEAD_LETTER_QUEUE,
+    LEDGER_INBOUND_QUEUE,
     LEDGER_OUTCOMES_QUEUE,
     LEDGER_QUERIES_QUEUE,
     LEDGER_RECEIPTS_QUEUE,
@@ -199,6 +201,23 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
             log=log,
         )
 
+    @broker.subscriber(
+        LEDGER_INBOUND_QUEUE,
+        INBOUND_EXCHANGE,
+        channel=Channel(prefetch_count=settings.ledger_prefetch),
+        **event_subscriber,
+    )
+    async def on_inbound(message: RabbitMessage) -> None:
+        await record_event(
+            message,
+            queue=LEDGER_INBOUND_QUEUE.name,
+            decode=inbound_rows,
+            batcher=batcher,
+            dead_letter=dead_letter,
+            metrics=metrics,
+            log=log,
+        )
+
     @broker.subscriber(LEDGER_QUERIES_QUEUE, channel=Channel(prefetch_count=QUERY_PREFETCH))
     async def on_query(message: RabbitMessage) -> LedgerReply:
         assert storage.reader is not None, "queries are consumed only after storage is open"
@@ -218,7 +237,7 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
             asyncio.create_task(
                 watch_queue_depths(
                     broker,
-                    (LEDGER_ACCEPTED_QUEUE, LEDGER_OUTCOMES_QUEUE, LEDGER_RECEIPTS_QUEUE),
+                    (LEDGER_ACCEPTED_QUEUE, LEDGER_OUTCOMES_QUEUE, LEDGER_RECEIPTS_QUEUE, LEDGER_INBOUND_QUEUE),
                     lambda name, depth: metrics.queue_depth.labels(name).set(depth),
                     settings.ledger_queue_poll_seconds,
                 ),

@@ -19,6 +19,8 @@ from clickhouse_connect.driver.exceptions import Error as ClickHouseDriverError
 
 from services.ledger.rows import RowChunk
 from services.ledger.schema import (
+    INBOUND_COLUMNS,
+    INBOUND_TABLE,
     OUTCOME_EVENT_INSERT_SETTINGS,
     OUTCOME_EVENTS_TABLE,
     OUTCOMES_TABLE,
@@ -30,7 +32,11 @@ from services.ledger.schema import (
 )
 from shared.private_dir import private_directory
 
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {REQUESTS_TABLE: REQUEST_COLUMNS, RECEIPTS_TABLE: RECEIPT_COLUMNS}
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    REQUESTS_TABLE: REQUEST_COLUMNS,
+    RECEIPTS_TABLE: RECEIPT_COLUMNS,
+    INBOUND_TABLE: INBOUND_COLUMNS,
+}
 """Tables written column by column (a few rows per event: building columns is cheap)."""
 EVENT_TABLES: dict[str, tuple[str, dict[str, Any]]] = {
     OUTCOMES_TABLE: (OUTCOME_EVENTS_TABLE, OUTCOME_EVENT_INSERT_SETTINGS),

@@ -28,7 +28,7 @@ from uuid import UUID
 
 import msgspec
 
-from services.ledger.schema import OUTCOMES_TABLE, RECEIPTS_TABLE, REQUESTS_TABLE
+from services.ledger.schema import INBOUND_TABLE, OUTCOMES_TABLE, RECEIPTS_TABLE, REQUESTS_TABLE
 
 KNOWN_SCHEMA_VERSION = Literal[1]
 # The widths of the outcome table's columns (UInt16, Decimal(18, 6), DateTime64): values
@@ -101,7 +101,20 @@ class ReceiptEventBody(msgspec.Struct, frozen=True):
     schema_version: KNOWN_SCHEMA_VERSION = 1
 
 
-_Body = TypeVar("_Body", OutcomeEventBody, SmsJobBody, ReceiptEventBody)
+class InboundMessageBody(msgspec.Struct, frozen=True):
+    event_id: UUID
+    sender: str
+    destination: str
+    text: str
+    received_at: datetime
+    provider_reference: str | None = None
+    project: str | None = None
+    store_body: bool = False
+    action: Literal["opt_out", "opt_in"] | None = None
+    schema_version: KNOWN_SCHEMA_VERSION = 1
+
+
+_Body = TypeVar("_Body", OutcomeEventBody, SmsJobBody, ReceiptEventBody, InboundMessageBody)
 
 
 class EventRejected(ValueError):
@@ -127,6 +140,7 @@ _outcome_decoder = msgspec.json.Decoder(OutcomeEventBody)
 _encoder = msgspec.json.Encoder()
 _job_decoder = msgspec.json.Decoder(SmsJobBody)
 _receipt_decoder = msgspec.json.Decoder(ReceiptEventBody)
+_inbound_decoder = msgspec.json.Decoder(InboundMessageBody)
 
 
 def _decoded(decoder: msgspec.json.Decoder[_Body], body: bytes, what: str) -> _Body:
@@ -213,5 +227,29 @@ def receipt_rows(body: bytes) -> RowChunk:
             [event.event_id],
             [event.occurred_at],
             [event.received_at],
+        ],
+    )
+
+
+def inbound_rows(body: bytes) -> RowChunk:
+    """The text is kept only where the project stores bodies; an unrouted message's never."""
+    message = _decoded(_inbound_decoder, body, "inbound message")
+    if not EARLIEST_YEAR <= message.received_at.year <= LATEST_YEAR:
+        raise EventRejected(f"inbound message: received_at {message.received_at} is out of range")
+    keep_text = message.store_body and message.project is not None
+    return RowChunk(
+        table=INBOUND_TABLE,
+        key=str(message.event_id),
+        row_count=1,
+        columns=[
+            [message.project or ""],
+            [message.event_id],
+            [message.sender],
+            [message.destination],
+            [message.text if keep_text else ""],
+            [keep_text],
+            [message.action],
+            [message.provider_reference],
+            [message.received_at],
         ],
     )

@@ -2,11 +2,12 @@
 
 `sms_requests` is the audit trail: one row per accepted send request. `sms_outcomes` holds
 one row per recipient per dispatch attempt; `sms_receipts` one row per recipient per
-delivery status a carrier reported. Both are ReplacingMergeTree tables keyed so a
-redelivered event collapses into the row it repeats; the reads in `reads.py` deduplicate
-on their own as well, so they count correctly before any merge has happened.
+delivery status a carrier reported; `sms_inbound` one row per inbound SMS. All are
+ReplacingMergeTree tables keyed so a redelivered event collapses into the row it repeats;
+the reads in `reads.py` deduplicate on their own as well, so they count correctly before
+any merge has happened.
 
-Both are partitioned by month and ordered by (project, day, message id, ...): billing reads
+They are partitioned by month and ordered by (project, day, message id, ...): billing reads
 one project over a date range, status reads one project's message (helped by a bloom
 filter on `message_id`). Rows expire after 12 months, the contract's retention promise;
 with monthly partitions TTL drops whole parts.
@@ -33,6 +34,7 @@ OUTCOMES_TABLE = "sms_outcomes"
 OUTCOME_EVENTS_TABLE = "sms_outcome_events"
 OUTCOME_ROWS_VIEW = "sms_outcome_rows"
 RECEIPTS_TABLE = "sms_receipts"
+INBOUND_TABLE = "sms_inbound"
 MIGRATIONS_TABLE = "schema_migrations"
 
 REQUEST_COLUMNS: tuple[str, ...] = (
@@ -87,6 +89,18 @@ RECEIPT_COLUMNS: tuple[str, ...] = (
     "test",
     "event_id",
     "occurred_at",
+    "received_at",
+)
+
+INBOUND_COLUMNS: tuple[str, ...] = (
+    "project",
+    "event_id",
+    "sender",
+    "destination",
+    "text",
+    "body_stored",
+    "action",
+    "provider_reference",
     "received_at",
 )
 
@@ -238,6 +252,36 @@ SCHEMA_MIGRATIONS: tuple[Migration, ...] = (
             ENGINE = ReplacingMergeTree
             PARTITION BY toYYYYMM(received_at)
             ORDER BY (project, message_id, recipient, status)
+            TTL toDateTime(received_at) + INTERVAL 12 MONTH
+            SETTINGS non_replicated_deduplication_window = 10000, ttl_only_drop_parts = 1
+            """,
+        ),
+    ),
+    Migration(
+        4,
+        "inbound messages",
+        (
+            # One row per inbound SMS, keyed by its event id, so a redelivered event collapses
+            # into its row. The text follows the outbound rule: kept only where the owning
+            # project stores bodies, and never for an unrouted message (no project agreed to
+            # keep it; its sender, destination and time are kept for the operator).
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.{INBOUND_TABLE}
+            (
+                project LowCardinality(String) COMMENT 'empty: no project owns the destination (unrouted)',
+                event_id UUID,
+                sender String,
+                destination String,
+                text String COMMENT 'empty unless the project stores bodies',
+                body_stored Bool,
+                action LowCardinality(Nullable(String)) COMMENT 'opt_out (STOP …), opt_in (START), or null',
+                provider_reference Nullable(String),
+                received_at DateTime64(3, 'UTC'),
+                recorded_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree
+            PARTITION BY toYYYYMM(received_at)
+            ORDER BY (project, toDate(received_at), event_id)
             TTL toDateTime(received_at) + INTERVAL 12 MONTH
             SETTINGS non_replicated_deduplication_window = 10000, ttl_only_drop_parts = 1
             """,

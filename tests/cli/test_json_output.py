@@ -39,6 +39,7 @@ def test_accounts_list_and_show_as_json(tmp_path: Path):
     invoke(["accounts", "add-tag", "acme", "billing", "Acme", "--file", file])
     invoke(["accounts", "issue-key", "acme", "--test", "--file", file])
     invoke(["accounts", "set-allowlist", "acme", "10.0.0.0/8", "--file", file])
+    invoke(["accounts", "add-inbound-number", "acme", "+4790000001", "--file", file])
 
     [project] = json.loads(invoke(["accounts", "list", "--json", "--file", file]))
     assert project == {
@@ -49,6 +50,7 @@ def test_accounts_list_and_show_as_json(tmp_path: Path):
         "tags": 1,
         "active_tags": 1,
         "allow_list": ["10.0.0.0/8"],
+        "inbound_numbers": ["+4790000001"],
         "store_bodies": True,
         "suspended": False,
     }
@@ -59,6 +61,7 @@ def test_accounts_list_and_show_as_json(tmp_path: Path):
     assert shown["tags"] == [{"tag": "billing", "sender": "Acme", "active": True}]
     assert [k["kind"] for k in shown["keys"]] == ["test"] and shown["keys"][0]["key_id"].startswith("key_")
     assert shown["ip_allowlist"] == ["10.0.0.0/8"] and shown["limits"] == {}
+    assert shown["inbound_numbers"] == ["+4790000001"]
 
 
 def test_settings_as_json():

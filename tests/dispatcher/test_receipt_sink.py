@@ -1,5 +1,5 @@
 """The receipt sink against the real Redis and RabbitMQ: matching, multipart aggregation,
-a receipt before its record, an unmatched receipt kept, inbound published."""
+a receipt before its record, an unmatched receipt kept."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
-from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit import RabbitBroker
 from redis.asyncio import Redis
 
 from cli.main import rsms
-from services.dispatcher.carrier_reports import CarrierInbound, CarrierReceipt
+from services.dispatcher.carrier_reports import CarrierReceipt
 from services.dispatcher.outbox import Outbox
 from services.dispatcher.provider import Delivery, DeliveryStatus
 from services.dispatcher.receipts import ReceiptSink
 from services.dispatcher.receipts_store import RedisReceiptStore
 from shared.contracts import ReceiptEvent, ReceiptStatus, UnmatchedReceipt
 from shared.topology import (
-    INBOUND_EXCHANGE,
     LEDGER_RECEIPTS_QUEUE,
     RECEIPTS_PENDING_QUEUE,
     RECEIPTS_UNMATCHED_QUEUE,
@@ -126,19 +125,3 @@ async def test_a_receipt_nobody_matches_is_kept_for_an_operator(
     table = await asyncio.to_thread(CliRunner().invoke, rsms, ["receipts", "unmatched"])
     assert "never-sent" in table.output and "expired" in table.output
     assert await depth(amqp_url, RECEIPTS_UNMATCHED_QUEUE.name) == 1  # listing took nothing
-
-
-async def test_an_inbound_message_is_published_with_a_stable_id(sink: ReceiptSink, amqp_url: str) -> None:
-    broker = RabbitBroker(amqp_url, logger=None)
-    await broker.connect()
-    try:
-        queue = await broker.declare_queue(RabbitQueue("test.inbound"))
-        await queue.bind(await broker.declare_exchange(INBOUND_EXCHANGE))
-        message = CarrierInbound("+4790000001", "2222", "STOP", datetime.now(UTC), "mo-1")
-        await sink.inbound(message)
-        await sink.inbound(message)
-        bodies = [m["body"] for m in await drain(amqp_url, "test.inbound", expect=2)]
-    finally:
-        await broker.stop()
-    assert bodies[0]["event_id"] == bodies[1]["event_id"]
-    assert (bodies[0]["sender"], bodies[0]["destination"], bodies[0]["text"]) == ("+4790000001", "2222", "STOP")

@@ -20,9 +20,17 @@ from faststream.rabbit import RabbitBroker
 
 from services.ledger.app import build_app
 from services.ledger.settings import LedgerSettings
-from shared.contracts import OutcomeEvent, ReceiptEvent, ReceiptStatus, RecipientOutcome, SmsJob
+from shared.contracts import (
+    InboundMessage,
+    OptOutAction,
+    OutcomeEvent,
+    ReceiptEvent,
+    ReceiptStatus,
+    RecipientOutcome,
+    SmsJob,
+)
 from shared.countries import country_of
-from shared.topology import ACCEPTED_EXCHANGE, OUTCOMES_EXCHANGE, RECEIPTS_EXCHANGE, declare_topology
+from shared.topology import ACCEPTED_EXCHANGE, INBOUND_EXCHANGE, OUTCOMES_EXCHANGE, RECEIPTS_EXCHANGE, declare_topology
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PRICE = Decimal("0.67")
@@ -130,6 +138,26 @@ def make_receipt(
     )
 
 
+def make_inbound(
+    project: str | None,
+    text: str,
+    *,
+    store_body: bool = True,
+    action: OptOutAction | None = None,
+    sender: str = "+4790000555",
+) -> InboundMessage:
+    return InboundMessage(
+        event_id=uuid.uuid4(),
+        sender=sender,
+        destination="+4790000001",
+        text=text,
+        received_at=datetime.now(UTC),
+        project=project,
+        store_body=store_body and project is not None,
+        action=action,
+    )
+
+
 def ledger_settings(amqp_url: str, dsn: str, database: str, **overrides: Any) -> LedgerSettings:
     values: dict[str, Any] = {
         "amqp_url": amqp_url,
@@ -191,6 +219,15 @@ async def publish_receipt(broker: RabbitBroker, event: ReceiptEvent) -> None:
     await broker.publish(
         event.model_dump_json().encode(),
         exchange=RECEIPTS_EXCHANGE,
+        persist=True,
+        content_type="application/json",
+    )
+
+
+async def publish_inbound(broker: RabbitBroker, message: InboundMessage) -> None:
+    await broker.publish(
+        message.model_dump_json().encode(),
+        exchange=INBOUND_EXCHANGE,
         persist=True,
         content_type="application/json",
     )

@@ -7,17 +7,26 @@ import pytest
 
 from services.ledger.rows import (
     EventRejected,
+    InboundMessageBody,
     OutcomeEventBody,
     ReceiptEventBody,
     RecipientOutcomeBody,
     SmsJobBody,
+    inbound_rows,
     outcome_rows,
     receipt_rows,
     request_rows,
 )
-from services.ledger.schema import OUTCOMES_TABLE, RECEIPT_COLUMNS, RECEIPTS_TABLE, REQUEST_COLUMNS
-from shared.contracts import OutcomeEvent, ReceiptEvent, RecipientOutcome, SmsJob
-from tests.ledger.support import make_job, make_outcome, make_receipt, numbers
+from services.ledger.schema import (
+    INBOUND_COLUMNS,
+    INBOUND_TABLE,
+    OUTCOMES_TABLE,
+    RECEIPT_COLUMNS,
+    RECEIPTS_TABLE,
+    REQUEST_COLUMNS,
+)
+from shared.contracts import InboundMessage, OutcomeEvent, ReceiptEvent, RecipientOutcome, SmsJob
+from tests.ledger.support import make_inbound, make_job, make_outcome, make_receipt, numbers
 
 
 @pytest.mark.parametrize(
@@ -27,6 +36,7 @@ from tests.ledger.support import make_job, make_outcome, make_receipt, numbers
         (OutcomeEventBody, OutcomeEvent),
         (RecipientOutcomeBody, RecipientOutcome),
         (ReceiptEventBody, ReceiptEvent),
+        (InboundMessageBody, InboundMessage),
     ],
 )
 def test_every_contract_field_has_its_mirror(mirror, contract):
@@ -99,3 +109,31 @@ def test_a_receipt_the_ledger_cannot_record_is_rejected(replace):
     body = make_receipt(job, job.recipients[0], "undelivered").model_dump_json().replace(*replace)
     with pytest.raises(EventRejected):
         receipt_rows(body.encode())
+
+
+@pytest.mark.parametrize(
+    ("project", "store_body", "kept"),
+    [("acme", True, "STOP please"), ("acme", False, ""), (None, True, ""), (None, False, "")],
+)
+def test_an_inbound_message_keeps_its_text_only_where_its_project_stores_bodies(project, store_body, kept):
+    message = make_inbound(project, "STOP please", store_body=store_body, action="opt_out" if project else None)
+    chunk = inbound_rows(message.model_dump_json().encode())
+    assert (chunk.table, chunk.row_count, chunk.key) == (INBOUND_TABLE, 1, str(message.event_id))
+    row = dict(zip(INBOUND_COLUMNS, (c[0] for c in chunk.columns), strict=True))
+    assert (row["project"], row["text"], row["body_stored"]) == (project or "", kept, bool(kept))
+    assert (row["sender"], row["destination"]) == (message.sender, message.destination)
+    assert row["action"] == ("opt_out" if project else None)
+
+
+@pytest.mark.parametrize(
+    "replace",
+    [
+        ('"opt_out"', '"maybe"'),
+        ('"schema_version":1', '"schema_version":2'),
+        ('"received_at":"2', '"received_at":"9'),
+    ],
+)
+def test_an_inbound_message_the_ledger_cannot_record_is_rejected(replace):
+    body = make_inbound("acme", "STOP", action="opt_out").model_dump_json().replace(*replace)
+    with pytest.raises(EventRejected):
+        inbound_rows(body.encode())

@@ -8,8 +8,9 @@ from datetime import UTC
 from pathlib import Path
 
 from services.ledger.clickhouse import LedgerWriter, open_client
-from services.ledger.rows import outcome_rows, request_rows
+from services.ledger.rows import inbound_rows, outcome_rows, request_rows
 from services.ledger.schema import (
+    INBOUND_TABLE,
     MIGRATIONS_TABLE,
     OUTCOME_COLUMNS,
     OUTCOMES_TABLE,
@@ -17,7 +18,7 @@ from services.ledger.schema import (
     REQUESTS_TABLE,
     SCHEMA_MIGRATIONS,
 )
-from tests.ledger.support import make_job, make_outcome, numbers
+from tests.ledger.support import make_inbound, make_job, make_outcome, numbers
 
 QUERIES_MD = Path(__file__).resolve().parents[2] / "services" / "ledger" / "QUERIES.md"
 
@@ -52,6 +53,10 @@ def test_tables_are_partitioned_by_month_with_a_12_month_ttl(clickhouse):
     assert "ReplacingMergeTree" in receipts and "PARTITION BY toYYYYMM(received_at)" in receipts
     assert "TTL toDateTime(received_at) + toIntervalMonth(12)" in receipts
     assert "ORDER BY (project, message_id, recipient, status)" in receipts
+    inbound = tables[INBOUND_TABLE]
+    assert "ReplacingMergeTree" in inbound and "PARTITION BY toYYYYMM(received_at)" in inbound
+    assert "TTL toDateTime(received_at) + toIntervalMonth(12)" in inbound
+    assert "ORDER BY (project, toDate(received_at), event_id)" in inbound
     keys = dict(
         client.query(
             "SELECT name, partition_key FROM system.tables WHERE database = {db:String}",
@@ -110,12 +115,16 @@ def test_the_analysts_example_queries_run_and_count_a_duplicate_once(clickhouse)
     event = outcome_rows(make_outcome(job).model_dump_json().encode())
     writer.write_batch([request_rows(job.model_dump_json().encode()), event])
     writer.write_batch([event, request_rows(make_job().model_dump_json().encode())])  # a redelivery
+    stop = inbound_rows(make_inbound("acme", "STOP", action="opt_out").model_dump_json().encode())
+    writer.write_batch([stop, inbound_rows(make_inbound(None, "hi").model_dump_json().encode())])
+    writer.write_batch([stop])  # a redelivery
 
     queries = re.findall(r"```sql\n(.*?)```", QUERIES_MD.read_text(), re.DOTALL)
-    assert len(queries) == 5
+    assert len(queries) == 6
     client = clickhouse.client()
     results = [client.query(sql.replace("rsms.", f"{clickhouse.database}.")).result_rows for sql in queries]
-    invoice, failures, per_tag, audit, _ = results
+    invoice, failures, per_tag, audit, inbound, _ = results
+    assert sorted(inbound) == [("", 1, 0, 0, 1), ("acme", 1, 1, 0, 1)]
     assert [(r[0], r[3], r[4], r[5]) for r in invoice] == [("acme", 1, 3, 3)]
     assert [(r[0], r[1], r[3]) for r in failures] == [("NO", 3, 0)]
     assert [(r[1], r[2], r[3]) for r in per_tag] == [(job.tag, 3, 3)]
