@@ -17,8 +17,12 @@ the currency. An admitted request under a spend cap reserves its estimated cost 
 same script, only if it fits under the cap; the reservation is given back unless the job
 is then published (a refusal by a later check, a replay, a failed publish all return it).
 
+Reads (message status, usage) have a window of their own per key (`reads_per_minute`),
+so polling for a status never takes a send's place; they share the key's concurrency slots.
+
 The X-RateLimit-* headers describe the per-key limit, as the contract shows them, except
-on a refusal by the per-tag limit, where they describe the tag's window.
+on a refusal by the per-tag limit, where they describe the tag's window; on a read they
+describe the key's read window.
 """
 
 from __future__ import annotations
@@ -129,6 +133,7 @@ class Limits:
     requests_per_minute: int
     tag_requests_per_minute: int
     concurrent_requests: int
+    reads_per_minute: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +189,8 @@ class AdmissionQuery:
     """Looked up in the blocklist (only those of a valid request are)."""
     spend: SpendQuery | None = None
     """Reserve this request's cost under the project's daily cap (None: no cap applies)."""
+    read: bool = False
+    """A status or usage read: counted in the key's read window instead of its send window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +235,9 @@ class RateLimiter:
         cost = to_micros(spend.cost) if spend else 0
 
         def fill(pipe: Pipeline) -> None:
-            self._queue_script(pipe, query.key_id, query.tag, query.limits, slot, admit=True, spend=spend, cost=cost)
+            self._queue_script(
+                pipe, query.key_id, query.tag, query.limits, slot, admit=True, spend=spend, cost=cost, read=query.read
+            )
             if recipients:
                 pipe.smismember(BLOCKLIST_KEY, recipients)
             pipe.get(PROVIDER_STATE_KEY)
@@ -254,11 +263,12 @@ class RateLimiter:
             ),
         )
 
-    async def peek(self, key_id: str, limits: Limits) -> RateDecision:
-        """The key's usage, recording nothing (for the headers of early refusals)."""
+    async def peek(self, key_id: str, limits: Limits, *, read: bool = False) -> RateDecision:
+        """The key's usage (of its read window when `read`), recording nothing (for the
+        headers of early refusals)."""
 
         def fill(pipe: Pipeline) -> None:
-            self._queue_script(pipe, key_id, None, limits, "", admit=False, spend=None, cost=0)
+            self._queue_script(pipe, key_id, None, limits, "", admit=False, spend=None, cost=0, read=read)
 
         results = await self._round_trip(fill)
         return self._decision(results[0], "")
@@ -292,16 +302,17 @@ class RateLimiter:
         admit: bool,
         spend: SpendQuery | None,
         cost: int,
+        read: bool,
     ) -> None:
         keys = [
-            f"{self._prefix}:key:{key_id}",
+            f"{self._prefix}:{'read' if read else 'key'}:{key_id}",
             f"{self._prefix}:tag:{tag or ''}",
             f"{self._prefix}:conc:{key_id}",
             self._spend_prefix(spend.project if spend else ""),
         ]
         args: list[int | str] = [
             WINDOW_MS,
-            limits.requests_per_minute,
+            limits.reads_per_minute if read else limits.requests_per_minute,
             limits.tag_requests_per_minute if tag else 0,
             limits.concurrent_requests,
             slot,

@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 import msgspec
 from redis.exceptions import RedisError
 
+from services.ingest.accepted import AcceptedMessages
 from services.ingest.access import AccessControl
 from services.ingest.account_store import Caller
 from services.ingest.admission import Admission, Caps, SendPlan, check_rate, send_refusal
 from services.ingest.idempotency import IdempotencyStore, StoredResponse, check_key, fingerprint
 from services.ingest.pricing import PriceTable
 from services.ingest.publisher import JobPublisher
-from services.ingest.ratelimit import AdmissionQuery, RateDecision, RateLimiter, SpendQuery
+from services.ingest.ratelimit import AdmissionAnswers, AdmissionQuery, RateDecision, RateLimiter, SpendQuery
 from services.ingest.schemas import SendResponse, SendResult
 from services.ingest.validation import SendRequest
 from shared.accounts import Project
@@ -49,12 +50,14 @@ class SendService:
         idempotency: IdempotencyStore,
         publisher: JobPublisher,
         prices: PriceTable,
+        accepted: AcceptedMessages,
     ) -> None:
         self._access = access
         self._limiter = limiter
         self._idempotency = idempotency
         self._publisher = publisher
         self._prices = prices
+        self._accepted = accepted
 
     @property
     def access(self) -> AccessControl:
@@ -83,20 +86,30 @@ class SendService:
             if reserve_spend and plan is not None and caps.daily_spend is not None
             else None,
         )
+        return Admission(await self._count(query), plan)
+
+    async def admit_read(self, caller: Caller) -> Admission:
+        """Count a status or usage read against the key's read limit (not its send limit);
+        like `admit`, raises `RateLimited`, and the caller must `release` what it returns."""
+        limits = self._access.limits_for(caller.project)
+        return Admission(await self._count(AdmissionQuery(key_id=caller.key.id, limits=limits, read=True)))
+
+    async def _count(self, query: AdmissionQuery) -> AdmissionAnswers:
         try:
             answers = await self._limiter.admit(query)
         except RedisError as exc:
             raise GatewayError(ErrorCode.INTERNAL_ERROR, REDIS_UNAVAILABLE, retry_after=1) from exc
         check_rate(answers.rate)
-        return Admission(answers, plan)
+        return answers
 
-    async def usage(self, caller: Caller) -> RateDecision:
-        """The key's current usage, counting nothing: for the headers of early refusals."""
+    async def usage(self, caller: Caller, *, read: bool = False) -> RateDecision:
+        """The key's current usage (of its read window when `read`), counting nothing: for
+        the headers of early refusals."""
         limits = self._access.limits_for(caller.project)
         try:
-            return await self._limiter.peek(caller.key.id, limits)
+            return await self._limiter.peek(caller.key.id, limits, read=read)
         except RedisError:
-            return RateDecision.untracked(limits.requests_per_minute)
+            return RateDecision.untracked(limits.reads_per_minute if read else limits.requests_per_minute)
 
     async def release(self, admission: Admission) -> None:
         try:
@@ -115,7 +128,9 @@ class SendService:
         if refusal is not None:
             raise refusal
         if idempotency_key is None:
-            return await self._queue(caller, plan, admission)
+            job, response = await self._queue(caller, plan, admission)
+            await self._accepted.remember(job)  # before the 200: a status read right after it finds the message
+            return response
 
         check_key(idempotency_key)
         kind = caller.key.kind
@@ -127,7 +142,7 @@ class SendService:
         if earlier is not None:
             return earlier
         try:
-            response = await self._queue(caller, plan, admission)
+            job, response = await self._queue(caller, plan, admission)
         except BaseException:
             try:
                 await self._idempotency.release(caller.project_id, kind, idempotency_key)
@@ -135,7 +150,9 @@ class SendService:
                 log.warning("idempotency_claim_release_failed", project=caller.project_id)
             raise
         # Published and confirmed: from here on the answer is the response, whatever Redis does.
-        await self._idempotency.complete(caller.project_id, kind, idempotency_key, request_print, response)
+        await self._idempotency.complete(
+            caller.project_id, kind, idempotency_key, request_print, response, also=self._accepted.write_of(job)
+        )
         return response
 
     def _plan(self, caller: Caller, request: SendRequest) -> SendPlan:
@@ -151,7 +168,7 @@ class SendService:
             message=request.message,
         )
 
-    async def _queue(self, caller: Caller, plan: SendPlan, admission: Admission) -> StoredResponse:
+    async def _queue(self, caller: Caller, plan: SendPlan, admission: Admission) -> tuple[SmsJob, StoredResponse]:
         assert plan.sender is not None
         accepted_at = datetime.now(UTC)
         job = SmsJob(
@@ -197,4 +214,4 @@ class SendService:
                 timestamp=accepted_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             ),
         )
-        return StoredResponse(200, _encode(body))
+        return job, StoredResponse(200, _encode(body))
