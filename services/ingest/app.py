@@ -14,7 +14,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -22,6 +21,7 @@ from redis.exceptions import RedisError
 from services.ingest.accepted import AcceptedMessages
 from services.ingest.access import AccessControl
 from services.ingest.account_store import AccountStore
+from services.ingest.api_reference import docs_asset, swagger_ui
 from services.ingest.errors import handle_client_left, handle_gateway_error, handle_http_exception, handle_unexpected
 from services.ingest.http_limits import ClientLeft, check_header_size
 from services.ingest.idempotency import IdempotencyStore
@@ -105,7 +105,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             await redis.aclose()
 
     return Litestar(
-        route_handlers=[send_sms, message_status, usage, health_live, health_ready, metrics],
+        route_handlers=[send_sms, message_status, usage, docs_asset, health_live, health_ready, metrics],
         dependencies={
             "access": Provide(_state("access"), sync_to_thread=False),
             "send_service": Provide(_state("send_service"), sync_to_thread=False),
@@ -138,7 +138,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             components=SECURITY_COMPONENTS,
             security=[{"BearerAuth": []}],
             path="/docs",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[swagger_ui()],  # offline: its assets are served by this app
         ),
         debug=False,
     )

@@ -185,6 +185,7 @@ SEND_REQUEST_SCHEMA = Schema(
             min_length=1,
             max_length=1000,
             description="1-1000 characters; GSM-7 or UCS-2 segments are counted.",
+            examples=["Your invoice is due."],
         ),
     },
 )
