@@ -3,8 +3,9 @@
 The ledger records a message a moment after ingest answered 200 (0.3-0.9 s measured; longer
 while the ledger is behind or restarting), and until then it says "not found". So that
 `GET /api/v1/sms/{messageId}` answers the message from the moment its 200 was sent, ingest
-writes a small record of it to Redis before answering (in the same round trip as the
-Idempotency-Key's record, when there is one): the request as accepted. While the ledger
+writes a small record of it to Redis before answering: the request as accepted. It goes
+in the round trip that releases the request's concurrency slot (a group commit every
+request makes anyway), so it costs a send no round trip of its own. While the ledger
 does not know the message, the status route answers from this record, every recipient
 `queued`, exactly as the ledger reports a message no dispatcher has touched yet.
 
@@ -20,14 +21,10 @@ from uuid import UUID
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from services.ingest.idempotency import KeyWrite
+from services.ingest.ratelimit import KeyWrite
 from shared.contracts import MessageStatusReport, RecipientStatusRow, SmsJob
 from shared.countries import country_of
-from shared.log import get_logger
-
-log = get_logger(__name__)
 
 
 class AcceptedRecord(msgspec.Struct, frozen=True):
@@ -96,17 +93,10 @@ class AcceptedMessages:
         self._prefix = prefix
 
     def write_of(self, job: SmsJob) -> KeyWrite:
-        """The Redis write that remembers `job`, to send with other writes in one round trip."""
+        """The Redis write that remembers `job`, to send with the request's other writes.
+        If it fails, the job is queued all the same; its status is then only missing until
+        the ledger has it."""
         return KeyWrite(self._name(job.project, job.message_id), _encode(record_of(job)), self._ttl)
-
-    async def remember(self, job: SmsJob) -> None:
-        """Write the record. Never raises: the job is already queued, and without the record
-        its status is only missing until the ledger has it."""
-        write = self.write_of(job)
-        try:
-            await self._redis.set(write.name, write.value, ex=write.ttl_seconds)
-        except RedisError:
-            log.warning("accepted_status_not_recorded", message_id=str(job.message_id), project=job.project)
 
     async def find(self, project: str, message_id: UUID) -> MessageStatusReport | None:
         """The queued report of an accepted message of `project`; None when there is no record.

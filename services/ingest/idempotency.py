@@ -47,15 +47,6 @@ class StoredResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class KeyWrite:
-    """Another key to set in the round trip that completes a record."""
-
-    name: str
-    value: bytes
-    ttl_seconds: int
-
-
-@dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
     fingerprint: str
     response: StoredResponse | None
@@ -154,26 +145,13 @@ class IdempotencyStore:
                         )
                     await asyncio.sleep(0.05)
 
-    async def complete(
-        self,
-        project: str,
-        kind: KeyKind,
-        key: str,
-        fingerprint: str,
-        response: StoredResponse,
-        also: KeyWrite | None = None,
-    ) -> None:
-        """Record the response of a published job, and set `also` in the same round trip.
-        Never raises: if Redis fails, the record is kept in memory and written when Redis
-        answers again (`also` is not: it is the caller's to lose)."""
+    async def complete(self, project: str, kind: KeyKind, key: str, fingerprint: str, response: StoredResponse) -> None:
+        """Record the response of a published job. Never raises: if Redis fails, the record
+        is kept in memory and written when Redis answers again."""
         name = self._name(project, kind, key)
         record = IdempotencyRecord(fingerprint, response)
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(name, record.encode(), ex=self._ttl)
-                if also is not None:
-                    pipe.set(also.name, also.value, ex=also.ttl_seconds)
-                await pipe.execute()
+            await self._redis.set(name, record.encode(), ex=self._ttl)
         except RedisError:
             log.warning("idempotency_record_deferred", project=project)
             self._unwritten[name] = record

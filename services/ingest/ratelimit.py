@@ -194,13 +194,26 @@ class AdmissionQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyWrite:
+    """A key a request leaves behind, with its time to live."""
+
+    name: str
+    value: bytes
+    ttl_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class Reservation:
-    """What an admitted request holds until it ends: its concurrency slot, its spend."""
+    """What an admitted request holds until it ends (its concurrency slot, its spend), and
+    what it leaves behind then."""
 
     key_id: str
     slot: str
     spend_key: str = ""
     spend_micros: int = 0
+    record: KeyWrite | None = None
+    """Written in the release's round trip (a published message's status record, so that
+    it costs the request no round trip of its own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,14 +353,14 @@ class RateLimiter:
         )
 
     async def release(self, reservation: Reservation) -> None:
-        """Give the slot (and an unused spend reservation) back; returns once Redis has
-        them (or raises why not).
+        """Give the slot (and an unused spend reservation) back, and write the record the
+        request leaves; returns once Redis has them (or raises why not).
 
         Group commit: releases that arrive while others are on their way to Redis go
         together in the next round trip. Alone, a release goes at once; under load one
         round trip carries many, where one each cost the hot path ~5% of its CPU.
         """
-        if not reservation.slot and not reservation.spend_micros:
+        if not reservation.slot and not reservation.spend_micros and reservation.record is None:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._releases.append((reservation, done))
@@ -367,6 +380,9 @@ class RateLimiter:
                             pipe.zrem(f"{self._prefix}:conc:{reservation.key_id}", reservation.slot)
                         if reservation.spend_micros:
                             pipe.decrby(reservation.spend_key, reservation.spend_micros)
+                        if reservation.record is not None:
+                            record = reservation.record
+                            pipe.set(record.name, record.value, ex=record.ttl_seconds)
                     await pipe.execute()
             except Exception as exc:  # every waiter gets the error its own commands would have raised
                 outcome = exc

@@ -116,7 +116,8 @@ class SendService:
             await self._limiter.release(admission.to_release())
         except RedisError:
             # The slot expires by itself; an unreturned spend reservation counts against
-            # the cap until the day ends (it errs on the side of sending less).
+            # the cap until the day ends (it errs on the side of sending less); without its
+            # status record, a queued message reads as not found until the ledger has it.
             log.warning("admission_release_failed", key_id=admission.answers.reservation.key_id)
 
     async def accept(self, caller: Caller, admission: Admission, idempotency_key: str | None) -> StoredResponse:
@@ -128,9 +129,7 @@ class SendService:
         if refusal is not None:
             raise refusal
         if idempotency_key is None:
-            job, response = await self._queue(caller, plan, admission)
-            await self._accepted.remember(job)  # before the 200: a status read right after it finds the message
-            return response
+            return await self._queue(caller, plan, admission)
 
         check_key(idempotency_key)
         kind = caller.key.kind
@@ -142,7 +141,7 @@ class SendService:
         if earlier is not None:
             return earlier
         try:
-            job, response = await self._queue(caller, plan, admission)
+            response = await self._queue(caller, plan, admission)
         except BaseException:
             try:
                 await self._idempotency.release(caller.project_id, kind, idempotency_key)
@@ -150,9 +149,7 @@ class SendService:
                 log.warning("idempotency_claim_release_failed", project=caller.project_id)
             raise
         # Published and confirmed: from here on the answer is the response, whatever Redis does.
-        await self._idempotency.complete(
-            caller.project_id, kind, idempotency_key, request_print, response, also=self._accepted.write_of(job)
-        )
+        await self._idempotency.complete(caller.project_id, kind, idempotency_key, request_print, response)
         return response
 
     def _plan(self, caller: Caller, request: SendRequest) -> SendPlan:
@@ -168,7 +165,7 @@ class SendService:
             message=request.message,
         )
 
-    async def _queue(self, caller: Caller, plan: SendPlan, admission: Admission) -> tuple[SmsJob, StoredResponse]:
+    async def _queue(self, caller: Caller, plan: SendPlan, admission: Admission) -> StoredResponse:
         assert plan.sender is not None
         accepted_at = datetime.now(UTC)
         job = SmsJob(
@@ -191,6 +188,9 @@ class SendService:
         )
         await self._publisher.publish(job)
         admission.keep_spend()
+        # Written with the release, before the 200 is sent: a status read right after the
+        # 200 finds the message even before the ledger has recorded it.
+        admission.leave(self._accepted.write_of(job))
         log.info(
             "sms_accepted",
             message_id=str(job.message_id),
@@ -214,4 +214,4 @@ class SendService:
                 timestamp=accepted_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             ),
         )
-        return job, StoredResponse(200, _encode(body))
+        return StoredResponse(200, _encode(body))

@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.ledger_queries import LedgerQueries, message_status_body
 from tests.ingest.conftest import StartIngest
+from tests.ledger.support import eventually, publisher
 from tests.support.accounts import ProjectKeys, add_project
 
 pytestmark = pytest.mark.slow
@@ -59,6 +61,28 @@ async def test_a_status_read_right_after_the_200_answers_queued(
                 (f"+4712345{n:03d}", "NO", "queued"),
                 ("+46701234567", "SE", "queued"),
             }
+
+
+async def test_the_early_answer_is_the_ledgers_answer_to_come(
+    start_ingest: StartIngest, keys: ProjectKeys, ledger: None, amqp_url: str
+) -> None:
+    """What ingest answers from its record is byte for byte what the ledger answers once it
+    has recorded the message (and no dispatcher has touched it)."""
+    served = start_ingest()
+    async with httpx.AsyncClient(base_url=served.url, headers=bearer(keys.live_key), timeout=15) as client:
+        sent = await client.post(SEND, json=payload(7))
+        early = await client.get(f"/api/v1/sms/{sent.json()['data']['messageId']}")
+    assert early.status_code == 200
+    message_id = uuid.UUID(sent.json()["data"]["messageId"])
+    async with publisher(amqp_url) as broker:
+        ledger_queries = LedgerQueries(broker, timeout=10)
+
+        async def recorded() -> bool:
+            return (await ledger_queries.message_status(keys.project, message_id)).found
+
+        await eventually(recorded, what="the ledger recording the message")
+        report = await ledger_queries.message_status(keys.project, message_id)
+    assert early.json() == message_status_body(report)
 
 
 async def test_another_project_cannot_read_an_accepted_message(
