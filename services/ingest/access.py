@@ -49,4 +49,5 @@ class AccessControl:
             requests_per_minute=own.requests_per_minute or self._defaults.requests_per_minute,
             tag_requests_per_minute=own.tag_requests_per_minute or self._defaults.tag_requests_per_minute,
             concurrent_requests=own.concurrent_requests or self._defaults.concurrent_requests,
+            reads_per_minute=self._defaults.reads_per_minute,
         )

@@ -8,10 +8,10 @@ recipient → 403 daily spend cap → 500 provider down → queued.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from services.ingest.ratelimit import AdmissionAnswers, RateDecision, Reservation, SpendVerdict
+from services.ingest.ratelimit import AdmissionAnswers, KeyWrite, RateDecision, Reservation, SpendVerdict
 from shared.errors import ErrorCode, GatewayError
 from shared.money import format_money
 from shared.segments import SegmentCount
@@ -62,6 +62,9 @@ class Admission:
     plan: SendPlan | None = None
     spend_kept: bool = field(default=False)
     """Set once the job is published: its spend stays counted."""
+    record: KeyWrite | None = None
+    """What the request leaves behind, written when it ends (the published message's status
+    record, see `accepted.py`)."""
 
     @property
     def rate(self) -> RateDecision:
@@ -70,9 +73,13 @@ class Admission:
     def keep_spend(self) -> None:
         self.spend_kept = True
 
+    def leave(self, record: KeyWrite) -> None:
+        self.record = record
+
     def to_release(self) -> Reservation:
         held = self.answers.reservation
-        return Reservation(held.key_id, held.slot) if self.spend_kept else held
+        kept = Reservation(held.key_id, held.slot) if self.spend_kept else held
+        return replace(kept, record=self.record)
 
 
 def check_rate(rate: RateDecision) -> None:

@@ -14,22 +14,23 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.ingest.accepted import AcceptedMessages
 from services.ingest.access import AccessControl
 from services.ingest.account_store import AccountStore
+from services.ingest.api_reference import docs_asset, swagger_ui
 from services.ingest.errors import handle_client_left, handle_gateway_error, handle_http_exception, handle_unexpected
 from services.ingest.http_limits import ClientLeft, check_header_size
 from services.ingest.idempotency import IdempotencyStore
 from services.ingest.metrics import IngestMetrics
+from services.ingest.openapi import SECURITY_COMPONENTS
 from services.ingest.pricing import PriceTable
 from services.ingest.publisher import JobPublisher
 from services.ingest.ratelimit import Limits, RateLimiter
 from services.ingest.routes import message_status, send_sms, usage
-from services.ingest.schemas import SECURITY_COMPONENTS
 from services.ingest.send import SendService
 from services.ingest.settings import IngestSettings
 from shared.broker_connection import connect_when_available
@@ -61,21 +62,29 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             logger=None,
         )
         accounts = AccountStore(settings.accounts_file)
-        defaults = Limits(settings.requests_per_minute, settings.tag_requests_per_minute, settings.concurrent_requests)
+        defaults = Limits(
+            settings.requests_per_minute,
+            settings.tag_requests_per_minute,
+            settings.concurrent_requests,
+            settings.reads_per_minute,
+        )
         access = AccessControl(accounts, defaults, settings.trusted_proxies)
         idempotency = IdempotencyStore(
             redis, ttl_seconds=settings.idempotency_ttl_seconds, wait_seconds=settings.publish_timeout_seconds
         )
+        accepted = AcceptedMessages(redis, ttl_seconds=settings.accepted_status_ttl_seconds)
         send_service = SendService(
             access=access,
             limiter=RateLimiter(redis, slot_seconds=settings.concurrency_slot_seconds),
             idempotency=idempotency,
             publisher=JobPublisher(broker, timeout=settings.publish_timeout_seconds),
             prices=PriceTable(settings.currency, settings.default_price_per_segment, settings.prices_per_segment),
+            accepted=accepted,
         )
         app.state.update(
             access=access,
             send_service=send_service,
+            accepted=accepted,
             redis=redis,
             broker=broker,
             ledger=LedgerQueries(broker, timeout=settings.ledger_query_timeout_seconds),
@@ -96,11 +105,12 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             await redis.aclose()
 
     return Litestar(
-        route_handlers=[send_sms, message_status, usage, health_live, health_ready, metrics],
+        route_handlers=[send_sms, message_status, usage, docs_asset, health_live, health_ready, metrics],
         dependencies={
             "access": Provide(_state("access"), sync_to_thread=False),
             "send_service": Provide(_state("send_service"), sync_to_thread=False),
             "ledger": Provide(_state("ledger"), sync_to_thread=False),
+            "accepted": Provide(_state("accepted"), sync_to_thread=False),
         },
         exception_handlers={
             GatewayError: handle_gateway_error,
@@ -116,6 +126,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
                 "body_timeout_seconds": settings.body_timeout_seconds,
                 "max_header_bytes": settings.max_header_bytes,
                 "default_requests_per_minute": settings.requests_per_minute,
+                "default_reads_per_minute": settings.reads_per_minute,
             }
         ),
         request_max_body_size=settings.max_body_bytes,
@@ -127,7 +138,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             components=SECURITY_COMPONENTS,
             security=[{"BearerAuth": []}],
             path="/docs",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[swagger_ui()],  # offline: its assets are served by this app
         ),
         debug=False,
     )

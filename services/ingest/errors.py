@@ -28,7 +28,9 @@ AnyRequest = Request[Any, Any, Any]
 def rate_headers(request: AnyRequest) -> dict[str, str]:
     decision: RateDecision | None = request.state.get("rate_decision")
     if decision is None:
-        decision = RateDecision.untracked(request.app.state.default_requests_per_minute)
+        state = request.app.state
+        read = request.state.get("read", False)
+        decision = RateDecision.untracked(state.default_reads_per_minute if read else state.default_requests_per_minute)
     return decision.headers()
 
 

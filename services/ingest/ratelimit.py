@@ -18,8 +18,12 @@ the currency. An admitted request under a spend cap reserves its estimated cost 
 same script, only if it fits under the cap; the reservation is given back unless the job
 is then published (a refusal by a later check, a replay, a failed publish all return it).
 
+Reads (message status, usage) have a window of their own per key (`reads_per_minute`),
+so polling for a status never takes a send's place; they share the key's concurrency slots.
+
 The X-RateLimit-* headers describe the per-key limit, as the contract shows them, except
-on a refusal by the per-tag limit, where they describe the tag's window.
+on a refusal by the per-tag limit, where they describe the tag's window; on a read they
+describe the key's read window.
 """
 
 from __future__ import annotations
@@ -131,6 +135,7 @@ class Limits:
     requests_per_minute: int
     tag_requests_per_minute: int
     concurrent_requests: int
+    reads_per_minute: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,16 +194,31 @@ class AdmissionQuery:
     """Whose opt-out list the recipients are looked up in."""
     spend: SpendQuery | None = None
     """Reserve this request's cost under the project's daily cap (None: no cap applies)."""
+    read: bool = False
+    """A status or usage read: counted in the key's read window instead of its send window."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyWrite:
+    """A key a request leaves behind, with its time to live."""
+
+    name: str
+    value: bytes
+    ttl_seconds: int
 
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """What an admitted request holds until it ends: its concurrency slot, its spend."""
+    """What an admitted request holds until it ends (its concurrency slot, its spend), and
+    what it leaves behind then."""
 
     key_id: str
     slot: str
     spend_key: str = ""
     spend_micros: int = 0
+    record: KeyWrite | None = None
+    """Written in the release's round trip (a published message's status record, so that
+    it costs the request no round trip of its own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +255,9 @@ class RateLimiter:
         cost = to_micros(spend.cost) if spend else 0
 
         def fill(pipe: Pipeline) -> None:
-            self._queue_script(pipe, query.key_id, query.tag, query.limits, slot, admit=True, spend=spend, cost=cost)
+            self._queue_script(
+                pipe, query.key_id, query.tag, query.limits, slot, admit=True, spend=spend, cost=cost, read=query.read
+            )
             if recipients:
                 pipe.smismember(BLOCKLIST_KEY, recipients)
                 pipe.smismember(opt_out_key(query.project), recipients)
@@ -266,11 +288,12 @@ class RateLimiter:
             ),
         )
 
-    async def peek(self, key_id: str, limits: Limits) -> RateDecision:
-        """The key's usage, recording nothing (for the headers of early refusals)."""
+    async def peek(self, key_id: str, limits: Limits, *, read: bool = False) -> RateDecision:
+        """The key's usage (of its read window when `read`), recording nothing (for the
+        headers of early refusals)."""
 
         def fill(pipe: Pipeline) -> None:
-            self._queue_script(pipe, key_id, None, limits, "", admit=False, spend=None, cost=0)
+            self._queue_script(pipe, key_id, None, limits, "", admit=False, spend=None, cost=0, read=read)
 
         results = await self._round_trip(fill)
         return self._decision(results[0], "")
@@ -304,16 +327,17 @@ class RateLimiter:
         admit: bool,
         spend: SpendQuery | None,
         cost: int,
+        read: bool,
     ) -> None:
         keys = [
-            f"{self._prefix}:key:{key_id}",
+            f"{self._prefix}:{'read' if read else 'key'}:{key_id}",
             f"{self._prefix}:tag:{tag or ''}",
             f"{self._prefix}:conc:{key_id}",
             self._spend_prefix(spend.project if spend else ""),
         ]
         args: list[int | str] = [
             WINDOW_MS,
-            limits.requests_per_minute,
+            limits.reads_per_minute if read else limits.requests_per_minute,
             limits.tag_requests_per_minute if tag else 0,
             limits.concurrent_requests,
             slot,
@@ -341,14 +365,14 @@ class RateLimiter:
         )
 
     async def release(self, reservation: Reservation) -> None:
-        """Give the slot (and an unused spend reservation) back; returns once Redis has
-        them (or raises why not).
+        """Give the slot (and an unused spend reservation) back, and write the record the
+        request leaves; returns once Redis has them (or raises why not).
 
         Group commit: releases that arrive while others are on their way to Redis go
         together in the next round trip. Alone, a release goes at once; under load one
         round trip carries many, where one each cost the hot path ~5% of its CPU.
         """
-        if not reservation.slot and not reservation.spend_micros:
+        if not reservation.slot and not reservation.spend_micros and reservation.record is None:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._releases.append((reservation, done))
@@ -368,6 +392,9 @@ class RateLimiter:
                             pipe.zrem(f"{self._prefix}:conc:{reservation.key_id}", reservation.slot)
                         if reservation.spend_micros:
                             pipe.decrby(reservation.spend_key, reservation.spend_micros)
+                        if reservation.record is not None:
+                            record = reservation.record
+                            pipe.set(record.name, record.value, ex=record.ttl_seconds)
                     await pipe.execute()
             except Exception as exc:  # every waiter gets the error its own commands would have raised
                 outcome = exc

@@ -6,21 +6,30 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import msgspec
 from litestar import MediaType, Request, Response, get, post
-from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
-from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
+from redis.exceptions import RedisError
 
+from services.ingest.accepted import AcceptedMessages
 from services.ingest.access import AccessControl
 from services.ingest.account_store import Caller
 from services.ingest.admission import Admission, RateLimited
 from services.ingest.errors import observe
 from services.ingest.http_limits import declared_too_large, receive_send_request, too_large
 from services.ingest.metrics import IngestMetrics
-from services.ingest.schemas import ErrorResponse, SendOperation, SendResponse
+from services.ingest.openapi import (
+    SEND_ERRORS,
+    STATUS_ERRORS,
+    USAGE_ERRORS,
+    SendOperation,
+    StatusOperation,
+    UsageOperation,
+)
+from services.ingest.schemas import MessageStatusResponse, SendResponse, UsageResponse
 from services.ingest.send import SendService
 from services.ingest.validation import SendRequest
 from shared.errors import ErrorCode, GatewayError
@@ -32,45 +41,21 @@ from shared.ledger_queries import (
 )
 
 AnyRequest = Request[Any, Any, Any]
+Body = TypeVar("Body")
 
-RATE_LIMIT_HEADERS = [
-    ResponseHeader(
-        name="X-RateLimit-Limit",
-        documentation_only=True,
-        description="Requests per minute per key (per tag, on a refusal by the tag limit).",
-    ),
-    ResponseHeader(
-        name="X-RateLimit-Remaining", documentation_only=True, description="Requests left in the current minute."
-    ),
-    ResponseHeader(
-        name="X-RateLimit-Reset",
-        documentation_only=True,
-        description="Unix time (seconds) when the oldest counted request leaves the window.",
-    ),
-]
+REDIS_UNAVAILABLE_FOR_READS = "Message status is unavailable (Redis unreachable). Retry shortly"
 
 
-def _error(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=ErrorResponse, description=description, generate_examples=False)
-
-
-ERROR_RESPONSES: dict[int, ResponseSpec] = {
-    400: _error("VALIDATION_ERROR (every problem listed in details), INVALID_TAG or RECIPIENT_BLOCKED"),
-    401: _error("UNAUTHORIZED: invalid or missing API key"),
-    403: _error("IP_NOT_WHITELISTED or FORBIDDEN"),
-    429: _error("RATE_LIMIT_EXCEEDED, with retryAfter and a Retry-After header"),
-    500: _error("PROVIDER_ERROR, PROVIDER_AUTH_ERROR, PROVIDER_NO_CREDITS or INTERNAL_ERROR"),
-}
-
-
-async def identify(request: AnyRequest, access: AccessControl, send_service: SendService) -> Caller:
+async def identify(
+    request: AnyRequest, access: AccessControl, send_service: SendService, *, read: bool = False
+) -> Caller:
     """The key, project and IP checks every API endpoint starts with."""
     request.state.started = time.perf_counter()
     caller = access.authenticate(request)
     try:
         access.check_ip(request, caller)
     except GatewayError:
-        request.state.rate_decision = await send_service.usage(caller)
+        request.state.rate_decision = await send_service.usage(caller, read=read)
         raise
     return caller
 
@@ -78,10 +63,10 @@ async def identify(request: AnyRequest, access: AccessControl, send_service: Sen
 @post(
     "/api/v1/sms/send",
     summary="Send SMS",
+    operation_id="sendSms",
     description="Queue one message to 1-1000 recipients. Answers only after the job is durably queued.",
     operation_class=SendOperation,
-    responses={**ERROR_RESPONSES, 413: _error("VALIDATION_ERROR: request body over 1 MB")},
-    response_headers=RATE_LIMIT_HEADERS,
+    responses=SEND_ERRORS,
     tags=["SMS"],
     status_code=200,
 )
@@ -115,12 +100,18 @@ async def send_sms(request: AnyRequest, send_service: NamedDependency[SendServic
 
 @asynccontextmanager
 async def admitted(
-    request: AnyRequest, send_service: SendService, caller: Caller, parsed: SendRequest | None = None
+    request: AnyRequest,
+    send_service: SendService,
+    caller: Caller,
+    parsed: SendRequest | None = None,
+    *,
+    read: bool = False,
 ) -> AsyncIterator[Admission]:
-    """The admission bracket: count the request against its limits, then, however the
-    request ends, give back what it holds (its concurrency slot, an unused spend)."""
+    """The admission bracket: count the request against its limits (a read against the
+    key's read limit), then, however the request ends, give back what it holds (its
+    concurrency slot, an unused spend)."""
     try:
-        admission = await send_service.admit(caller, parsed)
+        admission = await (send_service.admit_read(caller) if read else send_service.admit(caller, parsed))
     except RateLimited as exc:
         request.state.rate_decision = exc.decision
         raise
@@ -135,11 +126,13 @@ async def _answer_read(
     request: AnyRequest,
     access: AccessControl,
     send_service: SendService,
-    read: Callable[[Caller], Awaitable[dict[str, Any]]],
-) -> Response[dict[str, Any]]:
-    """Reads pass the same key, IP and rate-limit checks as sends (no tag limit: no tag)."""
-    caller = await identify(request, access, send_service)
-    async with admitted(request, send_service, caller) as admission:
+    read: Callable[[Caller], Awaitable[Body]],
+) -> Response[Body]:
+    """Reads pass the same key and IP checks as sends, and count against the key's read
+    limit (its own, so polling a status never takes a send's place)."""
+    request.state.read = True  # the rate-limit headers of any answer describe the read window
+    caller = await identify(request, access, send_service, read=True)
+    async with admitted(request, send_service, caller, read=True) as admission:
         body = await read(caller)
     observe(request, "OK")
     return Response(body, media_type=MediaType.JSON, headers=admission.rate.headers())
@@ -148,10 +141,12 @@ async def _answer_read(
 @get(
     "/api/v1/sms/{messageId:str}",
     summary="Message status",
-    description="Per-recipient delivery status of a message sent with this key's project. "
-    "An unknown id and another project's id both answer 404.",
-    responses={**ERROR_RESPONSES, 404: _error("VALIDATION_ERROR: no such message in this project")},
-    response_headers=RATE_LIMIT_HEADERS,
+    operation_id="getMessageStatus",
+    description="Per-recipient delivery status of a message sent with this key's project, from the moment "
+    "the send answered 200 (`queued` until the dispatcher takes it). An unknown id and another project's id "
+    "both answer 404. Reads have a rate limit of their own (600 per minute per key by default).",
+    operation_class=StatusOperation,
+    responses=STATUS_ERRORS,
     tags=["SMS"],
 )
 async def message_status(
@@ -160,15 +155,23 @@ async def message_status(
     access: NamedDependency[AccessControl],
     send_service: NamedDependency[SendService],
     ledger: NamedDependency[LedgerQueries],
-) -> Response[dict[str, Any]]:
-    async def read(caller: Caller) -> dict[str, Any]:
+    accepted: NamedDependency[AcceptedMessages],
+) -> Response[MessageStatusResponse]:
+    async def read(caller: Caller) -> MessageStatusResponse:
         try:
             parsed = uuid.UUID(messageId)
         except ValueError:
             raise GatewayError(
                 ErrorCode.VALIDATION_ERROR, details=[f"messageId: not a UUID: '{messageId[:40]}'"]
             ) from None
-        return message_status_body(await ledger.message_status(caller.project_id, parsed))
+        report = await ledger.message_status(caller.project_id, parsed)
+        if not report.found:
+            # Accepted a moment ago and not yet recorded by the ledger: queued, as its 200 said.
+            try:
+                report = await accepted.find(caller.project_id, parsed) or report
+            except RedisError as exc:
+                raise GatewayError(ErrorCode.INTERNAL_ERROR, REDIS_UNAVAILABLE_FOR_READS, retry_after=1) from exc
+        return msgspec.convert(message_status_body(report), MessageStatusResponse)
 
     return await _answer_read(request, access, send_service, read)
 
@@ -176,10 +179,12 @@ async def message_status(
 @get(
     "/api/v1/usage",
     summary="Usage",
+    operation_id="getUsage",
     description="Billed usage of this key's project: sent recipients, segments and cost, by day, tag or "
-    "country, for whole UTC days `from`..`to` (inclusive, YYYY-MM-DD).",
-    responses=ERROR_RESPONSES,
-    response_headers=RATE_LIMIT_HEADERS,
+    "country, for whole UTC days `from`..`to` (inclusive, YYYY-MM-DD). Reads have a rate limit of their own "
+    "(600 per minute per key by default).",
+    operation_class=UsageOperation,
+    responses=USAGE_ERRORS,
     tags=["Billing"],
 )
 async def usage(
@@ -190,10 +195,10 @@ async def usage(
     date_from: Annotated[str | None, QueryParameter(name="from", description="First day, YYYY-MM-DD")] = None,
     date_to: Annotated[str | None, QueryParameter(name="to", description="Last day, YYYY-MM-DD")] = None,
     group_by: Annotated[str, QueryParameter(name="groupBy", description="day, tag or country")] = "day",
-) -> Response[dict[str, Any]]:
-    async def read(caller: Caller) -> dict[str, Any]:
+) -> Response[UsageResponse]:
+    async def read(caller: Caller) -> UsageResponse:
         params = parse_usage_params(date_from, date_to, group_by)
         report = await ledger.usage(caller.project_id, params.date_from, params.date_to, params.group_by)
-        return usage_body(report, params)
+        return msgspec.convert(usage_body(report, params), UsageResponse)
 
     return await _answer_read(request, access, send_service, read)

@@ -1,32 +1,34 @@
-"""The HTTP API's response bodies and their OpenAPI description, as the contract defines them."""
+"""The HTTP API's response bodies, as the contract defines them (and, for the reads the
+contract leaves open, as the gateway answers them). They are also the OpenAPI description's
+models: `Annotated[..., KwargDefinition(...)]` adds what JSON types cannot say (formats,
+descriptions), which only the description reads."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from enum import StrEnum
+from typing import Annotated, Literal
 
 import msgspec
-from litestar.openapi.spec import (
-    Components,
-    OpenAPIMediaType,
-    Operation,
-    RequestBody,
-    Schema,
-    SecurityScheme,
-)
-from litestar.openapi.spec.enums import OpenAPIType
+from litestar.params import KwargDefinition
+from msgspec import UNSET, UnsetType
 
+from shared.contracts import DeliveryStatus
 from shared.errors import ErrorCode
+
+Uuid = Annotated[str, KwargDefinition(format="uuid")]
+Timestamp = Annotated[str, KwargDefinition(format="date-time", description="ISO 8601, UTC, milliseconds")]
+Day = Annotated[str, KwargDefinition(format="date", description="A UTC day, YYYY-MM-DD")]
+Money = Annotated[str, KwargDefinition(pattern=r"^\d+\.\d{2}( [A-Z]{3})?$", description="Amount and currency")]
 
 
 class SendResult(msgspec.Struct, rename="camel"):
-    message_id: str
+    message_id: Uuid
     recipient_count: int
     sms_segments_per_recipient: int
     total_sms_segments: int
-    estimated_cost: str
+    estimated_cost: Money
     status: Literal["queued"]
-    timestamp: str
+    timestamp: Timestamp
 
 
 class SendResponse(msgspec.Struct):
@@ -46,48 +48,93 @@ class ErrorResponse(msgspec.Struct):
     error: ErrorDetail
 
 
-SEND_REQUEST_SCHEMA = Schema(
-    type=OpenAPIType.OBJECT,
-    required=["tag", "recipients", "message"],
-    additional_properties=False,
-    description="Unknown fields are refused with VALIDATION_ERROR.",
-    properties={
-        "tag": Schema(
-            type=OpenAPIType.STRING,
-            min_length=1,
-            max_length=50,
-            examples=["R-COV1RSMS"],
-            description="Tag code assigned to your project; it selects the sender name.",
-        ),
-        "recipients": Schema(
-            type=OpenAPIType.ARRAY,
-            min_items=1,
-            max_items=1000,
-            items=Schema(type=OpenAPIType.STRING, pattern=r"^\+[1-9]\d{1,14}$"),
-            description="E.164 numbers; duplicates are removed.",
-            examples=[["+4712345678", "+4787654321"]],
-        ),
-        "message": Schema(
-            type=OpenAPIType.STRING,
-            min_length=1,
-            max_length=1000,
-            description="1-1000 characters; GSM-7 or UCS-2 segments are counted.",
-        ),
-    },
-)
+class CarrierVerdict(StrEnum):
+    """What a carrier's delivery receipt says (`shared.contracts.ReceiptStatus`); an enum, not
+    a Literal, so that "one of these or null" is one type in generated clients."""
 
-SECURITY_COMPONENTS = Components(
-    security_schemes={"BearerAuth": SecurityScheme(type="http", scheme="bearer", description="sk_live_… or sk_test_…")},
-    schemas={"SendRequest": SEND_REQUEST_SCHEMA},
-)
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    DELETED = "deleted"
+    ACCEPTED = "accepted"
+    UNKNOWN = "unknown"
 
 
-@dataclass
-class SendOperation(Operation):
-    """The send operation with its request body, which the handler reads raw so it can
-    report every validation problem in the contract's shape after auth and rate limits."""
+class RecipientStatus(msgspec.Struct, rename="camel"):
+    recipient: str
+    country: Annotated[str, KwargDefinition(description="ISO 3166 alpha-2; ZZ: unknown")]
+    status: DeliveryStatus
+    sms_segments: int
+    cost: Annotated[Money, KwargDefinition(description="Billed for this recipient (0.00 unless sent)")]
+    attempt: Annotated[int, KwargDefinition(description="0 while queued")]
+    provider_reference: str | None
+    error_code: Annotated[str | None, KwargDefinition(description="The catalogue's code of a failed send")]
+    updated_at: Timestamp | None
+    delivery_status: Annotated[CarrierVerdict | None, KwargDefinition(description="null: no receipt yet")]
+    delivery_updated_at: Timestamp | None
+    delivery_error: str | None
 
-    def __post_init__(self) -> None:
-        self.request_body = RequestBody(
-            content={"application/json": OpenAPIMediaType(schema=SEND_REQUEST_SCHEMA)}, required=True
-        )
+
+class StatusSummary(msgspec.Struct, rename="camel"):
+    """Recipients by state (the carrier's verdicts counted apart)."""
+
+    queued: int
+    sent: int
+    retrying: int
+    failed: int
+    dead_lettered: int
+    delivered: int
+    delivery_failed: int
+
+
+class MessageStatus(msgspec.Struct, rename="camel"):
+    message_id: Uuid
+    status: Literal["queued", "processing", "sent", "partially_sent", "failed"]
+    tag: str | None
+    sender: str | None
+    recipient_count: int
+    sms_segments_per_recipient: int
+    total_sms_segments: int
+    estimated_cost: Money | None
+    cost: Annotated[Money, KwargDefinition(description="Billed so far: the sent recipients' cost")]
+    test: Annotated[bool, KwargDefinition(description="Sent with a test key: never delivered, never billed")]
+    timestamp: Timestamp | None
+    summary: StatusSummary
+    recipients: list[RecipientStatus]
+
+
+class MessageStatusResponse(msgspec.Struct):
+    success: bool
+    data: MessageStatus
+
+
+class UsageRow(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    """One group; exactly one of `day`, `tag` and `country` is present, the one `groupBy` names."""
+
+    day: Day | UnsetType = UNSET
+    tag: str | UnsetType = UNSET
+    country: Annotated[str, KwargDefinition(description="ISO 3166 alpha-2")] | UnsetType = UNSET
+    messages: Annotated[int, KwargDefinition(description="Messages with at least one recipient sent")]
+    recipients: Annotated[int, KwargDefinition(description="Recipients sent")]
+    sms_segments: int
+    cost: Money
+
+
+class UsageTotals(msgspec.Struct, rename="camel"):
+    recipients: int
+    sms_segments: int
+    cost: Annotated[str, KwargDefinition(description="Per currency, joined by ' + ' if there are several")]
+
+
+class Usage(msgspec.Struct, rename={"date_from": "from", "date_to": "to", "group_by": "groupBy"}):
+    date_from: Day
+    date_to: Day
+    group_by: Literal["day", "tag", "country"]
+    rows: list[UsageRow]
+    totals: UsageTotals
+
+
+class UsageResponse(msgspec.Struct):
+    success: bool
+    data: Usage

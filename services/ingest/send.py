@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 import msgspec
 from redis.exceptions import RedisError
 
+from services.ingest.accepted import AcceptedMessages
 from services.ingest.access import AccessControl
 from services.ingest.account_store import Caller
 from services.ingest.admission import Admission, Caps, SendPlan, check_rate, send_refusal
 from services.ingest.idempotency import IdempotencyStore, StoredResponse, check_key, fingerprint
 from services.ingest.pricing import PriceTable
 from services.ingest.publisher import JobPublisher
-from services.ingest.ratelimit import AdmissionQuery, RateDecision, RateLimiter, SpendQuery
+from services.ingest.ratelimit import AdmissionAnswers, AdmissionQuery, RateDecision, RateLimiter, SpendQuery
 from services.ingest.schemas import SendResponse, SendResult
 from services.ingest.validation import SendRequest
 from shared.accounts import Project
@@ -49,12 +50,14 @@ class SendService:
         idempotency: IdempotencyStore,
         publisher: JobPublisher,
         prices: PriceTable,
+        accepted: AcceptedMessages,
     ) -> None:
         self._access = access
         self._limiter = limiter
         self._idempotency = idempotency
         self._publisher = publisher
         self._prices = prices
+        self._accepted = accepted
 
     @property
     def access(self) -> AccessControl:
@@ -84,27 +87,38 @@ class SendService:
             if reserve_spend and plan is not None and caps.daily_spend is not None
             else None,
         )
+        return Admission(await self._count(query), plan)
+
+    async def admit_read(self, caller: Caller) -> Admission:
+        """Count a status or usage read against the key's read limit (not its send limit);
+        like `admit`, raises `RateLimited`, and the caller must `release` what it returns."""
+        limits = self._access.limits_for(caller.project)
+        return Admission(await self._count(AdmissionQuery(key_id=caller.key.id, limits=limits, read=True)))
+
+    async def _count(self, query: AdmissionQuery) -> AdmissionAnswers:
         try:
             answers = await self._limiter.admit(query)
         except RedisError as exc:
             raise GatewayError(ErrorCode.INTERNAL_ERROR, REDIS_UNAVAILABLE, retry_after=1) from exc
         check_rate(answers.rate)
-        return Admission(answers, plan)
+        return answers
 
-    async def usage(self, caller: Caller) -> RateDecision:
-        """The key's current usage, counting nothing: for the headers of early refusals."""
+    async def usage(self, caller: Caller, *, read: bool = False) -> RateDecision:
+        """The key's current usage (of its read window when `read`), counting nothing: for
+        the headers of early refusals."""
         limits = self._access.limits_for(caller.project)
         try:
-            return await self._limiter.peek(caller.key.id, limits)
+            return await self._limiter.peek(caller.key.id, limits, read=read)
         except RedisError:
-            return RateDecision.untracked(limits.requests_per_minute)
+            return RateDecision.untracked(limits.reads_per_minute if read else limits.requests_per_minute)
 
     async def release(self, admission: Admission) -> None:
         try:
             await self._limiter.release(admission.to_release())
         except RedisError:
             # The slot expires by itself; an unreturned spend reservation counts against
-            # the cap until the day ends (it errs on the side of sending less).
+            # the cap until the day ends (it errs on the side of sending less); without its
+            # status record, a queued message reads as not found until the ledger has it.
             log.warning("admission_release_failed", key_id=admission.answers.reservation.key_id)
 
     async def accept(self, caller: Caller, admission: Admission, idempotency_key: str | None) -> StoredResponse:
@@ -175,6 +189,9 @@ class SendService:
         )
         await self._publisher.publish(job)
         admission.keep_spend()
+        # Written with the release, before the 200 is sent: a status read right after the
+        # 200 finds the message even before the ledger has recorded it.
+        admission.leave(self._accepted.write_of(job))
         log.info(
             "sms_accepted",
             message_id=str(job.message_id),

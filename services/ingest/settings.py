@@ -28,6 +28,9 @@ class IngestSettings(ServiceSettings):
     requests_per_minute: int = Field(100, description="Requests per minute per API key.")
     tag_requests_per_minute: int = Field(50, description="Requests per minute per tag.")
     concurrent_requests: int = Field(10, description="Requests in flight per API key.")
+    reads_per_minute: int = Field(
+        600, ge=1, description="Status and usage reads per minute per API key; they do not count against sends."
+    )
     concurrency_slot_seconds: int = Field(
         30, description="A slot a crashed process never released expires after this long."
     )
@@ -41,6 +44,12 @@ class IngestSettings(ServiceSettings):
     redis_timeout_seconds: float = Field(2.0, description="Redis connect and command timeout.")
     ledger_query_timeout_seconds: float = Field(10.0, description="Wait this long for the ledger's answer.")
     idempotency_ttl_seconds: int = Field(86_400, description="How long an Idempotency-Key is remembered.")
+    accepted_status_ttl_seconds: int = Field(
+        3600,
+        ge=1,
+        description="How long ingest answers an accepted message's status as queued itself while the ledger "
+        "has not recorded it.",
+    )
 
     currency: str = Field("NOK", description="Currency of all prices.")
     default_price_per_segment: Decimal = Field(Decimal("0.67"), description="Price per segment, any country.")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from tests.ledger.support import eventually, http_status, ledger_process, ledger_settings
 from tests.support.ingest_server import ServedIngest, served_ingest
 
 StartIngest = Callable[..., ServedIngest]
@@ -37,3 +38,18 @@ def start_ingest(
             return stack.enter_context(served_ingest(env, free_port(), log_path))
 
         yield start
+
+
+@pytest.fixture
+async def ledger(amqp_url: str, tmp_path: Path) -> AsyncIterator[None]:
+    """A ledger process of its own (the test client's app shares this process's event loop
+    handling in ways that would stall an in-process ledger's replies), ready to answer."""
+    settings = ledger_settings(amqp_url, f"chdb://{tmp_path / 'chdb'}", "rsms")
+    with ledger_process(settings, tmp_path / "ledger.log") as process:
+        process.start()
+
+        async def ready() -> bool:
+            return await http_status(settings.ledger_http_port, "/health/ready") == 200
+
+        await eventually(ready, timeout=90, what="the ledger to be ready")
+        yield

@@ -10,6 +10,7 @@ from services.ingest.admission import Admission, Caps, RateLimited, SendPlan, ch
 from services.ingest.idempotency import Claim, IdempotencyRecord, StoredResponse, decide
 from services.ingest.ratelimit import (
     AdmissionAnswers,
+    KeyWrite,
     RateDecision,
     Reservation,
     SpendAnswer,
@@ -124,6 +125,14 @@ def test_an_unpublished_request_gives_its_spend_back_a_published_one_keeps_it() 
     assert admission.to_release() == Reservation("key_1", "slot-1", "rsms:rl:spend:acme:20000", 1_340_000)
     admission.keep_spend()
     assert admission.to_release() == Reservation("key_1", "slot-1")
+
+
+def test_a_published_request_leaves_its_status_record_in_the_release() -> None:
+    admission = Admission(answers(spend=SpendVerdict.RESERVED, reserved=1_340_000), plan())
+    record = KeyWrite("rsms:accepted:acme:id", b"{}", 3600)
+    admission.keep_spend()
+    admission.leave(record)
+    assert admission.to_release() == Reservation("key_1", "slot-1", record=record)
 
 
 def test_idempotency_decisions() -> None:

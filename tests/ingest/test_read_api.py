@@ -13,32 +13,9 @@ from litestar.testing import AsyncTestClient
 
 from services.ingest.app import create_app
 from shared.contracts import SmsJob
-from tests.ledger.support import (
-    eventually,
-    http_status,
-    ledger_process,
-    ledger_settings,
-    make_outcome,
-    publish_outcome,
-    publisher,
-)
+from tests.ledger.support import eventually, make_outcome, publish_outcome, publisher
 from tests.support.accounts import ProjectKeys, add_project
 from tests.support.queues import drain
-
-
-@pytest.fixture
-async def ledger(amqp_url: str, tmp_path: Path) -> AsyncIterator[None]:
-    """A ledger process of its own (the test client's app shares this process's event loop
-    handling in ways that would stall an in-process ledger's replies), ready to answer."""
-    settings = ledger_settings(amqp_url, f"chdb://{tmp_path / 'chdb'}", "rsms")
-    with ledger_process(settings, tmp_path / "ledger.log") as process:
-        process.start()
-
-        async def ready() -> bool:
-            return await http_status(settings.ledger_http_port, "/health/ready") == 200
-
-        await eventually(ready, timeout=90, what="the ledger to be ready")
-        yield
 
 
 @pytest.fixture
@@ -92,7 +69,7 @@ async def test_status_and_usage_of_a_sent_message(
 
     await eventually(delivered, what="the outcome in the ledger")
     response = await client.get(f"/api/v1/sms/{message_id}", headers=bearer(acme.live_key))
-    assert response.headers["X-RateLimit-Limit"] == "100"
+    assert response.headers["X-RateLimit-Limit"] == "600"  # the read limit, not the send limit
     data = response.json()["data"]
     assert data["recipientCount"] == 2 and data["totalSmsSegments"] == 2
     assert data["cost"] == "1.34 NOK"
