@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import smpp34
+from click.testing import CliRunner
 from litestar.testing import AsyncTestClient
 
+from cli.main import rsms
 from services.provider_sim.app import create_app
 from services.provider_sim.settings import ProviderSimSettings
 from services.provider_sim.smpp_face import encode_inbound
+from tests.dispatcher.harness import Simulator
 
 ADMIN = {"Authorization": "Bearer sim-token"}
 ESME_RINVDSTADR = 0x0B
@@ -113,3 +117,24 @@ def test_gsm7_only_where_its_octets_are_asciis() -> None:
     assert encode_inbound("price: $5")[0] == 8  # "$" is not at 0x24 in GSM 03.38
     data_coding, short_message, (payload,) = encode_inbound("x" * 161)
     assert (data_coding, short_message, payload.tag, payload.value) == (0, b"", 0x0424, b"x" * 161)
+
+
+async def test_rsms_provider_sim_inbound_sends_an_mo_message(free_port: Callable[[], int], tmp_path: Path) -> None:
+    port, smpp_port = free_port(), free_port()
+    simulator = await Simulator(port, tmp_path / "sim.log", RSMS_PROVIDER_SIM_SMPP_PORT=str(smpp_port)).started()
+    try:
+        client = smpp34.Client("127.0.0.1", smpp_port, "rsms", "rsms", bind_type="TRX")
+        smsc = await client.connect()
+        env = {"RSMS_PROVIDER_SIM_PORT": str(port)}
+        args = ["provider-sim", "inbound", "--from", "+4790000001", "--to", "RSMS", "START"]
+        result = await asyncio.to_thread(CliRunner(env=env).invoke, rsms, args)
+        assert result.exit_code == 0 and "Taken by the gateway." in result.output, result.output
+        inbound = await next_deliver(smsc)
+        assert (inbound.source_addr, inbound.destination_addr, inbound.short_message) == (
+            "4790000001",
+            "RSMS",
+            b"START",
+        )
+        await smsc.unbind()
+    finally:
+        await simulator.stop()
