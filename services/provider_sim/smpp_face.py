@@ -141,22 +141,25 @@ class SmppFace:
 
     async def inject_inbound(self, source: str, destination: str, text: str) -> int | None:
         """Sends an MO message to a receiving bind; the deliver_sm_resp status, None when none is bound."""
+        receivers = self._receivers(None)
+        if not receivers:
+            return None
         data_coding, short_message, tlvs = encode_inbound(text)
-        for esme in self._receivers(None):
-            answer = await esme.deliver_sm(
-                destination.removeprefix("+"),
-                short_message,
-                source_addr=source.removeprefix("+"),
-                source_addr_ton=1,
-                source_addr_npi=1,
-                dest_addr_ton=1 if destination.removeprefix("+").isdigit() else 5,
-                dest_addr_npi=1 if destination.removeprefix("+").isdigit() else 0,
-                data_coding=data_coding,
-                tlvs=tlvs,
-            )
-            self.counters["smpp_inbound_sent" if answer.is_success else "smpp_inbound_refused"] += 1
-            return answer.command_status
-        return None
+        to = destination.removeprefix("+")
+        numeric = to.isdigit()  # a number (TON 1 / NPI 1) or a sender name (TON 5 / NPI 0)
+        answer = await receivers[0].deliver_sm(
+            to,
+            short_message,
+            source_addr=source.removeprefix("+"),
+            source_addr_ton=1,
+            source_addr_npi=1,
+            dest_addr_ton=1 if numeric else 5,
+            dest_addr_npi=1 if numeric else 0,
+            data_coding=data_coding,
+            tlvs=tlvs,
+        )
+        self.counters["smpp_inbound_sent" if answer.is_success else "smpp_inbound_refused"] += 1
+        return answer.command_status
 
     # -- sessions ------------------------------------------------------------------------
 
