@@ -4,6 +4,7 @@ rsms provider-sim                       run it (RSMS_PROVIDER_SIM_HOST/PORT/TOKE
 rsms provider-sim faults --error-rate 0.3 --blocked +4790000001
 rsms provider-sim faults --no-credits   / --credits, --auth-failure / --auth-ok
 rsms provider-sim stats                 what reached the simulated network
+rsms provider-sim inbound --from +4790000001 --to RSMS STOP    an MO message over its SMPP face
 """
 
 from __future__ import annotations
@@ -86,3 +87,18 @@ def reset(url: str | None) -> None:
     with _admin(url) as client:
         client.post("/admin/reset").raise_for_status()
     click.echo("Simulator reset.")
+
+
+@provider_sim.command("inbound")
+@_URL_OPTION
+@click.option("--from", "sender", required=True, help="The handset's number, e.g. +4790000001.")
+@click.option("--to", "to", required=True, help="The number or sender name it was sent to.")
+@click.argument("text")
+def inbound(url: str | None, sender: str, to: str, text: str) -> None:
+    """Send TEXT as an inbound (MO) message to the gateway over the simulator's SMPP face."""
+    with _admin(url) as client:
+        response = client.post("/admin/smpp/inbound", json={"from": sender, "to": to, "text": text})
+    if response.status_code != 200:
+        raise click.ClickException(response.json().get("error", response.text))
+    status = response.json()["deliver_sm_resp_status"]
+    click.echo("Taken by the gateway." if status == 0 else f"The gateway answered deliver_sm with 0x{status:08X}.")

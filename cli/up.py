@@ -5,6 +5,7 @@ dispatcher(s) and the ingest API as separate processes, prefixes their log lines
 restarts any that dies (`cli/supervisor.py`), and stops every one of them on Ctrl-C. It
 refuses to start (exit code 2) when a port it needs is taken: Granian listens with
 SO_REUSEPORT, so a second gateway would otherwise share the API's port with the first.
+`--provider smpp` sends through the simulator's SMPP face instead of its HTTP API.
 """
 
 from __future__ import annotations
@@ -94,7 +95,18 @@ def curl_command(port: int, key: str) -> str:
     )
 
 
-def listeners(dispatchers: int) -> list[Listener]:
+def smpp_env(dispatcher: DispatcherSettings) -> dict[str, str]:
+    """`--provider smpp`: the simulator's SMPP face on the dispatcher's RSMS_SMPP_PORT, taking
+    its RSMS_SMPP_SYSTEM_ID, and the dispatchers bound to it."""
+    return {
+        "RSMS_PROVIDER_KIND": "smpp",
+        "RSMS_SMPP_HOST": "127.0.0.1",
+        "RSMS_PROVIDER_SIM_SMPP_PORT": str(dispatcher.smpp_port),
+        "RSMS_PROVIDER_SIM_SMPP_SYSTEM_ID": dispatcher.smpp_system_id,
+    }
+
+
+def listeners(dispatchers: int, provider: str = "http") -> list[Listener]:
     """Every port `rsms up` will have its services listen on."""
     ingest, dispatcher = IngestSettings(), DispatcherSettings()
     ledger, simulator = LedgerSettings(), ProviderSimSettings()
@@ -102,6 +114,8 @@ def listeners(dispatchers: int) -> list[Listener]:
         Listener("provider-sim", simulator.provider_sim_host, simulator.provider_sim_port, "RSMS_PROVIDER_SIM_PORT"),
         Listener("ledger", ledger.ledger_http_host, ledger.ledger_http_port, "RSMS_LEDGER_HTTP_PORT"),
     ]
+    if provider == "smpp":
+        found.append(Listener("provider-sim SMPP", simulator.provider_sim_host, dispatcher.smpp_port, "RSMS_SMPP_PORT"))
     for index in range(dispatchers):
         port = dispatcher.dispatcher_http_port + (100 + index if dispatchers > 1 else 0)
         found.append(
@@ -141,10 +155,17 @@ def _wait_ready(url: str, supervisor: Supervisor, timeout: float) -> bool:
 @click.option(
     "--dispatchers", default=1, show_default=True, type=click.IntRange(1, 16), help="Dispatcher processes side by side."
 )
-def up(dispatchers: int) -> None:
+@click.option(
+    "--provider",
+    type=click.Choice(["http", "smpp"]),
+    default="http",
+    show_default=True,
+    help="How the dispatchers reach the simulator: its HTTP API or its SMPP face (SMPP 3.4).",
+)
+def up(dispatchers: int, provider: str) -> None:
     """Start the whole gateway: simulator, ledger, dispatcher(s) and the API."""
     settings = IngestSettings()
-    wanted = listeners(dispatchers)
+    wanted = listeners(dispatchers, provider)
     taken = taken_port_problem(wanted)
     if taken:
         click.echo(taken, err=True)
@@ -158,6 +179,8 @@ def up(dispatchers: int) -> None:
     demo_key = ensure_demo_project(settings.accounts_file)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("RSMS_LOG_FORMAT", "console")
+    if provider == "smpp":
+        env.update(smpp_env(DispatcherSettings()))
     ports = {listener.service: listener.port for listener in wanted}
     services = [
         Service("provider-sim", ["provider-sim"], COLOURS[0]),

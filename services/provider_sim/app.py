@@ -1,4 +1,6 @@
-"""The simulator's HTTP app: the provider API (`/v1/*`) and the admin API (`/admin/*`).
+"""The simulator's HTTP app: the provider API (`/v1/*`) and the admin API (`/admin/*`),
+and, when `RSMS_PROVIDER_SIM_SMPP_PORT` is set, its SMPP face (`smpp_face.py`) in the same
+process, so faults, counters and the admin API are shared.
 
 Bodies are read and written with msgspec directly: the simulator must keep up with tens
 of thousands of recipients a second on the same machine as the gateway it measures.
@@ -22,7 +24,8 @@ from services.provider_sim.delivery_log import DeliveryLog
 from services.provider_sim.faults import Faults, FaultsUpdate
 from services.provider_sim.receipts import ReceiptReporter
 from services.provider_sim.settings import ProviderSimSettings
-from services.provider_sim.wire import ErrorBody, MessageResult, SendRequest, SendResponse
+from services.provider_sim.smpp_face import SmppFace
+from services.provider_sim.wire import ErrorBody, InboundRequest, MessageResult, SendRequest, SendResponse
 
 JSON = "application/json"
 
@@ -73,6 +76,20 @@ def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
     decode_send = msgspec.json.Decoder(SendRequest).decode
     receipts = ReceiptReporter(
         delay_seconds=settings.provider_sim_receipt_delay_ms / 1000, counters=state.log.counters, rng=state.rng
+    )
+
+    smpp = (
+        SmppFace(
+            host=settings.provider_sim_host,
+            port=settings.provider_sim_smpp_port,
+            system_id=settings.provider_sim_smpp_system_id,
+            faults=lambda: state.faults,
+            counters=state.log.counters,
+            rng=state.rng,
+            receipt_delay_seconds=settings.provider_sim_receipt_delay_ms / 1000,
+        )
+        if settings.provider_sim_smpp_port is not None
+        else None
     )
 
     def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -152,9 +169,33 @@ def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
             ]
         )
 
+    @get("/smpp/messages")
+    async def smpp_messages(limit: int | None = None) -> Response[bytes]:
+        """Every submit_sm the SMPP face accepted, one row a part (never the text)."""
+        if smpp is None:
+            return _json(ErrorBody("the SMPP face is off: set RSMS_PROVIDER_SIM_SMPP_PORT"), 404)
+        submitted = smpp.submitted if limit is None else smpp.submitted[-limit:]
+        return _json(submitted)
+
+    @post("/smpp/inbound", status_code=200)
+    async def smpp_inbound(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """An MO message from a handset: `{"from": "+4790000001", "to": "RSMS", "text": "STOP"}`."""
+        if smpp is None:
+            return _json(ErrorBody("the SMPP face is off: set RSMS_PROVIDER_SIM_SMPP_PORT"), 404)
+        try:
+            inbound = msgspec.json.decode(await request.body(), type=InboundRequest)
+        except msgspec.ValidationError as exc:
+            return _json(ErrorBody(f"bad inbound message: {exc}"), 400)
+        status = await smpp.inject_inbound(inbound.sender, inbound.to, inbound.text)
+        if status is None:
+            return _json(ErrorBody("no receiving SMPP bind of the configured system_id is bound"), 409)
+        return _json({"deliver_sm_resp_status": status})
+
     @post("/reset", status_code=200)
     async def reset() -> Response[bytes]:
         state.log.reset()
+        if smpp is not None:
+            smpp.reset()
         state.faults = _initial_faults(settings)
         return _json(state.faults)
 
@@ -162,10 +203,14 @@ def create_app(settings: ProviderSimSettings | None = None) -> Litestar:
         route_handlers=[
             send_messages,
             account,
-            Router("/admin", route_handlers=[read_faults, change_faults, stats, messages, reset], guards=[admin_only]),
+            Router(
+                "/admin",
+                route_handlers=[read_faults, change_faults, stats, messages, smpp_messages, smpp_inbound, reset],
+                guards=[admin_only],
+            ),
         ],
-        on_startup=[receipts.start],
-        on_shutdown=[receipts.stop],
+        on_startup=[receipts.start, *([smpp.start] if smpp else [])],
+        on_shutdown=[receipts.stop, *([smpp.stop] if smpp else [])],
         openapi_config=None,
         request_max_body_size=64 * 1024 * 1024,
     )

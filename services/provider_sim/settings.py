@@ -25,3 +25,9 @@ class ProviderSimSettings(ServiceSettings):
     provider_sim_receipt_failure_rate: float = Field(
         0.0, ge=0, le=1, description="Share of receipts reporting the message undelivered (err 001)."
     )
+    provider_sim_smpp_port: int | None = Field(
+        None, description="Port of the SMPP face (an SMSC for RSMS_PROVIDER_KIND=smpp); unset: no SMPP face."
+    )
+    provider_sim_smpp_system_id: str = Field(
+        "rsms", description="The system_id the SMPP face takes submits from (the dispatcher's RSMS_SMPP_SYSTEM_ID)."
+    )

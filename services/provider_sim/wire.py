@@ -10,6 +10,10 @@ POST /v1/messages   Authorization: Bearer <token>
 
 GET /v1/account     200 {"status": "active"} · 401 · 402
 
+Admin, for the SMPP face (`smpp_face.py`): an MO message from a handset, sent as a deliver_sm:
+POST /admin/smpp/inbound  {"from": "+4790000001", "to": "RSMS", "text": "STOP"}
+200 {"deliver_sm_resp_status": 0} · 409 no receiving bind · 404 no SMPP face
+
 Receipts, after a delay, for each accepted message (not for duplicates):
 POST <callback url>  Authorization: Bearer <callback token>
 {"receipts": [{"id": "sim-1", "status": "delivered" | "undelivered", "error": null | "001",
@@ -73,3 +77,9 @@ class SendResponse(msgspec.Struct):
 
 class ErrorBody(msgspec.Struct):
     error: str
+
+
+class InboundRequest(msgspec.Struct):
+    sender: str = msgspec.field(name="from")
+    to: str
+    text: str

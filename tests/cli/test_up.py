@@ -7,10 +7,12 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from cli.main import rsms
-from cli.up import check_dependencies, ensure_demo_project
+from cli.up import check_dependencies, ensure_demo_project, listeners, smpp_env
+from services.dispatcher.settings import DispatcherSettings
 from services.ingest.account_store import AccountStore
 from services.ingest.settings import IngestSettings
 
@@ -60,3 +62,19 @@ def test_a_taken_port_is_refused_in_one_line_naming_the_setting_and_its_process(
     [line] = result.output.strip().splitlines()
     assert f"port {ports['RSMS_INGEST_PORT']} (RSMS_INGEST_PORT, for ingest) is already in use" in line
     assert f"by pid {os.getpid()} (" in line
+
+
+def test_provider_smpp_listens_on_the_dispatchers_smpp_port_and_binds_them_to_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RSMS_SMPP_PORT", "2999")
+    monkeypatch.setenv("RSMS_SMPP_SYSTEM_ID", "acme")
+    assert "RSMS_SMPP_PORT" not in {listener.setting for listener in listeners(1)}
+    (face,) = [listener for listener in listeners(1, "smpp") if listener.setting == "RSMS_SMPP_PORT"]
+    assert face.port == 2999
+    assert smpp_env(DispatcherSettings()) == {
+        "RSMS_PROVIDER_KIND": "smpp",
+        "RSMS_SMPP_HOST": "127.0.0.1",
+        "RSMS_PROVIDER_SIM_SMPP_PORT": "2999",
+        "RSMS_PROVIDER_SIM_SMPP_SYSTEM_ID": "acme",
+    }

@@ -80,7 +80,7 @@ def alive(pid: int) -> bool:
 
 @contextmanager
 def rsms_up_runner(
-    directory: Path, amqp_url: str, redis_url: str, ports: dict[str, int]
+    directory: Path, amqp_url: str, redis_url: str, ports: dict[str, int], extra_env: dict[str, str] | None = None
 ) -> Iterator[Callable[..., Gateway]]:
     """Starts `rsms up` (again, if asked) from one directory, as a user would; whatever is
     still running at the end is interrupted, then killed."""
@@ -97,6 +97,7 @@ def rsms_up_runner(
         RSMS_PRICES_PER_SEGMENT='{"SE": "0.67"}',
         PYTHONPATH=str(PROJECT_ROOT),
     )
+    env.update(extra_env or {})
     started: list[subprocess.Popen[str]] = []
 
     def start(*args: str) -> Gateway:

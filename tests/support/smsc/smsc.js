@@ -12,6 +12,8 @@
 //   {"reject": {"447700900999": 11}}  submit_sm to that destination get that status
 //   {"hold": true, "drop_after": 5} answer no submit_sm; once 5 are unanswered, drop
 //                                   every connection (and answer normally again)
+//   {"delay_ms": 100}               answer each submit_sm that much later (a slow SMSC),
+//                                   so a window of submits is outstanding at any moment
 //   {"receipts": {"stat": "DELIVRD", "err": "000"}}  a receipt for every accepted part
 //   {"deliver": {...deliver_sm fields, "short_message_hex": "..."}}  to every receiver
 'use strict';
@@ -22,7 +24,7 @@ const smpp = require('smpp');
 
 const [port, recordFile, systemId, password] = process.argv.slice(2);
 const out = fs.openSync(recordFile, 'a');
-const state = { refuseBinds: null, throttle: 0, reject: {}, hold: false, dropAfter: 0, receipts: null };
+const state = { refuseBinds: null, throttle: 0, reject: {}, hold: false, dropAfter: 0, delayMs: 0, receipts: null };
 const held = [];
 const sessions = new Set();
 let nextMessageId = 0x10000;
@@ -120,6 +122,14 @@ const server = smpp.createServer((session) => {
     session.close();
   });
   session.on('submit_sm', (pdu) => {
+    if (!state.hold && state.delayMs) {
+      // Taken now (it is in the record file above), answered later: a process killed
+      // before the answer leaves the submit's outcome unknown to it.
+      setTimeout(() => {
+        if (!session.socket.destroyed) answerSubmit(session, pdu);
+      }, state.delayMs);
+      return;
+    }
     if (!state.hold) {
       answerSubmit(session, pdu);
       return;
@@ -143,6 +153,7 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
   if ('reject' in command) state.reject = command.reject;
   if ('hold' in command) state.hold = command.hold;
   if ('drop_after' in command) state.dropAfter = command.drop_after;
+  if ('delay_ms' in command) state.delayMs = command.delay_ms;
   if ('receipts' in command) state.receipts = command.receipts;
   if ('deliver' in command) {
     const { short_message_hex: raw, ...fields } = command.deliver;
