@@ -108,7 +108,14 @@ def listeners(dispatchers: int) -> list[Listener]:
             Listener(f"dispatcher-{index + 1}", dispatcher.dispatcher_http_host, port, "RSMS_DISPATCHER_HTTP_PORT")
         )
     found.append(Listener("ingest", ingest.ingest_host, ingest.ingest_port, "RSMS_INGEST_PORT"))
+    found.append(Listener("ingest", ingest.ingest_ops_host, ingest.ingest_ops_port, "RSMS_INGEST_OPS_PORT"))
     return found
+
+
+def status_page_url() -> str:
+    """The ledger's status page (it serves it on its ops port)."""
+    ledger = LedgerSettings()
+    return f"http://127.0.0.1:{ledger.ledger_http_port}/status"
 
 
 def taken_port_problem(wanted: list[Listener]) -> str | None:
@@ -181,7 +188,7 @@ def up(dispatchers: int) -> None:
             raise SystemExit(1)
         click.secho(
             f"\nRSMS Gateway is up: http://127.0.0.1:{settings.ingest_port}  "
-            f"(API docs: /docs, metrics: /metrics). Ctrl-C stops it.",
+            f"(API docs: /docs; status page: {status_page_url()}). Ctrl-C stops it.",
             fg="green",
             bold=True,
         )
