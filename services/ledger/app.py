@@ -19,6 +19,7 @@ from services.ledger.metrics import LedgerMetrics
 from services.ledger.reads import LedgerReader
 from services.ledger.rows import RowChunk, outcome_rows, receipt_rows, request_rows
 from services.ledger.settings import LedgerSettings
+from services.ledger.sql_passthrough import SqlPassthrough
 from shared.broker_connection import connect_when_available
 from shared.contracts import LedgerReply
 from shared.log import get_logger
@@ -42,8 +43,8 @@ QUERY_PREFETCH = 8
 class LedgerStorage:
     """The ClickHouse clients of one ledger, opened once ClickHouse answers.
 
-    Writes and reads get a client each: a chDB client serialises its calls, and a status
-    query should not wait behind a large insert.
+    Writes, reads and analysts' SQL get a client each: a chDB client serialises its calls,
+    and a status query should not wait behind a large insert or a long analysis.
     """
 
     def __init__(self, settings: LedgerSettings, metrics: LedgerMetrics, log: Any) -> None:
@@ -52,6 +53,7 @@ class LedgerStorage:
         self._log = log
         self.writer: LedgerWriter | None = None
         self.reader: LedgerReader | None = None
+        self.sql: SqlPassthrough | None = None
         self._probe_client: Any = None
 
     async def open_when_available(self) -> None:
@@ -78,9 +80,15 @@ class LedgerStorage:
         writer = LedgerWriter(write_client, database)
         applied = writer.migrate()
         read_client = open_client(self._settings.clickhouse_dsn)
-        self.writer, self.reader, self._probe_client = (
+        sql = SqlPassthrough(
+            open_client(self._settings.clickhouse_dsn),
+            self._settings.ledger_sql_max_rows,
+            self._settings.ledger_sql_max_seconds,
+        )
+        self.writer, self.reader, self.sql, self._probe_client = (
             writer,
             LedgerReader(read_client, database),
+            sql,
             read_client,
         )
         self._log.info("ledger.schema_ready", database=database, migrations_applied=applied)
@@ -201,8 +209,8 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
 
     @broker.subscriber(LEDGER_QUERIES_QUEUE, channel=Channel(prefetch_count=QUERY_PREFETCH))
     async def on_query(message: RabbitMessage) -> LedgerReply:
-        assert storage.reader is not None, "queries are consumed only after storage is open"
-        return await answer_query(message.body, storage.reader, metrics, log)
+        assert storage.reader is not None and storage.sql is not None, "queries are consumed once storage is open"
+        return await answer_query(message.body, storage.reader, storage.sql, metrics, log)
 
     background: list[asyncio.Task[None]] = []
 

@@ -37,6 +37,10 @@ class LedgerSettings(ServiceSettings):
     ledger_retry_max_seconds: float = Field(30.0, gt=0, description="Longest wait between insert retries.")
     ledger_shutdown_seconds: float = Field(10.0, gt=0, description="Longest final flush on SIGTERM.")
     ledger_queue_poll_seconds: float = Field(5.0, gt=0, description="How often queue depths are read.")
+    ledger_sql_max_rows: int = Field(10_000, ge=1, description="Most rows `rsms sql` gets back, whatever it asks for.")
+    ledger_sql_max_seconds: float = Field(
+        60.0, gt=0, description="Longest an `rsms sql` statement runs, whatever it asks for."
+    )
     ledger_http_host: str = Field("127.0.0.1", description="Address of /metrics and /health/*.")
     ledger_http_port: int = Field(8082, description="Port of /metrics and /health/*.")
 
