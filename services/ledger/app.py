@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
@@ -11,6 +12,7 @@ from faststream import AckPolicy, FastStream
 from faststream.message import StreamMessage
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
+from redis.asyncio import Redis
 
 from services.ledger.batcher import RowBatcher
 from services.ledger.clickhouse import LedgerWriter, StorageUnavailable, answers, open_client
@@ -20,6 +22,8 @@ from services.ledger.reads import LedgerReader
 from services.ledger.rows import RowChunk, outcome_rows, receipt_rows, request_rows
 from services.ledger.settings import LedgerSettings
 from services.ledger.sql_passthrough import SqlPassthrough
+from services.ledger.status import StatusSources
+from services.ledger.status_page import render_status_page
 from shared.broker_connection import connect_when_available
 from shared.contracts import LedgerReply
 from shared.log import get_logger
@@ -139,7 +143,30 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
             and await storage.answers()
         )
 
-    ops = OpsServer(settings.ledger_http_host, settings.ledger_http_port, metrics.registry, ready)
+    # The status page's only use of Redis: the provider state the dispatcher keeps there.
+    redis = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    status = StatusSources(
+        services=settings.ledger_status_services,
+        own_readiness=ready,
+        reader=lambda: storage.reader,
+        broker=broker,
+        redis=redis,
+    )
+
+    async def status_page() -> tuple[str, bytes]:
+        snapshot = await status.snapshot()
+        return "text/html; charset=utf-8", render_status_page(snapshot, settings.ledger_status_refresh_seconds).encode()
+
+    async def status_json() -> tuple[str, bytes]:
+        return "application/json", json.dumps((await status.snapshot()).as_json()).encode()
+
+    ops = OpsServer(
+        settings.ledger_http_host,
+        settings.ledger_http_port,
+        metrics.registry,
+        ready,
+        pages={"/status": status_page, "/status.json": status_json},
+    )
 
     async def dead_letter(body: bytes, reason: str) -> None:
         await broker.publish(
@@ -249,6 +276,7 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await ops.stop()
+        await redis.aclose()
         log.info("ledger.stopped")
 
     return FastStream(
