@@ -9,6 +9,7 @@ SO_REUSEPORT, so a second gateway would otherwise share the API's port with the 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -108,8 +109,17 @@ def listeners(dispatchers: int) -> list[Listener]:
             Listener(f"dispatcher-{index + 1}", dispatcher.dispatcher_http_host, port, "RSMS_DISPATCHER_HTTP_PORT")
         )
     found.append(Listener("ingest", ingest.ingest_host, ingest.ingest_port, "RSMS_INGEST_PORT"))
-    found.append(Listener("ingest", ingest.ingest_ops_host, ingest.ingest_ops_port, "RSMS_INGEST_OPS_PORT"))
+    found.append(Listener("ingest-ops", ingest.ingest_ops_host, ingest.ingest_ops_port, "RSMS_INGEST_OPS_PORT"))
     return found
+
+
+def status_services(wanted: list[Listener]) -> dict[str, str]:
+    """Each service's ops URL but the ledger's own, for its status page."""
+    return {
+        listener.service.removesuffix("-ops"): f"http://127.0.0.1:{listener.port}"
+        for listener in wanted
+        if listener.service == "ingest-ops" or listener.service.startswith("dispatcher")
+    }
 
 
 def status_page_url() -> str:
@@ -168,7 +178,8 @@ def up(dispatchers: int) -> None:
     ports = {listener.service: listener.port for listener in wanted}
     services = [
         Service("provider-sim", ["provider-sim"], COLOURS[0]),
-        Service("ledger", ["ledger"], COLOURS[1]),
+        # The status page (on the ledger's ops port) shows the health of the others.
+        Service("ledger", ["ledger"], COLOURS[1], {"RSMS_LEDGER_STATUS_SERVICES": json.dumps(status_services(wanted))}),
         *(
             # Several dispatchers on one machine need their own health/metrics ports.
             Service(name, ["dispatcher"], COLOURS[2], {"RSMS_DISPATCHER_HTTP_PORT": str(ports[name])})

@@ -156,6 +156,19 @@ def test_rsms_up_runs_the_whole_gateway(gateway: tuple[Callable[[], Gateway], di
     )
     assert 'queue="rsms.dispatch.jobs"' in depths
 
+    # The status page (the ledger's ops port) sees every service ready and the live sends.
+    status = eventually(
+        lambda: (
+            (s := httpx.get(f"http://127.0.0.1:{ports['ledger']}/status.json").json())
+            and all(service["state"] == "ready" for service in s["services"])
+            and s
+        ),
+        "every service ready on the status page",
+    )
+    assert {service["name"] for service in status["services"]} == {"ingest", "dispatcher-1", "ledger"}
+    assert status["provider"] == "ok"
+    assert sum(minute["sent"] for minute in status["traffic"]) > 0
+
     # Ctrl-C stops everything cleanly.
     up.process.send_signal(signal.SIGINT)
     assert up.process.wait(40) == 0
