@@ -24,9 +24,10 @@ HEALTH_CLASSES = {"ready": "good", "not ready": "bad", "unreachable": "bad"}
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1f2937;background:#f9fafb}
-h1{font-size:20px;margin:0 0 4px}h2{font-size:15px;margin:24px 0 8px}
-.muted{color:#6b7280}.grid{display:flex;flex-wrap:wrap;gap:24px}
-section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:12px 16px}
+h1{font-size:20px;margin:0 0 4px}h2{font-size:15px;margin:0 0 8px}
+.muted{color:#6b7280}.grid{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:12px 16px;margin-top:16px}
+.grid section{margin-top:0}.grid{margin-top:16px}
 table{border-collapse:collapse}td,th{padding:3px 12px 3px 0;text-align:left}td.n{text-align:right}
 .badge{display:inline-block;padding:0 8px;border-radius:10px;font-weight:600}
 .good{background:#dcfce7;color:#166534}.bad{background:#fee2e2;color:#991b1b}.warn{background:#fef9c3;color:#854d0e}
