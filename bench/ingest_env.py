@@ -191,6 +191,7 @@ class BenchEnv:
             "RSMS_ACCOUNTS_FILE": str(self.accounts_file),
             "RSMS_INGEST_HOST": "127.0.0.1",
             "RSMS_INGEST_PORT": str(port),
+            "RSMS_INGEST_OPS_PORT": str(free_port()),  # metrics: not on the API port any more
             "RSMS_INGEST_WORKERS": str(workers),
         }
         command = [sys.executable, "-m", "cli.main", "ingest"]

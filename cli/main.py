@@ -15,6 +15,7 @@ from cli.receipts import receipts
 from cli.send import send
 from cli.services import serve_dispatcher, serve_ingest, serve_ledger
 from cli.settings import settings
+from cli.sql import sql
 from cli.up import up
 from cli.usage import sms_status, usage
 from shared.settings import InvalidSetting, warn_about_unknown_variables
@@ -40,6 +41,7 @@ rsms.add_command(up)
 rsms.add_command(settings)
 rsms.add_command(usage)
 rsms.add_command(sms_status)
+rsms.add_command(sql)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ SO_REUSEPORT, so a second gateway would otherwise share the API's port with the 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -122,7 +123,23 @@ def listeners(dispatchers: int, provider: str = "http") -> list[Listener]:
             Listener(f"dispatcher-{index + 1}", dispatcher.dispatcher_http_host, port, "RSMS_DISPATCHER_HTTP_PORT")
         )
     found.append(Listener("ingest", ingest.ingest_host, ingest.ingest_port, "RSMS_INGEST_PORT"))
+    found.append(Listener("ingest-ops", ingest.ingest_ops_host, ingest.ingest_ops_port, "RSMS_INGEST_OPS_PORT"))
     return found
+
+
+def status_services(wanted: list[Listener]) -> dict[str, str]:
+    """Each service's ops URL but the ledger's own, for its status page."""
+    return {
+        listener.service.removesuffix("-ops"): f"http://127.0.0.1:{listener.port}"
+        for listener in wanted
+        if listener.service == "ingest-ops" or listener.service.startswith("dispatcher")
+    }
+
+
+def status_page_url() -> str:
+    """The ledger's status page (it serves it on its ops port)."""
+    ledger = LedgerSettings()
+    return f"http://127.0.0.1:{ledger.ledger_http_port}/status"
 
 
 def taken_port_problem(wanted: list[Listener]) -> str | None:
@@ -184,7 +201,8 @@ def up(dispatchers: int, provider: str) -> None:
     ports = {listener.service: listener.port for listener in wanted}
     services = [
         Service("provider-sim", ["provider-sim"], COLOURS[0]),
-        Service("ledger", ["ledger"], COLOURS[1]),
+        # The status page (on the ledger's ops port) shows the health of the others.
+        Service("ledger", ["ledger"], COLOURS[1], {"RSMS_LEDGER_STATUS_SERVICES": json.dumps(status_services(wanted))}),
         *(
             # Several dispatchers on one machine need their own health/metrics ports.
             Service(name, ["dispatcher"], COLOURS[2], {"RSMS_DISPATCHER_HTTP_PORT": str(ports[name])})
@@ -204,7 +222,7 @@ def up(dispatchers: int, provider: str) -> None:
             raise SystemExit(1)
         click.secho(
             f"\nRSMS Gateway is up: http://127.0.0.1:{settings.ingest_port}  "
-            f"(API docs: /docs, metrics: /metrics). Ctrl-C stops it.",
+            f"(API docs: /docs; status page: {status_page_url()}). Ctrl-C stops it.",
             fg="green",
             bold=True,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -180,6 +180,27 @@ class UsageReport(Contract):
     rows: list[UsageRow]
 
 
+class SqlQuery(Contract):
+    """An analyst's SELECT (`rsms sql`), run read-only within the limits below."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["sql"] = "sql"
+    sql: str = Field(max_length=100_000)
+    max_rows: int = Field(ge=1, description="Rows returned at most; the rest is cut off (`truncated`).")
+    max_seconds: float = Field(gt=0, description="ClickHouse stops the query after this long.")
+
+
+class SqlResult(Contract):
+    kind: Literal["sql"] = "sql"
+    columns: list[str] = Field(default_factory=list)
+    types: list[str] = Field(default_factory=list, description="ClickHouse type of each column.")
+    rows: list[list[Any]] = Field(
+        default_factory=list, description="JSON values: numbers, text, booleans, null, lists, objects; others as text."
+    )
+    truncated: bool = Field(False, description="More rows than `max_rows` matched.")
+    error: str | None = Field(None, description="Why ClickHouse (or the read-only check) refused the statement.")
+
+
 class LedgerQueryFailure(Contract):
     """The ledger took the query but could not answer it (ClickHouse unreachable)."""
 
@@ -187,8 +208,8 @@ class LedgerQueryFailure(Contract):
     reason: str
 
 
-LedgerQuery = Annotated[MessageStatusQuery | UsageQuery, Field(discriminator="kind")]
-LedgerReply = Annotated[MessageStatusReport | UsageReport | LedgerQueryFailure, Field(discriminator="kind")]
+LedgerQuery = Annotated[MessageStatusQuery | UsageQuery | SqlQuery, Field(discriminator="kind")]
+LedgerReply = Annotated[MessageStatusReport | UsageReport | SqlResult | LedgerQueryFailure, Field(discriminator="kind")]
 
 
 # --- Dead letters (the dispatcher's give-ups; operators use `rsms dlq`) ---

@@ -31,6 +31,8 @@ from shared.contracts import (
     MessageStatusQuery,
     MessageStatusReport,
     RecipientStatusRow,
+    SqlQuery,
+    SqlResult,
     UsageGrouping,
     UsageQuery,
     UsageReport,
@@ -89,7 +91,17 @@ class LedgerQueries:
             raise _unavailable(f"unexpected reply {reply.kind!r} to a usage query")
         return reply
 
-    async def _ask(self, query: LedgerQuery) -> LedgerReply:
+    async def sql(self, statement: str, *, max_rows: int, max_seconds: float) -> SqlResult:
+        """An analyst's SELECT, read-only; a refused one comes back with `error` set. Waits
+        for the ledger's own time limit plus this caller's timeout (queueing, transfer)."""
+        query = SqlQuery(sql=statement, max_rows=max_rows, max_seconds=max_seconds)
+        reply = await self._ask(query, wait_seconds=self._timeout + max_seconds)
+        if not isinstance(reply, SqlResult):
+            raise _unavailable(f"unexpected reply {reply.kind!r} to an SQL query")
+        return reply
+
+    async def _ask(self, query: LedgerQuery, wait_seconds: float | None = None) -> LedgerReply:
+        timeout = wait_seconds or self._timeout
         correlation_id = uuid4().hex
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiting[correlation_id] = answer
@@ -101,13 +113,13 @@ class LedgerQueries:
                 reply_to=RABBIT_REPLY.name,
                 correlation_id=correlation_id,
                 # A query nobody took in time is useless: let the broker drop it.
-                expiration=self._timeout,
+                expiration=timeout,
                 content_type="application/json",
             )
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(timeout):
                 body = await answer
         except TimeoutError as error:
-            raise _unavailable(f"no answer within {self._timeout:g} s") from error
+            raise _unavailable(f"no answer within {timeout:g} s") from error
         except (AMQPError, ConnectionError) as error:
             raise _unavailable("the broker is unreachable") from error
         finally:

@@ -1,10 +1,10 @@
-"""`/metrics`, `/health/live` and `/health/ready` for the workers (dispatcher, ledger), and
-the few POST routes a worker serves besides (the dispatcher's provider receipt callback).
+"""`/metrics`, `/health/live` and `/health/ready` for the workers (dispatcher, ledger, the
+ingest server's main process), the few POST routes a worker serves besides (the
+dispatcher's provider receipt callback) and read-only pages (the ledger's status page).
 
 A few lines of asyncio instead of a web framework: three GET routes for Prometheus and an
 orchestrator's probes, answered from the same event loop the readiness check must look at
-(broker connection, Redis, ClickHouse). The ingest service serves the same routes through
-its Litestar app.
+(broker connection, Redis, ClickHouse).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 ReadinessCheck = Callable[[], Awaitable[bool]]
 PostHandler = Callable[[Mapping[str, str], bytes], Awaitable[tuple[int, bytes]]]
 """(lower-cased headers, body) → (status, JSON body)."""
+PageHandler = Callable[[], Awaitable[tuple[str, bytes]]]
+"""A GET route's (content type, body)."""
 ReadinessDetails = Callable[[], Awaitable[dict[str, str]]]
 """Facts for an operator in the /health/ready answer that do not decide readiness."""
 
@@ -44,8 +46,10 @@ class OpsServer:
         ready: ReadinessCheck,
         posts: Mapping[str, PostHandler] | None = None,
         details: ReadinessDetails | None = None,
+        pages: Mapping[str, PageHandler] | None = None,
     ) -> None:
         self._posts = dict(posts or {})
+        self._pages = dict(pages or {})
         self._host = host
         self._port = port
         self._registry = registry
@@ -117,4 +121,8 @@ class OpsServer:
             if self._details is not None:
                 body["details"] = await self._details()
             return (200 if ready else 503), "application/json", json.dumps(body).encode()
+        page = self._pages.get(path)
+        if page is not None:
+            content_type, content = await page()
+            return 200, content_type, content
         return 404, "text/plain", b"not found\n"

@@ -1,4 +1,5 @@
-"""Queue depths for the metrics: how much work waits on RabbitMQ, read every few seconds."""
+"""Queue depths: how much work waits on RabbitMQ, for the metrics (read every few seconds)
+and the status page (read when it is opened)."""
 
 from __future__ import annotations
 
@@ -25,12 +26,19 @@ async def watch_queue_depths(
     broker may be reconnecting."""
     while True:
         for queue in queues:
-            try:
-                declared = await broker.declare_queue(queue)
-                depth = (await declared.declare()).message_count
-            # A closed channel (the connection is being restored) raises a RuntimeError kind.
-            except (AMQPError, ChannelInvalidStateError, ConnectionError) as error:
-                log.debug("queue_depth_unknown", queue=queue.name, error=str(error))
-                continue
-            record(queue.name, depth or 0)
+            depth = await queue_depth(broker, queue)
+            if depth is not None:
+                record(queue.name, depth)
         await asyncio.sleep(interval)
+
+
+async def queue_depth(broker: RabbitBroker, queue: RabbitQueue) -> int | None:
+    """Messages ready in `queue`; None when the broker cannot say right now."""
+    try:
+        declared = await broker.declare_queue(queue)
+        depth = (await declared.declare()).message_count
+    # A closed channel (the connection is being restored) raises a RuntimeError kind.
+    except (AMQPError, ChannelInvalidStateError, ConnectionError) as error:
+        log.debug("queue_depth_unknown", queue=queue.name, error=str(error))
+        return None
+    return depth or 0

@@ -32,8 +32,16 @@ def example_variables() -> dict[str, str]:
 
 
 def test_only_the_api_port_is_published():
-    published = {name: service.get("ports", []) for name, service in compose()["services"].items()}
+    # Grafana of the opt-in `observability` profile listens on loopback only.
+    published = {
+        name: service.get("ports", [])
+        for name, service in compose()["services"].items()
+        if "observability" not in service.get("profiles", [])
+    }
     assert {name: ports for name, ports in published.items() if ports} == {"ingest": ["8080:8080"]}
+    for name, service in compose()["services"].items():
+        if "observability" in service.get("profiles", []):
+            assert all(str(port).startswith("127.0.0.1:") for port in service.get("ports", [])), name
 
 
 def test_no_credential_is_written_in_compose_yaml():

@@ -101,7 +101,7 @@ class JobHandler:
         metrics = self._metrics
         traffic = "test" if job.test else "live"
         for status, count in result.counts.items():
-            metrics.recipients.labels(status, traffic).inc(count)
+            metrics.recipients.labels(job.project, status, traffic).inc(count)
         metrics.jobs.labels("done").inc()
         if result.held is not None:
             metrics.dead_lettered.labels(result.held.reason).inc()

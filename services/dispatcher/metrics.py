@@ -12,8 +12,9 @@ class DispatcherMetrics:
         self.registry = CollectorRegistry()
         self.recipients = Counter(
             "rsms_dispatcher_recipients_total",
-            "Recipient outcomes by status (sent, retrying, failed, dead_lettered) and traffic.",
-            ["status", "traffic"],
+            "Recipient outcomes by project (the accounts file bounds them), status (sent, retrying, "
+            "failed, dead_lettered) and traffic.",
+            ["project", "status", "traffic"],
             registry=self.registry,
         )
         self.jobs = Counter(

@@ -14,7 +14,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -105,7 +104,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             await redis.aclose()
 
     return Litestar(
-        route_handlers=[send_sms, message_status, usage, docs_asset, health_live, health_ready, metrics],
+        route_handlers=[send_sms, message_status, usage, docs_asset, health_live, health_ready],
         dependencies={
             "access": Provide(_state("access"), sync_to_thread=False),
             "send_service": Provide(_state("send_service"), sync_to_thread=False),
@@ -171,8 +170,3 @@ async def health_ready(state: State) -> Response[dict[str, Any]]:
         {"status": "ok" if ok else "unavailable", "checks": checks, "details": details},
         status_code=200 if ok else 503,
     )
-
-
-@get("/metrics", include_in_schema=False)
-async def metrics(state: State) -> Response[bytes]:
-    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

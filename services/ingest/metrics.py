@@ -1,13 +1,17 @@
-"""Prometheus metrics of the ingest service, in a registry of the app's own."""
+"""Prometheus metrics of the ingest service, in a registry of the app's own.
+
+Each server worker counts in its own process (into files under `PROMETHEUS_MULTIPROC_DIR`,
+which `main.py` sets up); the ops server in the main process adds them up
+(`all_workers_registry`), so a scrape sees the whole service on a port of its own, never
+on the public API port.
+"""
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
-
-MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -23,8 +27,8 @@ class IngestMetrics:
         )
         self.accepted_recipients = Counter(
             "rsms_ingest_accepted_recipients",
-            "Recipients in accepted send requests",
-            ["test"],
+            "Recipients in accepted send requests, by project (the accounts file bounds them) and test traffic",
+            ["project", "test"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -35,11 +39,9 @@ class IngestMetrics:
             registry=self.registry,
         )
 
-    def exposition(self) -> bytes:
-        """The metrics text; with several server workers, all workers' counts together."""
-        directory = os.environ.get(MULTIPROCESS_ENV)
-        if not directory:
-            return bytes(generate_latest(self.registry))
-        combined = CollectorRegistry()
-        MultiProcessCollector(combined, path=directory)  # type: ignore[no-untyped-call]
-        return bytes(generate_latest(combined))
+
+def all_workers_registry(directory: Path) -> CollectorRegistry:
+    """Every worker's counts together, read from their files at each scrape."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    return registry

@@ -87,7 +87,7 @@ async def send_sms(request: AnyRequest, send_service: NamedDependency[SendServic
     metrics: IngestMetrics = request.app.state.metrics
     label = "yes" if caller.test else "no"
     assert parsed is not None
-    metrics.accepted_recipients.labels(label).inc(len(parsed.recipients))
+    metrics.accepted_recipients.labels(caller.project_id, label).inc(len(parsed.recipients))
     observe(request, "OK")
     return Response(
         # Encoded once (and replayed as is for an Idempotency-Key): the bytes of a SendResponse.

@@ -13,7 +13,9 @@ from shared.settings import ServiceSettings
 
 class IngestSettings(ServiceSettings):
     ingest_host: str = Field("127.0.0.1", description="Address the API listens on.")
-    ingest_port: int = Field(8080, description="Port of the API, /docs, /metrics and /health/*.")
+    ingest_port: int = Field(8080, description="Port of the API, /docs and /health/*.")
+    ingest_ops_host: str = Field("127.0.0.1", description="Address of /metrics and /health/* for operators.")
+    ingest_ops_port: int = Field(8083, description="Port of /metrics (all workers together) and /health/*.")
     ingest_workers: int = Field(2, description="Server processes; they share the limits in Redis.")
     ingest_max_connections: int = Field(
         4096, ge=1, description="Connections each server process holds at once; more wait in the listen backlog."

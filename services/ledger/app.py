@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
@@ -11,6 +12,7 @@ from faststream import AckPolicy, FastStream
 from faststream.message import StreamMessage
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
+from redis.asyncio import Redis
 
 from services.ledger.batcher import RowBatcher
 from services.ledger.clickhouse import LedgerWriter, StorageUnavailable, answers, open_client
@@ -19,6 +21,9 @@ from services.ledger.metrics import LedgerMetrics
 from services.ledger.reads import LedgerReader
 from services.ledger.rows import RowChunk, inbound_rows, outcome_rows, receipt_rows, request_rows
 from services.ledger.settings import LedgerSettings
+from services.ledger.sql_passthrough import SqlPassthrough
+from services.ledger.status import StatusSources
+from services.ledger.status_page import render_status_page
 from shared.broker_connection import connect_when_available
 from shared.contracts import LedgerReply
 from shared.log import get_logger
@@ -44,8 +49,8 @@ QUERY_PREFETCH = 8
 class LedgerStorage:
     """The ClickHouse clients of one ledger, opened once ClickHouse answers.
 
-    Writes and reads get a client each: a chDB client serialises its calls, and a status
-    query should not wait behind a large insert.
+    Writes, reads and analysts' SQL get a client each: a chDB client serialises its calls,
+    and a status query should not wait behind a large insert or a long analysis.
     """
 
     def __init__(self, settings: LedgerSettings, metrics: LedgerMetrics, log: Any) -> None:
@@ -54,6 +59,7 @@ class LedgerStorage:
         self._log = log
         self.writer: LedgerWriter | None = None
         self.reader: LedgerReader | None = None
+        self.sql: SqlPassthrough | None = None
         self._probe_client: Any = None
 
     async def open_when_available(self) -> None:
@@ -80,9 +86,15 @@ class LedgerStorage:
         writer = LedgerWriter(write_client, database)
         applied = writer.migrate()
         read_client = open_client(self._settings.clickhouse_dsn)
-        self.writer, self.reader, self._probe_client = (
+        sql = SqlPassthrough(
+            open_client(self._settings.clickhouse_dsn),
+            self._settings.ledger_sql_max_rows,
+            self._settings.ledger_sql_max_seconds,
+        )
+        self.writer, self.reader, self.sql, self._probe_client = (
             writer,
             LedgerReader(read_client, database),
+            sql,
             read_client,
         )
         self._log.info("ledger.schema_ready", database=database, migrations_applied=applied)
@@ -133,7 +145,30 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
             and await storage.answers()
         )
 
-    ops = OpsServer(settings.ledger_http_host, settings.ledger_http_port, metrics.registry, ready)
+    # The status page's only use of Redis: the provider state the dispatcher keeps there.
+    redis = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    status = StatusSources(
+        services=settings.ledger_status_services,
+        own_readiness=ready,
+        reader=lambda: storage.reader,
+        broker=broker,
+        redis=redis,
+    )
+
+    async def status_page() -> tuple[str, bytes]:
+        snapshot = await status.snapshot()
+        return "text/html; charset=utf-8", render_status_page(snapshot, settings.ledger_status_refresh_seconds).encode()
+
+    async def status_json() -> tuple[str, bytes]:
+        return "application/json", json.dumps((await status.snapshot()).as_json()).encode()
+
+    ops = OpsServer(
+        settings.ledger_http_host,
+        settings.ledger_http_port,
+        metrics.registry,
+        ready,
+        pages={"/status": status_page, "/status.json": status_json},
+    )
 
     async def dead_letter(body: bytes, reason: str) -> None:
         await broker.publish(
@@ -220,8 +255,8 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
 
     @broker.subscriber(LEDGER_QUERIES_QUEUE, channel=Channel(prefetch_count=QUERY_PREFETCH))
     async def on_query(message: RabbitMessage) -> LedgerReply:
-        assert storage.reader is not None, "queries are consumed only after storage is open"
-        return await answer_query(message.body, storage.reader, metrics, log)
+        assert storage.reader is not None and storage.sql is not None, "queries are consumed once storage is open"
+        return await answer_query(message.body, storage.reader, storage.sql, metrics, log)
 
     background: list[asyncio.Task[None]] = []
 
@@ -260,6 +295,7 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await ops.stop()
+        await redis.aclose()
         log.info("ledger.stopped")
 
     return FastStream(

@@ -80,6 +80,30 @@ LATEST_RECEIPTS_SQL = """
 """
 
 
+# Live traffic per minute for the status page: recipients accepted (each request once),
+# and recipients whose attempt ended sent or failed (each attempt once). Test traffic is
+# left out: it is never sent and never fails for real.
+ACCEPTED_PER_MINUTE_SQL = """
+    SELECT minute, sum(recipients) FROM (
+        SELECT message_id, toStartOfMinute(any(accepted_at)) AS minute, any(recipient_count) AS recipients
+        FROM {database}.{table}
+        WHERE accepted_at >= {{since:DateTime64(3, 'UTC')}} AND NOT test
+        GROUP BY message_id
+    )
+    GROUP BY minute
+"""
+
+OUTCOMES_PER_MINUTE_SQL = """
+    SELECT minute, countIf(status = 'sent'), countIf(status IN ('failed', 'dead_lettered')) FROM (
+        SELECT toStartOfMinute(any(occurred_at)) AS minute, any(status) AS status
+        FROM {database}.{table}
+        WHERE occurred_at >= {{since:DateTime64(3, 'UTC')}} AND NOT test
+        GROUP BY message_id, recipient, replay, attempt
+    )
+    GROUP BY minute
+"""
+
+
 class LedgerReader:
     def __init__(self, client: Any, database: str) -> None:
         self._client = client
@@ -150,6 +174,27 @@ class LedgerReader:
             accepted_at=_utc(accepted_at),
             recipients=sorted(attempted + queued, key=lambda row: row.recipient),
         )
+
+    def traffic_per_minute(self, since: datetime) -> dict[datetime, tuple[int, int, int]]:
+        """(accepted, sent, failed) recipients of live traffic per UTC minute from `since`;
+        minutes without any are absent."""
+        parameters = {"since": since.astimezone(UTC).replace(tzinfo=None)}
+        try:
+            accepted = self._client.query(
+                ACCEPTED_PER_MINUTE_SQL.format(database=self._database, table=REQUESTS_TABLE), parameters=parameters
+            ).result_rows
+            outcomes = self._client.query(
+                OUTCOMES_PER_MINUTE_SQL.format(database=self._database, table=OUTCOMES_TABLE), parameters=parameters
+            ).result_rows
+        except STORAGE_ERRORS as error:
+            raise StorageUnavailable(f"traffic read failed: {error}") from error
+        counts: dict[datetime, tuple[int, int, int]] = {}
+        for minute, recipients in accepted:
+            counts[_utc(minute)] = (int(recipients), 0, 0)
+        for minute, sent, failed in outcomes:
+            known = counts.get(_utc(minute), (0, 0, 0))
+            counts[_utc(minute)] = (known[0], int(sent), int(failed))
+        return counts
 
     def usage(self, query: UsageQuery) -> UsageReport:
         conditions = [

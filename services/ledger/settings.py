@@ -37,8 +37,17 @@ class LedgerSettings(ServiceSettings):
     ledger_retry_max_seconds: float = Field(30.0, gt=0, description="Longest wait between insert retries.")
     ledger_shutdown_seconds: float = Field(10.0, gt=0, description="Longest final flush on SIGTERM.")
     ledger_queue_poll_seconds: float = Field(5.0, gt=0, description="How often queue depths are read.")
-    ledger_http_host: str = Field("127.0.0.1", description="Address of /metrics and /health/*.")
-    ledger_http_port: int = Field(8082, description="Port of /metrics and /health/*.")
+    ledger_sql_max_rows: int = Field(10_000, ge=1, description="Most rows `rsms sql` gets back, whatever it asks for.")
+    ledger_sql_max_seconds: float = Field(
+        60.0, gt=0, description="Longest an `rsms sql` statement runs, whatever it asks for."
+    )
+    ledger_status_services: dict[str, str] = Field(
+        default_factory=lambda: {"ingest": "http://127.0.0.1:8083", "dispatcher": "http://127.0.0.1:8081"},
+        description='Ops URLs whose /health/ready the status page shows, e.g. {"ingest": "http://ingest:8083"}.',
+    )
+    ledger_status_refresh_seconds: int = Field(10, ge=1, description="The status page reloads itself this often.")
+    ledger_http_host: str = Field("127.0.0.1", description="Address of /metrics, /health/* and /status.")
+    ledger_http_port: int = Field(8082, description="Port of /metrics, /health/* and the status page (/status).")
 
     @field_validator("clickhouse_dsn")
     @classmethod

@@ -26,7 +26,13 @@ def test_missing_rabbitmq_and_redis_are_named_with_how_to_start_them(free_port: 
     assert "RabbitMQ does not answer" in problems[0] and "rabbitmq-server -detached" in problems[0]
     assert "Redis does not answer" in problems[1] and "redis-server --daemonize yes" in problems[1]
 
-    ports = ("RSMS_INGEST_PORT", "RSMS_DISPATCHER_HTTP_PORT", "RSMS_LEDGER_HTTP_PORT", "RSMS_PROVIDER_SIM_PORT")
+    ports = (
+        "RSMS_INGEST_PORT",
+        "RSMS_INGEST_OPS_PORT",
+        "RSMS_DISPATCHER_HTTP_PORT",
+        "RSMS_LEDGER_HTTP_PORT",
+        "RSMS_PROVIDER_SIM_PORT",
+    )
     env = {"RSMS_AMQP_URL": settings.amqp_url, "RSMS_REDIS_URL": settings.redis_url}
     result = CliRunner(env=env | {name: str(free_port()) for name in ports}).invoke(rsms, ["up"])
     assert result.exit_code == 1
@@ -49,7 +55,8 @@ def test_demo_project_is_created_once_with_a_working_test_key(tmp_path: Path) ->
 def test_a_taken_port_is_refused_in_one_line_naming_the_setting_and_its_process(
     free_port: Callable[[], int], amqp_url: str, redis_url: str
 ) -> None:
-    ports = {name: free_port() for name in ("RSMS_INGEST_PORT", "RSMS_DISPATCHER_HTTP_PORT", "RSMS_LEDGER_HTTP_PORT")}
+    names = ("RSMS_INGEST_PORT", "RSMS_INGEST_OPS_PORT", "RSMS_DISPATCHER_HTTP_PORT", "RSMS_LEDGER_HTTP_PORT")
+    ports = {name: free_port() for name in names}
     ports["RSMS_PROVIDER_SIM_PORT"] = free_port()
     env = {name: str(port) for name, port in ports.items()} | {"RSMS_AMQP_URL": amqp_url, "RSMS_REDIS_URL": redis_url}
     with socket.socket() as holder:

@@ -128,11 +128,13 @@ def test_rsms_up_runs_the_whole_gateway(gateway: tuple[Callable[[], Gateway], di
     assert by_tag["billing"]["smsSegments"] == 2 and by_tag["billing"]["cost"] == "1.34 NOK"
     assert "demo" not in by_tag  # test traffic is never billed
 
-    # Every service answers its health and metrics endpoints.
-    for port in (ports["ingest"], ports["dispatcher"], ports["ledger"]):
+    # Every service answers its health and metrics endpoints on its ops port; the API's
+    # port serves no metrics.
+    assert httpx.get(f"{api}/metrics").status_code == 404
+    for port in (ports["ingest_ops"], ports["dispatcher"], ports["ledger"]):
         assert httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200
     expected_metrics = {
-        "ingest": ['rsms_ingest_requests_total{code="OK"', "rsms_ingest_request_seconds_bucket"],
+        "ingest_ops": ['rsms_ingest_requests_total{code="OK"', "rsms_ingest_request_seconds_bucket"],
         "dispatcher": [
             "rsms_dispatcher_recipients_total",
             "rsms_dispatcher_accept_to_send_seconds_count",
@@ -153,6 +155,19 @@ def test_rsms_up_runs_the_whole_gateway(gateway: tuple[Callable[[], Gateway], di
         "queue depth metrics",
     )
     assert 'queue="rsms.dispatch.jobs"' in depths
+
+    # The status page (the ledger's ops port) sees every service ready and the live sends.
+    status = eventually(
+        lambda: (
+            (s := httpx.get(f"http://127.0.0.1:{ports['ledger']}/status.json").json())
+            and all(service["state"] == "ready" for service in s["services"])
+            and s
+        ),
+        "every service ready on the status page",
+    )
+    assert {service["name"] for service in status["services"]} == {"ingest", "dispatcher-1", "ledger"}
+    assert status["provider"] == "ok"
+    assert sum(minute["sent"] for minute in status["traffic"]) > 0
 
     # Ctrl-C stops everything cleanly.
     up.process.send_signal(signal.SIGINT)

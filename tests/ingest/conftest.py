@@ -35,7 +35,7 @@ def start_ingest(
             nonlocal started
             started += 1
             log_path = tmp_path / f"ingest-{started}.log"
-            return stack.enter_context(served_ingest(env, free_port(), log_path))
+            return stack.enter_context(served_ingest(env, free_port(), log_path, free_port()))
 
         yield start
 

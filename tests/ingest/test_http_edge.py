@@ -59,7 +59,7 @@ def status_and_body(answer: bytes) -> tuple[int, dict[str, object]]:
 def counted(served: ServedIngest) -> dict[str, float]:
     """`rsms_ingest_requests_total` of the send endpoint, by code."""
     counts = {}
-    for line in httpx.get(served.url + "/metrics", timeout=5).text.splitlines():
+    for line in httpx.get(served.ops_url + "/metrics", timeout=5).text.splitlines():
         if line.startswith("rsms_ingest_requests_total{") and SEND in line:
             code = line.split('code="')[1].split('"')[0]
             counts[code] = float(line.rsplit(" ", 1)[1])

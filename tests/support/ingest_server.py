@@ -27,11 +27,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 class ServedIngest:
     process: subprocess.Popen[bytes]
     port: int
+    ops_port: int
     log_path: Path
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ops_url(self) -> str:
+        """/metrics (all workers) and /health/*: the operators' port, not the API's."""
+        return f"http://127.0.0.1:{self.ops_port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -68,11 +74,11 @@ def wait_until_live(url: str, process: subprocess.Popen[bytes], log_path: Path, 
 
 
 @contextmanager
-def served_ingest(env: dict[str, str], port: int, log_path: Path) -> Iterator[ServedIngest]:
-    """`rsms ingest` with `env` (RSMS_* settings) on `port`, stopped (the whole process group)
-    afterwards."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RSMS_", "GRANIAN_"))}
-    clean.update(env, RSMS_INGEST_PORT=str(port), PYTHONPATH=str(PROJECT_ROOT))
+def served_ingest(env: dict[str, str], port: int, log_path: Path, ops_port: int) -> Iterator[ServedIngest]:
+    """`rsms ingest` with `env` (RSMS_* settings) on `port` (its ops server on `ops_port`),
+    stopped (the whole process group) afterwards."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RSMS_", "GRANIAN_", "PROMETHEUS_"))}
+    clean.update(env, RSMS_INGEST_PORT=str(port), RSMS_INGEST_OPS_PORT=str(ops_port), PYTHONPATH=str(PROJECT_ROOT))
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "ingest"],
@@ -82,7 +88,7 @@ def served_ingest(env: dict[str, str], port: int, log_path: Path) -> Iterator[Se
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    served = ServedIngest(process, port, log_path)
+    served = ServedIngest(process, port, ops_port, log_path)
     try:
         wait_until_live(served.url, process, log_path)
         yield served

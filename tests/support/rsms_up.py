@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PORT_NAMES = ("ingest", "dispatcher", "ledger", "sim")
+PORT_NAMES = ("ingest", "ingest_ops", "dispatcher", "ledger", "sim")
 
 
 class Gateway:
@@ -89,6 +89,7 @@ def rsms_up_runner(
         RSMS_AMQP_URL=amqp_url,
         RSMS_REDIS_URL=redis_url,
         RSMS_INGEST_PORT=str(ports["ingest"]),
+        RSMS_INGEST_OPS_PORT=str(ports["ingest_ops"]),
         RSMS_DISPATCHER_HTTP_PORT=str(ports["dispatcher"]),
         RSMS_LEDGER_HTTP_PORT=str(ports["ledger"]),
         RSMS_PROVIDER_SIM_PORT=str(ports["sim"]),
