@@ -37,6 +37,8 @@ class CallingCode:
     digits: int
     """How many digits the code has: the national number starts after `+` and these."""
     regions: tuple[str, ...]
+    prefix_length: int
+    """How much of a number (with its `+`) decides its country."""
 
     @property
     def non_geographic(self) -> bool:
@@ -48,16 +50,30 @@ class CallingCode:
         return UNKNOWN_COUNTRY if self.non_geographic else self.regions[0]
 
 
-_CODES = {
-    str(code): CallingCode(code, len(str(code)), tuple(regions))
-    for code, regions in COUNTRY_CODE_TO_REGION_CODE.items()
-}
+def _codes_by_first_digits() -> dict[str, CallingCode]:
+    """Every `+` and one to three digits a number can start with, to the assigned code it
+    starts with (codes are prefix-free): one lookup per number."""
+    codes = {
+        f"+{code}": CallingCode(
+            code, len(str(code)), tuple(regions), 1 + len(str(code)) + (DECISIVE_DIGITS if len(regions) > 1 else 0)
+        )
+        for code, regions in COUNTRY_CODE_TO_REGION_CODE.items()
+    }
+    by_start = {}
+    for start in (f"+{digits}" for digits in range(1, 1000)):
+        code = codes.get(start[:2]) or codes.get(start[:3]) or codes.get(start)
+        if code is not None:
+            by_start[start] = code
+    return by_start
+
+
+_CODES = _codes_by_first_digits()
 _countries_by_prefix: dict[tuple[str, int], str] = {}
 
 
 def calling_code_of(number: str) -> CallingCode | None:
-    """The assigned calling code `number` starts with (codes are prefix-free), or None."""
-    return _CODES.get(number[1:2]) or _CODES.get(number[1:3]) or _CODES.get(number[1:4])
+    """The assigned calling code `number` starts with, or None."""
+    return _CODES.get(number[:4])
 
 
 def country_of(number: str) -> str:
@@ -67,7 +83,7 @@ def country_of(number: str) -> str:
         return UNKNOWN_COUNTRY
     if len(code.regions) == 1:
         return code.main_country
-    key = (number[: 1 + code.digits + DECISIVE_DIGITS], len(number))
+    key = (number[: code.prefix_length], len(number))
     country = _countries_by_prefix.get(key)
     if country is None:
         country = _country_in_shared_code(code, number[1 + code.digits :])

@@ -21,10 +21,12 @@ Numbers that are merely unallocated (a possible length, no known block: the cont
 own `+4712345678`) are sent: numbering plans change faster than any metadata, and the
 provider is the judge of whether a number is in service.
 
-Cost: this runs for every recipient of every request, so what depends only on the calling
-code and the length (assigned, possible) is cached by both, the country comes from the
-prefix cache of `shared.countries`, and the type check is one compiled pattern per country
-(premium-rate and shared-cost together), evaluated only for countries that have one.
+Cost: this runs for every recipient of every request, so what holds for a whole prefix
+(the country, whether the length is possible, which patterns give the type) is looked up
+once per prefix and length, with the prefixes of `shared.countries` (the calling code, and
+six national digits where a code is shared); what depends on the whole number, the type, is
+one compiled pattern per country (premium-rate and shared-cost together), tried only for
+countries that have one. `bench/recipient_checks.py` measures it.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from phonenumbers import (
 )
 
 from shared.accounts import NumberType, Project
-from shared.countries import calling_code_of, country_of, phone_number
+from shared.countries import MAX_CACHED_PREFIXES, CallingCode, calling_code_of, country_of, phone_number
 
 UNASSIGNED = "unassigned country code"
 
@@ -65,28 +67,69 @@ class NumberPolicy:
         code = calling_code_of(number)
         if code is None:
             return UNASSIGNED
-        if code.non_geographic and "international_network" not in self.allowed_types:
+        prefix = _prefix_facts(number, code)
+        if prefix.non_geographic and "international_network" not in self.allowed_types:
             return f"international network number (+{code.code}) not allowed for this project"
-        national: str | None = number[1 + code.digits :]
-        if not _possible_length(code.code, len(number) - 1 - code.digits):
-            national = _national_after_prefix(number)
-        if national is None:
-            where = f"+{code.code} numbers" if code.non_geographic else code.main_country
-            return f"impossible length for {where}"
-        country = country_of(number)
-        special = _special_type(national, code.code if code.non_geographic else country)
-        if special is not None and special not in self.allowed_types:
-            return f"{special.replace('_', '-')} number not allowed for this project"
-        if self.allowed_countries and not code.non_geographic and country not in self.allowed_countries:
-            return f"destination country {country} not allowed for this project"
+        if len(number) in prefix.possible_lengths:
+            national = number[1 + code.digits :]
+        else:
+            after_prefix = _national_after_prefix(number)
+            if after_prefix is None:
+                return f"impossible length for {prefix.where}"
+            national = after_prefix
+        if prefix.special is not None:
+            special = prefix.special.type_of(national)
+            if special is not None and special not in self.allowed_types:
+                return f"{special.replace('_', '-')} number not allowed for this project"
+        if self.allowed_countries and not prefix.non_geographic and prefix.country not in self.allowed_countries:
+            return f"destination country {prefix.country} not allowed for this project"
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _PrefixFacts:
+    """What holds for every number of a prefix and length (see `shared.countries`)."""
+
+    country: str
+    where: str
+    """The country or network, as a refusal names it."""
+    non_geographic: bool
+    possible_lengths: frozenset[int]
+    """The lengths (with `+` and the code) a number of the code can have."""
+    special: _SpecialPatterns | None
+    """The patterns of the country's (or network's) premium-rate and shared-cost numbers."""
+
+
+_facts_by_prefix: dict[tuple[str, int], _PrefixFacts] = {}
+
+
+def _prefix_facts(number: str, code: CallingCode) -> _PrefixFacts:
+    key = (number[: code.prefix_length], len(number))
+    facts = _facts_by_prefix.get(key)
+    if facts is None:
+        country = country_of(number)
+        facts = _PrefixFacts(
+            country=country,
+            where=f"+{code.code} numbers" if code.non_geographic else code.main_country,
+            non_geographic=code.non_geographic,
+            possible_lengths=_possible_lengths(code),
+            special=_special_patterns(code.code if code.non_geographic else country),
+        )
+        if len(_facts_by_prefix) >= MAX_CACHED_PREFIXES:
+            _facts_by_prefix.clear()
+        _facts_by_prefix[key] = facts
+    return facts
+
+
 @cache
-def _possible_length(code: int, national_length: int) -> bool:
-    # Depends on the code's main country (or network) and the length only: any number of
-    # that length stands for all of them.
-    return national_length > 0 and _possible(phone_number(code, "1" * national_length))
+def _possible_lengths(code: CallingCode) -> frozenset[int]:
+    # Whether a length is possible depends on the code's main country (or network) only:
+    # any number of that length stands for all of them.
+    return frozenset(
+        1 + code.digits + length
+        for length in range(1, 16 - code.digits)
+        if _possible(phone_number(code.code, "1" * length))
+    )
 
 
 def _possible(number: PhoneNumber) -> bool:
@@ -117,18 +160,13 @@ class _SpecialPatterns:
     valid: re.Pattern[str]
     """The country's general pattern: `phonenumbers` types only numbers that match it."""
 
-
-def _special_type(national: str, region: str | int) -> NumberType | None:
-    """Premium-rate, shared-cost or neither, as `phonenumbers.number_type` would say for a
-    number of `region` (a country, or the calling code of a network)."""
-    patterns = _special_patterns(region)
-    if patterns is None:
-        return None
-    if patterns.either.fullmatch(national) is None or patterns.valid.fullmatch(national) is None:
-        return None
-    if patterns.premium_rate is not None and patterns.premium_rate.fullmatch(national):
-        return "premium_rate"  # `phonenumbers` tries premium rate first too
-    return "shared_cost"
+    def type_of(self, national: str) -> NumberType | None:
+        """Premium-rate, shared-cost or neither, as `phonenumbers.number_type` says."""
+        if self.either.fullmatch(national) is None or self.valid.fullmatch(national) is None:
+            return None
+        if self.premium_rate is not None and self.premium_rate.fullmatch(national):
+            return "premium_rate"  # `phonenumbers` tries premium rate first too
+        return "shared_cost"
 
 
 @cache
