@@ -39,26 +39,33 @@ class CallingCode:
     regions: tuple[str, ...]
     prefix_length: int
     """How much of a number (with its `+`) decides its country."""
+    non_geographic: bool
+    """An international network or service (+800, +881 satellite phones, +882, ...)."""
+    main_country: str
+    only_country: str | None
+    """The country of every number of the code, unless several share it."""
 
-    @property
-    def non_geographic(self) -> bool:
-        """An international network or service (+800, +881 satellite phones, +882, ...)."""
-        return self.regions[0] == NON_GEOGRAPHIC
-
-    @property
-    def main_country(self) -> str:
-        return UNKNOWN_COUNTRY if self.non_geographic else self.regions[0]
+    @classmethod
+    def of(cls, code: int, regions: tuple[str, ...]) -> CallingCode:
+        digits = len(str(code))
+        non_geographic = regions[0] == NON_GEOGRAPHIC
+        main_country = UNKNOWN_COUNTRY if non_geographic else regions[0]
+        shared = len(regions) > 1
+        return cls(
+            code=code,
+            digits=digits,
+            regions=regions,
+            prefix_length=1 + digits + (DECISIVE_DIGITS if shared else 0),
+            non_geographic=non_geographic,
+            main_country=main_country,
+            only_country=None if shared else main_country,
+        )
 
 
 def _codes_by_first_digits() -> dict[str, CallingCode]:
     """Every `+` and one to three digits a number can start with, to the assigned code it
     starts with (codes are prefix-free): one lookup per number."""
-    codes = {
-        f"+{code}": CallingCode(
-            code, len(str(code)), tuple(regions), 1 + len(str(code)) + (DECISIVE_DIGITS if len(regions) > 1 else 0)
-        )
-        for code, regions in COUNTRY_CODE_TO_REGION_CODE.items()
-    }
+    codes = {f"+{code}": CallingCode.of(code, tuple(regions)) for code, regions in COUNTRY_CODE_TO_REGION_CODE.items()}
     by_start = {}
     for start in (f"+{digits}" for digits in range(1, 1000)):
         code = codes.get(start[:2]) or codes.get(start[:3]) or codes.get(start)
@@ -78,11 +85,11 @@ def calling_code_of(number: str) -> CallingCode | None:
 
 def country_of(number: str) -> str:
     """`number` is already validated as `+` and 2-15 digits."""
-    code = calling_code_of(number)
+    code = _CODES.get(number[:4])
     if code is None:
         return UNKNOWN_COUNTRY
-    if len(code.regions) == 1:
-        return code.main_country
+    if code.only_country is not None:
+        return code.only_country
     key = (number[: code.prefix_length], len(number))
     country = _countries_by_prefix.get(key)
     if country is None:

@@ -67,20 +67,16 @@ class NumberPolicy:
         code = calling_code_of(number)
         if code is None:
             return UNASSIGNED
-        prefix = _prefix_facts(number, code)
-        if prefix.non_geographic and "international_network" not in self.allowed_types:
+        key = (number[: code.prefix_length], len(number))
+        prefix = _facts_by_prefix.get(key) or _learn_prefix(key, number, code)
+        if code.non_geographic and "international_network" not in self.allowed_types:
             return f"international network number (+{code.code}) not allowed for this project"
-        if len(number) in prefix.possible_lengths:
-            national = number[1 + code.digits :]
-        else:
-            after_prefix = _national_after_prefix(number)
-            if after_prefix is None:
-                return f"impossible length for {prefix.where}"
-            national = after_prefix
-        if prefix.special is not None:
-            special = prefix.special.type_of(national)
-            if special is not None and special not in self.allowed_types:
-                return f"{special.replace('_', '-')} number not allowed for this project"
+        national = number[1 + code.digits :] if prefix.possible_length else _national_after_prefix(number)
+        if national is None:
+            return f"impossible length for {prefix.where}"
+        special = prefix.special.type_of(national) if prefix.special is not None else None
+        if special is not None and special not in self.allowed_types:
+            return f"{special.replace('_', '-')} number not allowed for this project"
         if self.allowed_countries and not prefix.non_geographic and prefix.country not in self.allowed_countries:
             return f"destination country {prefix.country} not allowed for this project"
         return None
@@ -94,8 +90,7 @@ class _PrefixFacts:
     where: str
     """The country or network, as a refusal names it."""
     non_geographic: bool
-    possible_lengths: frozenset[int]
-    """The lengths (with `+` and the code) a number of the code can have."""
+    possible_length: bool
     special: _SpecialPatterns | None
     """The patterns of the country's (or network's) premium-rate and shared-cost numbers."""
 
@@ -103,33 +98,26 @@ class _PrefixFacts:
 _facts_by_prefix: dict[tuple[str, int], _PrefixFacts] = {}
 
 
-def _prefix_facts(number: str, code: CallingCode) -> _PrefixFacts:
-    key = (number[: code.prefix_length], len(number))
-    facts = _facts_by_prefix.get(key)
-    if facts is None:
-        country = country_of(number)
-        facts = _PrefixFacts(
-            country=country,
-            where=f"+{code.code} numbers" if code.non_geographic else code.main_country,
-            non_geographic=code.non_geographic,
-            possible_lengths=_possible_lengths(code),
-            special=_special_patterns(code.code if code.non_geographic else country),
-        )
-        if len(_facts_by_prefix) >= MAX_CACHED_PREFIXES:
-            _facts_by_prefix.clear()
-        _facts_by_prefix[key] = facts
+def _learn_prefix(key: tuple[str, int], number: str, code: CallingCode) -> _PrefixFacts:
+    country = country_of(number)
+    facts = _PrefixFacts(
+        country=country,
+        where=f"+{code.code} numbers" if code.non_geographic else code.main_country,
+        non_geographic=code.non_geographic,
+        possible_length=_possible_length(code.code, len(number) - 1 - code.digits),
+        special=_special_patterns(code.code if code.non_geographic else country),
+    )
+    if len(_facts_by_prefix) >= MAX_CACHED_PREFIXES:
+        _facts_by_prefix.clear()
+    _facts_by_prefix[key] = facts
     return facts
 
 
 @cache
-def _possible_lengths(code: CallingCode) -> frozenset[int]:
-    # Whether a length is possible depends on the code's main country (or network) only:
-    # any number of that length stands for all of them.
-    return frozenset(
-        1 + code.digits + length
-        for length in range(1, 16 - code.digits)
-        if _possible(phone_number(code.code, "1" * length))
-    )
+def _possible_length(code: int, national_length: int) -> bool:
+    # Depends on the code's main country (or network) and the length only: any number of
+    # that length stands for all of them.
+    return national_length > 0 and _possible(phone_number(code, "1" * national_length))
 
 
 def _possible(number: PhoneNumber) -> bool:
