@@ -95,7 +95,12 @@ def test_the_policy_is_the_projects() -> None:
 
 
 @pytest.mark.parametrize(
-    "region", sorted(r for r in phonenumbers.SUPPORTED_REGIONS if phonenumbers.example_number_for_type(r, 4))
+    "region",
+    sorted(
+        r
+        for r in phonenumbers.SUPPORTED_REGIONS
+        if phonenumbers.example_number_for_type(r, phonenumbers.PhoneNumberType.PREMIUM_RATE)
+    ),
 )
 def test_every_countrys_example_premium_number_is_refused_by_default(region: str) -> None:
     example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.PREMIUM_RATE)
