@@ -77,7 +77,7 @@ class NumberPolicy:
         special = prefix.special.type_of(national) if prefix.special is not None else None
         if special is not None and special not in self.allowed_types:
             return f"{special.replace('_', '-')} number not allowed for this project"
-        if self.allowed_countries and not prefix.non_geographic and prefix.country not in self.allowed_countries:
+        if self.allowed_countries and not code.non_geographic and prefix.country not in self.allowed_countries:
             return f"destination country {prefix.country} not allowed for this project"
         return None
 
@@ -89,7 +89,6 @@ class _PrefixFacts:
     country: str
     where: str
     """The country or network, as a refusal names it."""
-    non_geographic: bool
     possible_length: bool
     special: _SpecialPatterns | None
     """The patterns of the country's (or network's) premium-rate and shared-cost numbers."""
@@ -103,7 +102,6 @@ def _learn_prefix(key: tuple[str, int], number: str, code: CallingCode) -> _Pref
     facts = _PrefixFacts(
         country=country,
         where=f"+{code.code} numbers" if code.non_geographic else code.main_country,
-        non_geographic=code.non_geographic,
         possible_length=_possible_length(code.code, len(number) - 1 - code.digits),
         special=_special_patterns(code.code if code.non_geographic else country),
     )
