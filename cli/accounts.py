@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -44,7 +45,7 @@ def _editing(path: Path | None) -> Iterator[store.AccountsFile]:
 
 @click.group()
 def accounts() -> None:
-    """Projects, API keys, tags, IP allow-lists, limits and inbound numbers."""
+    """Projects, API keys, tags, IP and destination allow-lists, limits, caps and inbound numbers."""
 
 
 @accounts.command("list")
@@ -63,6 +64,8 @@ def list_projects(path: Path | None, as_json: bool) -> None:
             "active tags",
             "allow-list",
             "inbound numbers",
+            "countries",
+            "number types",
             "store bodies",
             "suspended",
         ],
@@ -76,6 +79,8 @@ def list_projects(path: Path | None, as_json: bool) -> None:
                 sum(t.active for t in p.tags.values()),
                 [str(n) for n in p.ip_allowlist] or ([] if as_json else "any"),
                 list(p.inbound_numbers),
+                list(p.allowed_countries) or ([] if as_json else "any"),
+                list(p.allowed_number_types) or ([] if as_json else "default"),
                 p.store_bodies,
                 p.suspended,
             )
@@ -107,6 +112,8 @@ def show(project: str, path: Path | None, as_json: bool) -> None:
                 "project": project,
                 "name": p.name,
                 "ip_allowlist": [str(n) for n in p.ip_allowlist],
+                "allowed_countries": p.allowed_countries,
+                "allowed_number_types": p.allowed_number_types,
                 "limits": limits,
                 "store_bodies": p.store_bodies,
                 "suspended": p.suspended,
@@ -118,6 +125,11 @@ def show(project: str, path: Path | None, as_json: bool) -> None:
         return
     click.echo(f"Project {project}: {p.name}")
     click.echo(f"IP allow-list: {', '.join(str(n) for n in p.ip_allowlist) or 'any address'}")
+    click.echo(f"Destination countries: {', '.join(p.allowed_countries) or 'any country'}")
+    click.echo(
+        "Number types also allowed: "
+        + (", ".join(p.allowed_number_types) or "none (premium-rate, shared-cost and international networks refused)")
+    )
     click.echo("Limits: " + (", ".join(f"{k}={v}" for k, v in limits.items()) or "service defaults"))
     click.echo(f"Inbound numbers: {', '.join(p.inbound_numbers) or 'none'}")
     click.echo()
@@ -236,18 +248,62 @@ def set_allowlist(project: str, cidrs: tuple[str, ...], path: Path | None) -> No
     click.echo(f"Allow-list of {project}: {', '.join(cidrs) or 'any address'}.")
 
 
+@accounts.command("set-countries")
+@click.argument("project")
+@click.argument("countries", nargs=-1)
+@file_option
+def set_countries(project: str, countries: tuple[str, ...], path: Path | None) -> None:
+    """Send only to numbers of these countries (ISO 3166 alpha-2: NO SE DK); none given: any."""
+    with _editing(path) as data:
+        store.set_countries(data, project, list(countries))
+        allowed = data.project(project).allowed_countries
+    click.echo(f"Destination countries of {project}: {', '.join(allowed) or 'any country'}.")
+
+
+@accounts.command("set-number-types")
+@click.argument("project")
+@click.argument("types", nargs=-1, type=click.Choice(store.NUMBER_TYPES))
+@file_option
+def set_number_types(project: str, types: tuple[store.NumberType, ...], path: Path | None) -> None:
+    """Also allow sends to these number types, refused by default; none given: refuse all three."""
+    with _editing(path) as data:
+        store.set_number_types(data, project, list(types))
+    click.echo(f"Number types {project} may also send to: {', '.join(sorted(types)) or 'none'}.")
+
+
 @accounts.command("set-limits")
 @click.argument("project")
 @click.option("--per-minute", type=click.IntRange(min=1), help="Requests per minute per key.")
 @click.option("--tag-per-minute", type=click.IntRange(min=1), help="Requests per minute per tag.")
 @click.option("--concurrent", type=click.IntRange(min=1), help="Concurrent requests per key.")
+@click.option(
+    "--segments-per-message",
+    type=click.IntRange(min=1),
+    help="Cap: most SMS segments per message (longer messages: VALIDATION_ERROR).",
+)
+@click.option(
+    "--daily-spend-cap",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Cap: most estimated cost of live sends per UTC day, in the gateway's currency (over it: FORBIDDEN).",
+)
 @file_option
 def set_limits(
-    project: str, per_minute: int | None, tag_per_minute: int | None, concurrent: int | None, path: Path | None
+    project: str,
+    per_minute: int | None,
+    tag_per_minute: int | None,
+    concurrent: int | None,
+    segments_per_message: int | None,
+    daily_spend_cap: float | None,
+    path: Path | None,
 ) -> None:
-    """Override the service's default limits for one project (omitted: the default)."""
+    """Override the service's default limits for one project and set its caps (every one
+    omitted: the default, no cap)."""
     limits = store.ProjectLimits(
-        requests_per_minute=per_minute, tag_requests_per_minute=tag_per_minute, concurrent_requests=concurrent
+        requests_per_minute=per_minute,
+        tag_requests_per_minute=tag_per_minute,
+        concurrent_requests=concurrent,
+        segments_per_message=segments_per_message,
+        daily_spend_cap=Decimal(str(daily_spend_cap)) if daily_spend_cap is not None else None,
     )
     with _editing(path) as data:
         store.set_limits(data, project, limits)

@@ -8,6 +8,8 @@ only as SHA-256 hashes. Example:
     name = "Acme AS"
     store_bodies = true
     ip_allowlist = ["203.0.113.0/24"]
+    allowed_countries = ["NO", "SE"]
+    allowed_number_types = ["premium_rate"]
 
     [projects.acme.limits]
     requests_per_minute = 300
@@ -40,9 +42,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import tomli_w
+from phonenumbers import SUPPORTED_REGIONS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.keys import KeyKind, generate_key, generate_key_id, hash_key
@@ -52,6 +55,10 @@ PROJECT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 PHONE_SENDER = re.compile(r"^\+?[1-9]\d{1,14}$")
 SHORT_CODE = re.compile(r"^\d{3,8}$")
+
+NumberType = Literal["premium_rate", "shared_cost", "international_network"]
+"""Destination types refused unless a project allows them (`services/ingest/number_policy.py`)."""
+NUMBER_TYPES: tuple[NumberType, ...] = get_args(NumberType)
 
 
 class AccountsError(ValueError):
@@ -117,6 +124,12 @@ class Project(_Model):
     store_bodies: bool = True
     suspended: bool = Field(False, description="Keys still authenticate, but every request is FORBIDDEN.")
     ip_allowlist: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    allowed_countries: list[str] = Field(
+        default_factory=list, description="Destination countries (ISO 3166 alpha-2); empty: any country."
+    )
+    allowed_number_types: list[NumberType] = Field(
+        default_factory=list, description="Destination types otherwise refused that this project may send to."
+    )
     limits: ProjectLimits = Field(default_factory=ProjectLimits)
     keys: list[ApiKeyRecord] = Field(default_factory=list)
     tags: dict[str, TagRecord] = Field(default_factory=dict)
@@ -135,6 +148,19 @@ class Project(_Model):
         if isinstance(value, list):
             return [ip_network(str(v), strict=False) for v in value]
         return value
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _countries(cls, value: list[str]) -> list[str]:
+        for country in value:
+            if country not in SUPPORTED_REGIONS:
+                raise ValueError(f"{country!r} is not a country code (ISO 3166 alpha-2, upper case, such as NO)")
+        return sorted(set(value))
+
+    @field_validator("allowed_number_types")
+    @classmethod
+    def _number_types(cls, value: list[NumberType]) -> list[NumberType]:
+        return sorted(set(value))
 
     @field_validator("tags")
     @classmethod
@@ -273,6 +299,18 @@ def set_allowlist(accounts: AccountsFile, project_id: str, cidrs: list[str]) -> 
     except ValueError as exc:
         raise AccountsError(str(exc)) from exc
     accounts.project(project_id).ip_allowlist = networks
+
+
+def set_countries(accounts: AccountsFile, project_id: str, countries: list[str]) -> None:
+    project = accounts.project(project_id)
+    unknown = [c for c in countries if c.upper() not in SUPPORTED_REGIONS]
+    if unknown:
+        raise AccountsError(f"not a country code (ISO 3166 alpha-2, such as NO): {', '.join(unknown)}")
+    project.allowed_countries = sorted({c.upper() for c in countries})
+
+
+def set_number_types(accounts: AccountsFile, project_id: str, types: list[NumberType]) -> None:
+    accounts.project(project_id).allowed_number_types = sorted(set(types))
 
 
 def set_suspended(accounts: AccountsFile, project_id: str, *, suspended: bool) -> None:

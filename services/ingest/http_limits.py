@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from litestar import Request
 
+from services.ingest.number_policy import NumberPolicy
 from services.ingest.validation import SendRequest, parse_send_request
 from shared.errors import ErrorCode, GatewayError
 from shared.log import get_logger
@@ -111,7 +112,7 @@ async def read_body(request: Request[Any, Any, Any], max_bytes: int, time_limit:
 
 
 async def receive_send_request(
-    request: Request[Any, Any, Any], max_bytes: int, time_limit: float
+    request: Request[Any, Any, Any], max_bytes: int, time_limit: float, policy: NumberPolicy
 ) -> tuple[SendRequest | None, GatewayError | None]:
     """The parsed request, or the payload error that the admission step will answer with
     (so a malformed body counts against the limits like any other request).
@@ -123,6 +124,6 @@ async def receive_send_request(
         return None, wrong_type
     body = await read_body(request, max_bytes, time_limit)
     try:
-        return parse_send_request(body), None
+        return parse_send_request(body, policy=policy), None
     except GatewayError as error:  # answered once the request is counted: no free pass
         return None, error

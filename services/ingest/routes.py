@@ -21,6 +21,7 @@ from services.ingest.admission import Admission, RateLimited
 from services.ingest.errors import observe
 from services.ingest.http_limits import declared_too_large, receive_send_request, too_large
 from services.ingest.metrics import IngestMetrics
+from services.ingest.number_policy import NumberPolicy
 from services.ingest.openapi import (
     SEND_ERRORS,
     STATUS_ERRORS,
@@ -79,7 +80,9 @@ async def send_sms(request: AnyRequest, send_service: NamedDependency[SendServic
     # The key from the headers first: a request without one is answered before its body is
     # read, so nobody without a key can hold a connection open by sending it slowly.
     caller = await identify(request, send_service.access, send_service)
-    parsed, invalid = await receive_send_request(request, state.max_body_bytes, state.body_timeout_seconds)
+    parsed, invalid = await receive_send_request(
+        request, state.max_body_bytes, state.body_timeout_seconds, NumberPolicy.of(caller.project)
+    )
     async with admitted(request, send_service, caller, parsed) as admission:
         if invalid is not None:
             raise invalid

@@ -7,6 +7,8 @@ Decisions the contract leaves open:
   character here, though it costs two UTF-16 units in segment counting.
 - The 1,000-recipient limit applies to the array as sent; duplicates are then removed,
   keeping the first occurrence's order.
+- A well-formed number the project may not send to (`number_policy.py`) is a problem of
+  the request like a malformed one, named by its index in the array as sent.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from services.ingest.number_policy import NumberPolicy
 from shared.errors import ErrorCode, GatewayError
 
 E164 = re.compile(r"\+[1-9]\d{1,14}", re.ASCII)  # \d alone would take any script's digits
@@ -38,14 +41,15 @@ class SendRequest:
     message: str
 
 
-def parse_send_request(body: bytes) -> SendRequest:
+def parse_send_request(body: bytes, *, policy: NumberPolicy | None) -> SendRequest:
     """The request, or a `VALIDATION_ERROR` listing every problem: never another exception,
-    whatever the bytes."""
+    whatever the bytes. `policy`: the project's destination rules (None: the form of the
+    numbers only)."""
     data = _decode_object(body)
     problems: list[str] = []
     problems.extend(f"{name}: Unknown field" for name in data if name not in FIELDS)
     tag = _check_tag(data.get("tag"), "tag" in data, problems)
-    recipients = _check_recipients(data.get("recipients"), "recipients" in data, problems)
+    recipients = _check_recipients(data.get("recipients"), "recipients" in data, policy, problems)
     message = _check_message(data.get("message"), "message" in data, problems)
     if problems or not _written_once(body, recipients):
         problems.extend(f"{name}: Duplicate field" for name in _duplicate_keys(body))
@@ -117,7 +121,7 @@ def _check_tag(value: Any, present: bool, problems: list[str]) -> str | None:
     return None
 
 
-def _check_recipients(value: Any, present: bool, problems: list[str]) -> list[str] | None:
+def _check_recipients(value: Any, present: bool, policy: NumberPolicy | None, problems: list[str]) -> list[str] | None:
     if not present:
         problems.append("recipients: Field is required")
         return None
@@ -132,8 +136,13 @@ def _check_recipients(value: Any, present: bool, problems: list[str]) -> list[st
         problems.append(f"recipients: Too many recipients ({len(value)}); the maximum is {MAX_RECIPIENTS}")
         valid = False
     match = E164.fullmatch
+    refusal = policy.refusal if policy is not None else None
     for index, number in enumerate(value):
         if isinstance(number, str) and match(number):
+            reason = refusal(number) if refusal is not None else None
+            if reason is not None:
+                valid = False
+                problems.append(f"recipients[{index}]: {_quote(number)}: {reason}")
             continue
         valid = False
         if isinstance(number, str):

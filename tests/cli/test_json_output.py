@@ -40,6 +40,8 @@ def test_accounts_list_and_show_as_json(tmp_path: Path):
     invoke(["accounts", "issue-key", "acme", "--test", "--file", file])
     invoke(["accounts", "set-allowlist", "acme", "10.0.0.0/8", "--file", file])
     invoke(["accounts", "add-inbound-number", "acme", "+4790000001", "--file", file])
+    invoke(["accounts", "set-countries", "acme", "SE", "no", "--file", file])
+    invoke(["accounts", "set-number-types", "acme", "premium_rate", "--file", file])
 
     [project] = json.loads(invoke(["accounts", "list", "--json", "--file", file]))
     assert project == {
@@ -51,6 +53,8 @@ def test_accounts_list_and_show_as_json(tmp_path: Path):
         "active_tags": 1,
         "allow_list": ["10.0.0.0/8"],
         "inbound_numbers": ["+4790000001"],
+        "countries": ["NO", "SE"],
+        "number_types": ["premium_rate"],
         "store_bodies": True,
         "suspended": False,
     }
@@ -62,6 +66,7 @@ def test_accounts_list_and_show_as_json(tmp_path: Path):
     assert [k["kind"] for k in shown["keys"]] == ["test"] and shown["keys"][0]["key_id"].startswith("key_")
     assert shown["ip_allowlist"] == ["10.0.0.0/8"] and shown["limits"] == {}
     assert shown["inbound_numbers"] == ["+4790000001"]
+    assert shown["allowed_countries"] == ["NO", "SE"] and shown["allowed_number_types"] == ["premium_rate"]
 
 
 def test_settings_as_json():

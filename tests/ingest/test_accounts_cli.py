@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -77,6 +78,11 @@ def test_bad_edits_are_refused_and_change_nothing(tmp_path: Path) -> None:
         ["accounts", "set-allowlist", "acme", "not-a-cidr"],
         ["accounts", "create-project", "acme", "--name", "Again"],
         ["accounts", "create-project", "Bad Id", "--name", "x"],
+        ["accounts", "set-countries", "acme", "NO", "XX"],
+        ["accounts", "set-countries", "acme", "Norway"],
+        ["accounts", "set-number-types", "acme", "premium"],
+        ["accounts", "set-limits", "acme", "--segments-per-message", "0"],
+        ["accounts", "set-limits", "acme", "--daily-spend-cap", "-5"],
     ):
         result = runner.invoke(rsms, [*args, *f])
         assert result.exit_code != 0, args
@@ -94,3 +100,35 @@ def test_an_invalid_file_keeps_the_last_good_accounts(tmp_path: Path) -> None:
     path.write_text("this is [not toml")
     assert store.reload() is False
     assert store.authenticate(key.group(1)) is not None
+
+
+def test_destination_rules_and_caps_are_set_and_cleared(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    f = ["--file", str(path)]
+    run("accounts", "create-project", "acme", "--name", "Acme", *f)
+    project = load_accounts(path).projects["acme"]
+    assert project.allowed_countries == [] and project.allowed_number_types == []  # any country, no risky type
+
+    run("accounts", "set-countries", "acme", "se", "NO", "NO", *f)
+    run("accounts", "set-number-types", "acme", "premium_rate", "international_network", *f)
+    run("accounts", "set-limits", "acme", "--segments-per-message", "4", "--daily-spend-cap", "250.50", *f)
+    project = load_accounts(path).projects["acme"]
+    assert project.allowed_countries == ["NO", "SE"]
+    assert project.allowed_number_types == ["international_network", "premium_rate"]
+    assert project.limits.segments_per_message == 4 and project.limits.daily_spend_cap == Decimal("250.50")
+    shown = run("accounts", "show", "acme", *f)
+    assert "Destination countries: NO, SE" in shown and "premium_rate" in shown and "daily_spend_cap=250.5" in shown
+
+    run("accounts", "set-countries", "acme", *f)
+    run("accounts", "set-number-types", "acme", *f)
+    run("accounts", "set-limits", "acme", *f)
+    project = load_accounts(path).projects["acme"]
+    assert project.allowed_countries == [] and project.allowed_number_types == []
+    assert project.limits.segments_per_message is None and project.limits.daily_spend_cap is None
+
+
+def test_an_accounts_file_from_before_the_destination_rules_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('[projects.acme]\nname = "Acme"\nip_allowlist = []\n')
+    project = load_accounts(path).projects["acme"]
+    assert project.allowed_countries == [] and project.allowed_number_types == []

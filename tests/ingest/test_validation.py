@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.ingest.number_policy import NumberPolicy
 from services.ingest.validation import E164, parse_send_request
 from shared.errors import ErrorCode, GatewayError
 
@@ -24,7 +25,7 @@ valid_numbers = st.from_regex(re.compile(r"\A\+[1-9]\d{1,14}\Z", re.ASCII))
 @given(st.binary(max_size=300))
 def test_any_bytes_are_accepted_or_a_validation_error(body: bytes) -> None:
     try:
-        parse_send_request(body)
+        parse_send_request(body, policy=None)
     except GatewayError as exc:
         assert exc.code is ErrorCode.VALIDATION_ERROR
         assert exc.details
@@ -33,7 +34,7 @@ def test_any_bytes_are_accepted_or_a_validation_error(body: bytes) -> None:
 @given(st.dictionaries(st.sampled_from(["tag", "recipients", "message", "extra"]), json_values))
 def test_any_json_object_is_accepted_or_a_validation_error(data: dict[str, Any]) -> None:
     try:
-        request = parse_send_request(json.dumps(data).encode())
+        request = parse_send_request(json.dumps(data).encode(), policy=None)
     except GatewayError as exc:
         assert exc.code is ErrorCode.VALIDATION_ERROR
         assert all(":" in d for d in exc.details)
@@ -45,7 +46,7 @@ def test_any_json_object_is_accepted_or_a_validation_error(data: dict[str, Any])
 @given(st.lists(valid_numbers, min_size=1, max_size=50))
 def test_duplicates_are_removed_keeping_order(numbers: list[str]) -> None:
     body = json.dumps({"tag": "t", "recipients": numbers + numbers[::-1], "message": "hi"}).encode()
-    request = parse_send_request(body)
+    request = parse_send_request(body, policy=None)
     assert request.recipients == list(dict.fromkeys(numbers))
 
 
@@ -65,13 +66,14 @@ def test_duplicates_are_removed_keeping_order(numbers: list[str]) -> None:
 )
 def test_contract_invalid_numbers(number: str) -> None:
     with pytest.raises(GatewayError) as raised:
-        parse_send_request(json.dumps({"tag": "t", "recipients": [number], "message": "hi"}).encode())
+        parse_send_request(json.dumps({"tag": "t", "recipients": [number], "message": "hi"}).encode(), policy=None)
     assert raised.value.details[0].startswith("recipients[0]: Invalid phone number format")
 
 
 @pytest.mark.parametrize("number", ["+4712345678", "+46701234567", "+4407123456789", "+12025551234"])
 def test_contract_valid_numbers(number: str) -> None:
-    assert parse_send_request(json.dumps({"tag": "t", "recipients": [number], "message": "hi"}).encode())
+    body = json.dumps({"tag": "t", "recipients": [number], "message": "hi"}).encode()
+    assert parse_send_request(body, policy=NumberPolicy())  # the default project's rules
 
 
 @given(st.binary(max_size=60), st.sampled_from(["tag", "message", "recipients"]))
@@ -80,7 +82,7 @@ def test_any_bytes_inside_a_string_are_accepted_or_a_validation_error(raw: bytes
     fields[field] = b'"' + raw.replace(b"\\", b"").replace(b'"', b"") + b'"'
     body = b"{" + b",".join(b'"' + name.encode() + b'":' + value for name, value in fields.items()) + b"}"
     try:
-        parse_send_request(body)
+        parse_send_request(body, policy=None)
     except GatewayError as exc:
         assert exc.code is ErrorCode.VALIDATION_ERROR
         assert exc.details
@@ -90,7 +92,7 @@ def test_any_bytes_inside_a_string_are_accepted_or_a_validation_error(raw: bytes
 def test_deep_nesting_is_a_validation_error(depth: int) -> None:
     for body in (b"[" * depth + b"]" * depth, b'{"a":' * depth + b"1" + b"}" * depth):
         with pytest.raises(GatewayError) as raised:
-            parse_send_request(body)
+            parse_send_request(body, policy=None)
         assert raised.value.code is ErrorCode.VALIDATION_ERROR
 
 
@@ -109,7 +111,7 @@ def test_a_field_written_twice_is_always_refused_and_never_otherwise(
 ) -> None:
     fields = {"tag": "t", "recipients": numbers, "message": message}
     members = [json.dumps(name) + colon + json.dumps(value) for name, value in fields.items()]
-    assert parse_send_request(("{" + ",".join(members) + "}").encode()).message == message
+    assert parse_send_request(("{" + ",".join(members) + "}").encode(), policy=None).message == message
 
     key = json.dumps(repeated, ensure_ascii=False)
     if escape_key:  # the same key, spelt with an escape: it is still the same key
@@ -118,5 +120,5 @@ def test_a_field_written_twice_is_always_refused_and_never_otherwise(
     if repeated == "other":
         twice.append(key + colon + "1")
     with pytest.raises(GatewayError) as raised:
-        parse_send_request(("{" + ",".join(twice) + "}").encode())
+        parse_send_request(("{" + ",".join(twice) + "}").encode(), policy=None)
     assert f"{repeated}: Duplicate field" in raised.value.details

@@ -1,0 +1,81 @@
+"""CPU time the gateway spends per accepted 1000-recipient send.
+
+Throughput on a shared machine swings by a factor of three from one run to the next
+(other processes take the cores), so a change that costs a few per cent cannot be seen in
+`bench.ingest_send`'s recipients/s. The CPU time the gateway's own processes use per
+request barely depends on what else runs: this starts `rsms ingest` exactly as
+`bench.ingest_send` does (its own vhost, Redis and accounts), drives it with `wrk` with the
+ingest bench's 1000-recipient body, and divides the CPU seconds of the server and its
+workers (`/proc/<pid>/stat`) by the requests answered 200.
+
+To compare two versions, run it from each checkout in turn, several times, interleaved:
+
+    .venv/bin/python -m bench.ingest_cpu [--rounds 3] [--seconds 5] [--connections 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+from bench.ingest_env import BenchEnv, free_port
+from bench.ingest_loadgen import Target, run_wrk, wrk_path
+from bench.ingest_send import BULK_RECIPIENTS, send_body
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if wrk_path() is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 1
+    with BenchEnv() as env:
+        gateway = env.gateway(free_port(), args.workers)
+        try:
+            gateway.start()
+            gateway.wait_ready()
+            env.wait_topology()
+            assert gateway.process is not None
+            pids = [gateway.process.pid, *gateway.worker_pids()]
+            target = Target("127.0.0.1", gateway.port, "/api/v1/sms/send", send_body(BULK_RECIPIENTS), env.api_key)
+            run_wrk(target, seconds=2, connections=args.connections, threads=1)  # warm-up
+            env.purge_queues()
+            env.reset_redis()
+            figures = []
+            for round_no in range(1, args.rounds + 1):
+                before = cpu_seconds(pids)
+                result = run_wrk(target, seconds=args.seconds, connections=args.connections, threads=1)
+                used = cpu_seconds(pids) - before
+                if result.failed or not result.ok:
+                    print(f"round {round_no}: {result.failed} failed, {result.ok} ok", file=sys.stderr)
+                    return 1
+                figures.append(used / result.ok * 1000)
+                print(f"  round {round_no}: {figures[-1]:.2f} CPU ms per {BULK_RECIPIENTS}-recipient send", flush=True)
+                env.purge_queues()
+                env.reset_redis()
+        finally:
+            gateway.stop()
+    print(
+        f"median {statistics.median(figures):.2f} CPU ms per {BULK_RECIPIENTS}-recipient send "
+        f"({Path(__file__).resolve().parents[1]}); load average {os.getloadavg()[0]:.1f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
