@@ -9,6 +9,7 @@ import click
 from cli.accounts import accounts
 from cli.blocklist import blocklist
 from cli.dlq import dlq
+from cli.migrate_topology import migrate_topology
 from cli.provider_sim import provider_sim
 from cli.receipts import receipts
 from cli.send import send
@@ -31,6 +32,7 @@ rsms.add_command(serve_ingest)
 rsms.add_command(serve_dispatcher)
 rsms.add_command(serve_ledger)
 rsms.add_command(dlq)
+rsms.add_command(migrate_topology)
 rsms.add_command(provider_sim)
 rsms.add_command(receipts)
 rsms.add_command(send)
