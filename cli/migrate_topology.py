@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import aio_pika
 import click
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 from faststream.rabbit import RabbitBroker, RabbitQueue
 
@@ -111,23 +111,36 @@ async def migrate(amqp_url: str, queues: list[RabbitQueue], retry_delays_ms: tup
         for state in states:
             if state.exists and not state.current:
                 holding = holding_queue(state.name + MIGRATING_SUFFIX)
-                await channel.declare_queue(holding.name, durable=True, arguments=dict(holding.arguments or {}))
+                if state.parked is None:  # else an interrupted run's, whatever its arguments
+                    await channel.declare_queue(holding.name, durable=True, arguments=dict(holding.arguments or {}))
                 out[state.name] = await move_all(channel, state.name, holding.name)
-                await channel.queue_delete(state.name, if_empty=True)
+                await _delete_empty(channel, state.name)
+        await channel.close()
         await _declare_topology(amqp_url, retry_delays_ms)
+        # A fresh channel: RabbitMQ 3.10's channel keeps the state of a queue it published to,
+        # and publishing to a classic queue re-declared as quorum under the same name on that
+        # channel crashes it (function_clause in rabbit_classic_queue:update).
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         results = []
         for state in states:
             moved = 0
             if state.needs_work:
                 parked = state.name + MIGRATING_SUFFIX
                 moved = await move_all(channel, parked, state.name)
-                if await ready_count(channel, parked) == 0:
-                    await channel.queue_delete(parked, if_empty=True)
+                await _delete_empty(channel, parked)
             status = _status(state, moved_out=out.get(state.name, 0), moved_back=moved)
             results.append(QueueResult(state.name, moved, status))
         return results
     finally:
         await connection.close()
+
+
+async def _delete_empty(channel: AbstractChannel, name: str) -> None:
+    """Quorum queues refuse `queue.delete` with if-empty, so: count, then delete. Only a
+    publisher running meanwhile (none may) could slip a message in between."""
+    if (left := await ready_count(channel, name)) != 0:
+        raise click.ClickException(f"{name} still holds {left} message(s) after the move: is a service running?")
+    await channel.queue_delete(name)
 
 
 def _status(state: QueueState, *, moved_out: int, moved_back: int) -> str:
