@@ -47,6 +47,9 @@ class DeadLetterEntry:
     detail: str
     # What `replay` publishes to the dispatch queue; None: not replayable.
     replay_body: bytes | None
+    # A job the broker dead-lettered: replayed as the very message, `x-death` included, so
+    # the dispatcher knows it was delivered before (job_reader.delivered_before).
+    by_broker: bool = False
 
 
 def read_entry(body: bytes, headers: Mapping[str, Any]) -> DeadLetterEntry:
@@ -84,6 +87,7 @@ def read_entry(body: bytes, headers: Mapping[str, Any]) -> DeadLetterEntry:
             recipients=len(sms.recipients) if sms else None,
             detail=f"dead-lettered by the broker from {death.get('queue', '?')} ({death.get('count', 1)} time(s))",
             replay_body=body if sms else None,  # as it was: same attempt, same replay number
+            by_broker=True,
         )
     return DeadLetterEntry("unreadable", None, None, None, None, "not a dead letter this version knows", None)
 
@@ -168,16 +172,19 @@ def replay(message_ids: tuple[str, ...], limit: int | None) -> None:
             if not chosen or entry.replay_body is None or (wanted and str(entry.message_id) not in wanted):
                 await move_to(channel, message, queue.name)  # kept, at the tail, in order
                 continue
-            await channel.default_exchange.publish(
-                aio_pika.Message(
-                    entry.replay_body,
-                    content_type="application/json",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key=DISPATCH_QUEUE.name,
-                mandatory=True,
-            )
-            await message.ack()  # only once the broker confirmed the republished job
+            if entry.by_broker:
+                await move_to(channel, message, DISPATCH_QUEUE.name)
+            else:
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        entry.replay_body,
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=DISPATCH_QUEUE.name,
+                    mandatory=True,
+                )
+                await message.ack()  # only once the broker confirmed the republished job
             replayed += 1
             recipients += entry.recipients or 0
         return replayed, recipients, skipped
