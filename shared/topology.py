@@ -20,6 +20,8 @@ publishes always find their queues.
                           rsms.receipts.pending ──▶ dispatcher (matches it again)
     dispatcher, a receipt unmatched after the grace period ──▶ rsms.receipts.unmatched
                           (operator: `rsms receipts unmatched`)
+    every consumed queue, a message delivered DELIVERY_LIMIT times ──dead-letter──▶
+                          its dead-letter queue (dispatch.dead, ledger.dead, receipts.unmatched)
 
 Every queue that holds a message that matters is a quorum queue (replicated, durable, safe
 under publisher confirms), built by one of three functions that new queues must use too:
@@ -119,15 +121,14 @@ LEDGER_OUTCOMES_QUEUE = work_queue("rsms.ledger.outcomes", dead_letters=LEDGER_D
 LEDGER_QUERIES_QUEUE = RabbitQueue("rsms.ledger.queries", queue_type=QueueType.CLASSIC)
 
 LEDGER_RECEIPTS_QUEUE = work_queue("rsms.ledger.receipts", dead_letters=LEDGER_DEAD_LETTER_QUEUE.name)
+# Receipts nobody matched, kept for an operator (`rsms receipts unmatched`), and pending
+# receipts the broker dead-lettered at the delivery limit (same body, with `x-death`).
+RECEIPTS_UNMATCHED_QUEUE = holding_queue("rsms.receipts.unmatched")
 # A receipt that came before the dispatcher recorded its part's carrier id (submit_sm_resp
 # and deliver_sm race on an SMPP bind) waits here, not in a sleeping handler.
-RECEIPTS_PENDING_QUEUE = RabbitQueue("rsms.receipts.pending", queue_type=QueueType.QUORUM)
+RECEIPTS_PENDING_QUEUE = work_queue("rsms.receipts.pending", dead_letters=RECEIPTS_UNMATCHED_QUEUE.name)
 RECEIPT_RETRY_DELAY_MS = 1_000
 RECEIPTS_RETRY_QUEUE = delay_queue("rsms.receipts.retry", RECEIPT_RETRY_DELAY_MS, RECEIPTS_PENDING_QUEUE.name)
-# Receipts nobody matched, kept for an operator. Classic for the reason the dead letters
-# are: `rsms receipts unmatched` peeks (gets and requeues), which a quorum queue would count
-# against its delivery limit until it dropped the receipt.
-RECEIPTS_UNMATCHED_QUEUE = RabbitQueue("rsms.receipts.unmatched", queue_type=QueueType.CLASSIC, durable=True)
 
 # Exponential backoff: attempt n waits RETRY_DELAYS_MS[n-1] (the last one repeats).
 RETRY_DELAYS_MS: tuple[int, ...] = (1_000, 5_000, 25_000, 120_000, 600_000)

@@ -133,3 +133,39 @@ async def test_listing_30_times_under_a_delivery_limit_of_20_loses_nothing_and_r
     replayed = {d["body"]["message_id"]: d["body"] for d in await drain(amqp_url, DISPATCH_QUEUE.name, expect=2)}
     assert replayed[str(raw_job.message_id)] == json.loads(raw_job.model_dump_json())  # as it was
     assert (replayed[str(given_up.message_id)]["attempt"], replayed[str(given_up.message_id)]["replay"]) == (1, 1)
+
+
+async def test_listing_unmatched_receipts_30_times_under_a_delivery_limit_of_20_loses_none(
+    amqp_url, rabbit_admin
+) -> None:
+    import uuid
+
+    from cli.receipts import peek_unmatched
+    from shared.contracts import UnmatchedReceipt
+    from shared.topology import RECEIPTS_UNMATCHED_QUEUE
+
+    await declare(amqp_url)
+    rabbit_admin.set_policy(amqp_url, "limit-20", "^rsms\\.", DELIVERY_LIMIT_POLICY, POLICY_APPLIES_TO)
+    kept = [
+        UnmatchedReceipt(
+            event_id=uuid.uuid4(),
+            provider_reference=f"carrier-{i}",
+            status="delivered",
+            received_at=datetime(2026, 12, 1, 9, i, tzinfo=UTC),
+            reason="no part sent with this carrier id",
+        )
+        for i in range(3)
+    ]
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        for receipt in kept:
+            message = aio_pika.Message(receipt.model_dump_json().encode(), delivery_mode=2)
+            await channel.default_exchange.publish(message, routing_key=RECEIPTS_UNMATCHED_QUEUE.name)
+    finally:
+        await connection.close()
+
+    for _ in range(30):
+        found = await peek_unmatched(amqp_url, limit=2)
+    assert found == kept[:2]  # oldest first, still
+    assert await depth(amqp_url, RECEIPTS_UNMATCHED_QUEUE.name) == 3
