@@ -127,3 +127,23 @@ async def test_migration_refuses_while_a_service_consumes_and_moves_nothing(amqp
         await connection.close()
     assert await depth(amqp_url, DISPATCH_QUEUE.name) == 5
     assert await depth(amqp_url, DEAD_LETTER_QUEUE.name) == 2
+
+
+async def test_a_service_waits_on_the_old_topology_and_starts_once_it_is_migrated(amqp_url) -> None:
+    from faststream.rabbit import RabbitBroker
+
+    from shared.broker_connection import connect_when_available
+    from shared.topology import declare_topology
+
+    await _declare_old_topology(amqp_url)
+    broker = RabbitBroker(amqp_url)
+    starting = asyncio.create_task(connect_when_available(broker, lambda: declare_topology(broker), max_delay=0.2))
+    try:
+        await asyncio.sleep(1.0)
+        assert not starting.done(), "refused (406) by the old queues: it waits, it does not crash"
+        assert (await _migrate(amqp_url)).exit_code == 0
+        await asyncio.wait_for(starting, timeout=10)
+    finally:
+        starting.cancel()
+        await broker.stop()
+    assert await depth(amqp_url, DISPATCH_QUEUE.name) == 5
