@@ -15,7 +15,7 @@ from cli.dlq import dlq, read_entry
 from shared.contracts import DeadLetter, SmsJob
 from shared.topology import DEAD_LETTER_QUEUE, DISPATCH_QUEUE
 from tests.dispatcher.harness import declare, make_job, numbers
-from tests.support.queues import depth, drain
+from tests.support.queues import depth
 
 DELIVERY_LIMIT_POLICY = '{"delivery-limit": 20}'
 # RabbitMQ 3.13+ has `--apply-to quorum_queues`; 3.10 only `queues` (the limit acts on
@@ -130,9 +130,23 @@ async def test_listing_30_times_under_a_delivery_limit_of_20_loses_nothing_and_r
 
     assert "Replayed 2 job(s), 5 recipient(s)." in await _cli(amqp_url, "replay")
     assert await depth(amqp_url, DEAD_LETTER_QUEUE.name) == 0
-    replayed = {d["body"]["message_id"]: d["body"] for d in await drain(amqp_url, DISPATCH_QUEUE.name, expect=2)}
-    assert replayed[str(raw_job.message_id)] == json.loads(raw_job.model_dump_json())  # as it was
-    assert (replayed[str(given_up.message_id)]["attempt"], replayed[str(given_up.message_id)]["replay"]) == (1, 1)
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.get_queue(DISPATCH_QUEUE.name)
+        replayed = {}
+        while (message := await queue.get(fail=False)) is not None:
+            body = json.loads(message.body)
+            replayed[body["message_id"]] = (body, message.headers or {})
+    finally:
+        await connection.close()
+    raw, raw_headers = replayed[str(raw_job.message_id)]
+    assert raw == json.loads(raw_job.model_dump_json())  # as it was: same attempt, same replay
+    # `x-death` kept, so the dispatcher treats it as delivered before (job_reader.delivered_before).
+    assert raw_headers["x-death"][0]["reason"] == "delivery_limit"
+    given_up_body, given_up_headers = replayed[str(given_up.message_id)]
+    assert (given_up_body["attempt"], given_up_body["replay"]) == (1, 1)
+    assert "x-death" not in given_up_headers
 
 
 async def test_listing_unmatched_receipts_30_times_under_a_delivery_limit_of_20_loses_none(
