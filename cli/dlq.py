@@ -1,70 +1,124 @@
 """`rsms dlq list|replay|purge`: the dispatcher's dead-letter queue, for operators.
 
-Dead letters are jobs the dispatcher gave up on: recipients still failing after the last
-attempt, or a body that was not a valid job. `list` looks without taking anything;
-`replay` sends replayable jobs back to the dispatch queue with their attempts reset;
-`purge` drops them all.
+It holds two kinds of message. Jobs the dispatcher gave up on (a `DeadLetter`: recipients
+still failing after the last attempt, outcome unknown, or a body that was not a valid job).
+And jobs the broker dead-lettered itself, as they were, with `x-death` headers: a job
+delivered `DELIVERY_LIMIT` times without being acknowledged (reason `delivery_limit`,
+e.g. requeued through a long Redis outage, or a lower limit set by policy).
+
+`list` looks without taking anything; `replay` sends replayable jobs back to the dispatch
+queue (a give-up with its attempts reset, a broker dead letter as it was); `purge` drops
+them all. Reading never requeues (cli/queue_moves.py): the queue is a quorum queue, and
+RabbitMQ 4 or a policy would count each requeue against its delivery limit.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
+from uuid import UUID
 
 import aio_pika
 import click
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
+from cli.queue_moves import move_to, ready_count, take
 from cli.table import json_option, print_table
-from shared.contracts import DeadLetter
+from shared.contracts import DeadLetter, SmsJob
 from shared.settings import ServiceSettings
 from shared.topology import DEAD_LETTER_QUEUE, DISPATCH_QUEUE
 
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetterEntry:
+    """One message on the dead-letter queue, whichever kind, as `list` shows it."""
+
+    reason: str
+    dead_lettered_at: datetime | None
+    message_id: UUID | None
+    attempts: int | None
+    recipients: int | None
+    detail: str
+    # What `replay` publishes to the dispatch queue; None: not replayable.
+    replay_body: bytes | None
+    # A job the broker dead-lettered: replayed as the very message, `x-death` included, so
+    # the dispatcher knows it was delivered before (job_reader.delivered_before).
+    by_broker: bool = False
+
+
+def read_entry(body: bytes, headers: Mapping[str, Any]) -> DeadLetterEntry:
+    """A `DeadLetter` the dispatcher published, or a job the broker dead-lettered (`x-death`)."""
+    try:
+        letter = DeadLetter.model_validate_json(body)
+    except ValidationError:
+        letter = None
+    if letter is not None:
+        job = letter.job.model_copy(update={"attempt": 1, "replay": letter.job.replay + 1}) if letter.job else None
+        return DeadLetterEntry(
+            reason=letter.reason,
+            dead_lettered_at=letter.dead_lettered_at,
+            message_id=letter.message_id,
+            attempts=letter.attempts,
+            recipients=len(letter.job.recipients) if letter.job else None,
+            detail=letter.detail,
+            replay_body=job.model_dump_json().encode() if job else None,
+        )
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+        # The most recent death comes first: a job that went through a retry delay queue
+        # also carries that queue's `expired` entry (and `x-first-death-reason` says expired).
+        death = deaths[0]
+        try:
+            sms = SmsJob.model_validate_json(body)
+        except ValidationError:
+            sms = None
+        when = death.get("time")
+        return DeadLetterEntry(
+            reason=str(death.get("reason", "unknown")),
+            dead_lettered_at=when if isinstance(when, datetime) else None,
+            message_id=sms.message_id if sms else None,
+            attempts=sms.attempt if sms else None,
+            recipients=len(sms.recipients) if sms else None,
+            detail=f"dead-lettered by the broker from {death.get('queue', '?')} ({death.get('count', 1)} time(s))",
+            replay_body=body if sms else None,  # as it was: same attempt, same replay number
+            by_broker=True,
+        )
+    return DeadLetterEntry("unreadable", None, None, None, None, "not a dead letter this version knows", None)
+
+
 def _run(work: Callable[[AbstractChannel, AbstractQueue], Awaitable[T]]) -> T:
     async def main() -> T:
         connection = await aio_pika.connect(ServiceSettings().amqp_url)
         try:
-            channel = await connection.channel(publisher_confirms=True)
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             queue = await channel.get_queue(DEAD_LETTER_QUEUE.name, ensure=True)
             return await work(channel, queue)
         finally:
-            # Whatever was taken and not acknowledged goes back to the queue.
+            # Whatever was taken and not moved goes back to the queue (counts one delivery).
             await connection.close()
 
     return asyncio.run(main())
 
 
-async def _take(queue: AbstractQueue, limit: int | None) -> list[tuple[AbstractIncomingMessage, DeadLetter | None]]:
-    taken: list[tuple[AbstractIncomingMessage, DeadLetter | None]] = []
-    while limit is None or len(taken) < limit:
-        message = await queue.get(no_ack=False, fail=False)
-        if message is None:
-            break
-        try:
-            letter: DeadLetter | None = DeadLetter.model_validate_json(message.body)
-        except ValidationError:
-            letter = None
-        taken.append((message, letter))
-    return taken
+def _entries(taken: list[AbstractIncomingMessage]) -> list[DeadLetterEntry]:
+    return [read_entry(message.body, message.headers or {}) for message in taken]
 
 
-def _row(index: int, letter: DeadLetter | None) -> list[Any]:
-    if letter is None:
-        return [index, None, "unreadable", None, None, None, "not a dead letter this version knows"]
-    recipients = len(letter.job.recipients) if letter.job else None
-    detail = letter.detail if len(letter.detail) <= 80 else letter.detail[:77] + "..."
+def _row(index: int, entry: DeadLetterEntry) -> list[Any]:
+    detail = entry.detail if len(entry.detail) <= 80 else entry.detail[:77] + "..."
     return [
         index,
-        letter.dead_lettered_at,
-        letter.reason,
-        letter.message_id,
-        letter.attempts,
-        recipients,
+        entry.dead_lettered_at,
+        entry.reason,
+        entry.message_id,
+        entry.attempts,
+        entry.recipients,
         detail,
     ]
 
@@ -80,8 +134,11 @@ def dlq() -> None:
 def list_dead_letters(limit: int | None, as_json: bool) -> None:
     """Show dead-lettered jobs, oldest first; nothing is taken off the queue."""
 
-    async def work(_: AbstractChannel, queue: AbstractQueue) -> list[list[Any]]:
-        return [_row(i, letter) for i, (_, letter) in enumerate(await _take(queue, limit), 1)]
+    async def work(channel: AbstractChannel, queue: AbstractQueue) -> list[list[Any]]:
+        taken = await take(channel, queue)
+        for message in taken:  # each back to the tail, in order: the queue ends as it began
+            await move_to(channel, message, queue.name)
+        return [_row(i, entry) for i, entry in enumerate(_entries(taken)[:limit], 1)]
 
     rows = _run(work)
     print_table(
@@ -96,34 +153,40 @@ def list_dead_letters(limit: int | None, as_json: bool) -> None:
 @click.option("--message-id", "message_ids", multiple=True, help="Only these messages (repeatable).")
 @click.option("--limit", type=int, default=None, help="Look at most at this many dead letters.")
 def replay(message_ids: tuple[str, ...], limit: int | None) -> None:
-    """Send dead-lettered jobs back to the dispatcher, attempts reset.
+    """Send dead-lettered jobs back to the dispatcher.
 
-    Only the recipients still unsent are in a dead letter, so nobody gets a message twice.
+    A job the dispatcher gave up on goes back with its attempts reset; only the recipients
+    still unsent are in it, so nobody gets a message twice. A job the broker dead-lettered
+    goes back as it was (same attempt): the dispatcher's send markers skip whoever it sent.
     Invalid jobs cannot be replayed and stay on the queue.
     """
     wanted = set(message_ids)
 
     async def work(channel: AbstractChannel, queue: AbstractQueue) -> tuple[int, int, int]:
         replayed = recipients = skipped = 0
-        for message, letter in await _take(queue, limit):
-            if letter is None or letter.job is None:
+        taken = await take(channel, queue)
+        for looked, (message, entry) in enumerate(zip(taken, _entries(taken), strict=True)):
+            chosen = looked < (limit if limit is not None else len(taken))
+            if chosen and entry.replay_body is None:
                 skipped += 1
+            if not chosen or entry.replay_body is None or (wanted and str(entry.message_id) not in wanted):
+                await move_to(channel, message, queue.name)  # kept, at the tail, in order
                 continue
-            if wanted and str(letter.message_id) not in wanted:
-                continue
-            job = letter.job.model_copy(update={"attempt": 1, "replay": letter.job.replay + 1})
-            await channel.default_exchange.publish(
-                aio_pika.Message(
-                    job.model_dump_json().encode(),
-                    content_type="application/json",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key=DISPATCH_QUEUE.name,
-                mandatory=True,
-            )
-            await message.ack()  # only once the broker confirmed the republished job
+            if entry.by_broker:
+                await move_to(channel, message, DISPATCH_QUEUE.name)
+            else:
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        entry.replay_body,
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=DISPATCH_QUEUE.name,
+                    mandatory=True,
+                )
+                await message.ack()  # only once the broker confirmed the republished job
             replayed += 1
-            recipients += len(job.recipients)
+            recipients += entry.recipients or 0
         return replayed, recipients, skipped
 
     replayed_jobs, replayed_recipients, skipped = _run(work)
@@ -137,9 +200,8 @@ def replay(message_ids: tuple[str, ...], limit: int | None) -> None:
 def purge(yes: bool) -> None:
     """Drop every dead letter. They cannot be recovered."""
 
-    async def count(_: AbstractChannel, queue: AbstractQueue) -> int:
-        declared = await queue.channel.declare_queue(queue.name, passive=True)
-        return int(declared.declaration_result.message_count or 0)
+    async def count(channel: AbstractChannel, queue: AbstractQueue) -> int:
+        return await ready_count(channel, queue.name)
 
     if not yes:
         waiting = _run(count)

@@ -10,6 +10,7 @@ from cli.accounts import accounts
 from cli.blocklist import blocklist
 from cli.dlq import dlq
 from cli.optouts import optouts
+from cli.migrate_topology import migrate_topology
 from cli.provider_sim import provider_sim
 from cli.receipts import receipts
 from cli.send import send
@@ -34,6 +35,7 @@ rsms.add_command(serve_dispatcher)
 rsms.add_command(serve_ledger)
 rsms.add_command(dlq)
 rsms.add_command(optouts)
+rsms.add_command(migrate_topology)
 rsms.add_command(provider_sim)
 rsms.add_command(receipts)
 rsms.add_command(send)

@@ -14,6 +14,7 @@ import aio_pika
 import click
 from pydantic import ValidationError
 
+from cli.queue_moves import move_to, take
 from cli.table import print_table
 from shared.contracts import UnmatchedReceipt
 from shared.ledger_queries import format_timestamp
@@ -22,25 +23,26 @@ from shared.topology import RECEIPTS_UNMATCHED_QUEUE
 
 
 async def peek_unmatched(amqp_url: str, limit: int | None) -> list[UnmatchedReceipt | bytes]:
-    """The kept receipts, oldest first (unreadable bodies as they are); all stay queued."""
+    """The kept receipts, oldest first (unreadable bodies as they are); all stay queued.
+
+    Each is put back as a confirmed copy, never requeued: the queue is a quorum queue, and
+    every requeue would count against its delivery limit (cli/queue_moves.py)."""
     connection = await aio_pika.connect(amqp_url)
     try:
-        channel = await connection.channel()
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         queue = await channel.declare_queue(
             RECEIPTS_UNMATCHED_QUEUE.name, durable=True, arguments=RECEIPTS_UNMATCHED_QUEUE.arguments
         )
         found: list[UnmatchedReceipt | bytes] = []
-        while limit is None or len(found) < limit:
-            message = await queue.get(no_ack=False, fail=False)
-            if message is None:
-                break
+        for message in await take(channel, queue):
+            await move_to(channel, message, queue.name)  # back to the tail, in order
             try:
                 found.append(UnmatchedReceipt.model_validate_json(message.body))
             except ValidationError:
                 found.append(message.body)
-        return found
+        return found[:limit]
     finally:
-        await connection.close()  # what was taken and not acknowledged goes back
+        await connection.close()  # what was taken and not moved goes back
 
 
 @click.group("receipts")

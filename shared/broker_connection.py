@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from aio_pika.exceptions import AMQPError
+from aiormq.exceptions import ChannelPreconditionFailed
 from faststream.rabbit import RabbitBroker
 
 from shared.log import get_logger
@@ -33,6 +34,17 @@ async def connect_when_available(
                 await setup()
             log.info("broker_connected")
             return
+        except ChannelPreconditionFailed as exc:
+            # A queue an older version declared with other arguments: waiting cannot fix it,
+            # the operator must (the service starts by itself once it is done).
+            log.error(
+                "broker_topology_outdated",
+                error=str(exc),
+                action="stop every service and run `rsms migrate-topology`",
+                retry_in_seconds=max_delay,
+            )
+            await broker.stop()
+            await asyncio.sleep(max_delay)
         except (OSError, ConnectionError, AMQPError) as exc:
             log.error("broker_unavailable", error=str(exc), retry_in_seconds=delay)
             await broker.stop()

@@ -22,15 +22,34 @@ publishes always find their queues.
                           (operator: `rsms receipts unmatched`)
     dispatcher ──InboundMessage──▶ [rsms.inbound] (fanout)
                           └──▶ rsms.ledger.inbound     ──▶ ledger (inbound SMS rows)
+    every consumed queue, a message delivered DELIVERY_LIMIT times ──dead-letter──▶
+                          its dead-letter queue (dispatch.dead, ledger.dead, receipts.unmatched)
 
-Work queues are quorum queues: replicated, durable and safe under publisher confirms.
-The delay queues are classic queues because they only hold a message until its TTL runs
-out and dead-letters it back; they carry no consumer.
+Every queue that holds a message that matters is a quorum queue (replicated, durable, safe
+under publisher confirms), built by one of three functions that new queues must use too:
+
+- `work_queue(name, dead_letters=...)`: a queue a service consumes. It carries an explicit
+  `x-delivery-limit` (`DELIVERY_LIMIT`) and dead-letters a message that reaches it to
+  `dead_letters`, at-least-once (the broker keeps the message until the dead-letter queue
+  confirmed it; that strategy requires `x-overflow: reject-publish`). Without an explicit
+  limit RabbitMQ 4 applies 20 and, with no dead-letter target, drops the message silently:
+  a Redis outage that requeues jobs for 30 s was enough to lose some (issue 11).
+- `delay_queue(name, delay_ms, target)`: holds a message for its TTL, then dead-letters it
+  (reason `expired`, at-least-once) to `target`; no consumer.
+- `holding_queue(name)`: kept for an operator, no consumer, no dead-letter target. Operator
+  commands read it by taking each message and publishing a confirmed copy back before the
+  ack (`cli/queue_moves.py`), never by requeueing: every requeue counts against a quorum
+  queue's delivery limit, which RabbitMQ 4 (or a policy) applies even to a queue that sets
+  none, so peeking often enough would drop the message.
+
+Queue arguments cannot change in place: a deployment declared by an older version is moved
+to these arguments by `rsms migrate-topology` (cli/migrate_topology.py).
 """
 
 from __future__ import annotations
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 ACCEPTED_EXCHANGE = RabbitExchange("rsms.accepted", type=ExchangeType.FANOUT, durable=True)
 OUTCOMES_EXCHANGE = RabbitExchange("rsms.outcomes", type=ExchangeType.FANOUT, durable=True)
@@ -39,38 +58,80 @@ OUTCOMES_EXCHANGE = RabbitExchange("rsms.outcomes", type=ExchangeType.FANOUT, du
 RECEIPTS_EXCHANGE = RabbitExchange("rsms.receipts", type=ExchangeType.FANOUT, durable=True)
 INBOUND_EXCHANGE = RabbitExchange("rsms.inbound", type=ExchangeType.FANOUT, durable=True)
 
-DISPATCH_QUEUE = RabbitQueue("rsms.dispatch.jobs", queue_type=QueueType.QUORUM)
-# Classic, not quorum: operators peek at it (`rsms dlq list` gets and requeues), and a
-# quorum queue counts every requeue against its delivery limit (20 by default since
-# RabbitMQ 4), so looking at a dead letter often enough would drop it.
-DEAD_LETTER_QUEUE = RabbitQueue("rsms.dispatch.dead", queue_type=QueueType.CLASSIC, durable=True)
-LEDGER_ACCEPTED_QUEUE = RabbitQueue("rsms.ledger.accepted", queue_type=QueueType.QUORUM)
-LEDGER_OUTCOMES_QUEUE = RabbitQueue("rsms.ledger.outcomes", queue_type=QueueType.QUORUM)
-LEDGER_QUERIES_QUEUE = RabbitQueue("rsms.ledger.queries", queue_type=QueueType.CLASSIC)
-# Events the ledger cannot record (malformed, unknown schema version), kept for an operator;
-# classic like the dispatch dead letters, so peeking does not count against a delivery limit.
-LEDGER_DEAD_LETTER_QUEUE = RabbitQueue("rsms.ledger.dead", queue_type=QueueType.CLASSIC, durable=True)
+# Deliveries of one message (requeues after a Redis or broker fault, a consumer lost
+# mid-job) before the broker dead-letters it: far above what an outage's requeues reach
+# (the dispatcher waits `RSMS_DISPATCHER_INFRASTRUCTURE_BACKOFF_SECONDS` before each), and
+# explicit so RabbitMQ 4's default of 20 never applies unseen. A policy `delivery-limit`
+# lower than this wins (the broker takes the smaller): the message is then dead-lettered,
+# with reason `delivery_limit`, never dropped. A constant, not a setting: every service
+# declares every queue, and declarations that differ in arguments are refused (406).
+DELIVERY_LIMIT = 50
 
-LEDGER_RECEIPTS_QUEUE = RabbitQueue("rsms.ledger.receipts", queue_type=QueueType.QUORUM)
-LEDGER_INBOUND_QUEUE = RabbitQueue("rsms.ledger.inbound", queue_type=QueueType.QUORUM)
+
+def work_queue_arguments(dead_letters: str, delivery_limit: int = DELIVERY_LIMIT) -> QuorumQueueArgs:
+    """The arguments of a consumed quorum queue whose undeliverable messages go to `dead_letters`
+    (`RabbitQueue` adds `x-queue-type`)."""
+    return {
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": dead_letters,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",  # at-least-once dead-lettering requires it
+    }
+
+
+def work_queue(name: str, *, dead_letters: str, delivery_limit: int = DELIVERY_LIMIT) -> RabbitQueue:
+    return RabbitQueue(
+        name,
+        queue_type=QueueType.QUORUM,
+        durable=True,
+        arguments=work_queue_arguments(dead_letters, delivery_limit),
+    )
+
+
+def delay_queue(name: str, delay_ms: int, target: str) -> RabbitQueue:
+    """Holds each message `delay_ms`, then dead-letters it to `target` (quorum queues support
+    TTL and at-least-once dead-lettering since RabbitMQ 3.10)."""
+    return RabbitQueue(
+        name,
+        queue_type=QueueType.QUORUM,
+        durable=True,
+        arguments={
+            "x-message-ttl": delay_ms,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": target,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        },
+    )
+
+
+def holding_queue(name: str) -> RabbitQueue:
+    """Kept for an operator; read by confirmed copy, never by requeue (see the module doc)."""
+    return RabbitQueue(name, queue_type=QueueType.QUORUM, durable=True)
+
+
+# The dispatcher's give-ups (shared.contracts.DeadLetter) and the jobs the broker dead-lettered
+# at the delivery limit (the job as it was, with `x-death` headers): `rsms dlq` reads both.
+DEAD_LETTER_QUEUE = holding_queue("rsms.dispatch.dead")
+DISPATCH_QUEUE = work_queue("rsms.dispatch.jobs", dead_letters=DEAD_LETTER_QUEUE.name)
+# Events the ledger cannot record (malformed, unknown schema version, header `x-rsms-reason`)
+# and events the broker dead-lettered at the delivery limit, kept for an operator.
+LEDGER_DEAD_LETTER_QUEUE = holding_queue("rsms.ledger.dead")
+LEDGER_ACCEPTED_QUEUE = work_queue("rsms.ledger.accepted", dead_letters=LEDGER_DEAD_LETTER_QUEUE.name)
+LEDGER_OUTCOMES_QUEUE = work_queue("rsms.ledger.outcomes", dead_letters=LEDGER_DEAD_LETTER_QUEUE.name)
+LEDGER_QUERIES_QUEUE = RabbitQueue("rsms.ledger.queries", queue_type=QueueType.CLASSIC)
+
+LEDGER_RECEIPTS_QUEUE = work_queue("rsms.ledger.receipts", dead_letters=LEDGER_DEAD_LETTER_QUEUE.name)
+# Receipts nobody matched, kept for an operator (`rsms receipts unmatched`), and pending
+# receipts the broker dead-lettered at the delivery limit (same body, with `x-death`).
+RECEIPTS_UNMATCHED_QUEUE = holding_queue("rsms.receipts.unmatched")
+LEDGER_INBOUND_QUEUE = work_queue("rsms.ledger.inbound", dead_letters=LEDGER_DEAD_LETTER_QUEUE.name)
 # A receipt that came before the dispatcher recorded its part's carrier id (submit_sm_resp
 # and deliver_sm race on an SMPP bind) waits here, not in a sleeping handler.
-RECEIPTS_PENDING_QUEUE = RabbitQueue("rsms.receipts.pending", queue_type=QueueType.QUORUM)
+RECEIPTS_PENDING_QUEUE = work_queue("rsms.receipts.pending", dead_letters=RECEIPTS_UNMATCHED_QUEUE.name)
 RECEIPT_RETRY_DELAY_MS = 1_000
-RECEIPTS_RETRY_QUEUE = RabbitQueue(
-    "rsms.receipts.retry",
-    queue_type=QueueType.CLASSIC,
-    durable=True,
-    arguments={
-        "x-message-ttl": RECEIPT_RETRY_DELAY_MS,
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": RECEIPTS_PENDING_QUEUE.name,
-    },
-)
-# Receipts nobody matched, kept for an operator. Classic for the reason the dead letters
-# are: `rsms receipts unmatched` peeks (gets and requeues), which a quorum queue would count
-# against its delivery limit until it dropped the receipt.
-RECEIPTS_UNMATCHED_QUEUE = RabbitQueue("rsms.receipts.unmatched", queue_type=QueueType.CLASSIC, durable=True)
+RECEIPTS_RETRY_QUEUE = delay_queue("rsms.receipts.retry", RECEIPT_RETRY_DELAY_MS, RECEIPTS_PENDING_QUEUE.name)
 
 # Exponential backoff: attempt n waits RETRY_DELAYS_MS[n-1] (the last one repeats).
 RETRY_DELAYS_MS: tuple[int, ...] = (1_000, 5_000, 25_000, 120_000, 600_000)
@@ -78,16 +139,25 @@ RETRY_DELAYS_MS: tuple[int, ...] = (1_000, 5_000, 25_000, 120_000, 600_000)
 
 def retry_queue(delay_ms: int) -> RabbitQueue:
     """A delay queue: holds a job for `delay_ms`, then dead-letters it to the dispatch queue."""
-    return RabbitQueue(
-        f"rsms.dispatch.retry.{delay_ms}ms",
-        queue_type=QueueType.CLASSIC,
-        durable=True,
-        arguments={
-            "x-message-ttl": delay_ms,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": DISPATCH_QUEUE.name,
-        },
-    )
+    return delay_queue(f"rsms.dispatch.retry.{delay_ms}ms", delay_ms, DISPATCH_QUEUE.name)
+
+
+def topology_queues(retry_delays_ms: tuple[int, ...] = RETRY_DELAYS_MS) -> list[RabbitQueue]:
+    """Every queue `declare_topology` declares (`rsms migrate-topology` checks each)."""
+    return [
+        DISPATCH_QUEUE,
+        LEDGER_ACCEPTED_QUEUE,
+        LEDGER_OUTCOMES_QUEUE,
+        LEDGER_RECEIPTS_QUEUE,
+        LEDGER_INBOUND_QUEUE,
+        RECEIPTS_PENDING_QUEUE,
+        RECEIPTS_RETRY_QUEUE,
+        RECEIPTS_UNMATCHED_QUEUE,
+        DEAD_LETTER_QUEUE,
+        LEDGER_QUERIES_QUEUE,
+        LEDGER_DEAD_LETTER_QUEUE,
+        *(retry_queue(delay) for delay in sorted(set(retry_delays_ms))),
+    ]
 
 
 async def declare_topology(broker: RabbitBroker, retry_delays_ms: tuple[int, ...] = RETRY_DELAYS_MS) -> None:

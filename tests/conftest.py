@@ -84,6 +84,11 @@ class RabbitAdmin:
     def delete_vhost(self, name: str) -> None:
         self._ctl("delete_vhost", name)
 
+    def set_policy(self, amqp_url: str, name: str, pattern: str, definition: str, apply_to: str) -> None:
+        """A policy on the vhost of `amqp_url` (a test's own), e.g. RabbitMQ 4's delivery limit."""
+        vhost = urlsplit(amqp_url).path.lstrip("/")
+        self._ctl("set_policy", "-p", vhost, "--apply-to", apply_to, name, pattern, definition)
+
 
 @pytest.fixture(scope="session")
 def rabbit_admin() -> Iterator[RabbitAdmin]:

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from services.dispatcher.acknowledger import Acknowledger
 from services.dispatcher.circuit_breaker import CircuitBreaker
 from services.dispatcher.job_dispatcher import JobDispatcher
-from services.dispatcher.job_reader import read_job
+from services.dispatcher.job_reader import delivered_before, read_job
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.outbox import Outbox
 from services.dispatcher.provider import ProviderAccountError
@@ -86,7 +86,8 @@ class JobHandler:
             log.warning("invalid job dead-lettered", detail=job.detail)
             return
         try:
-            result = await self._dispatcher.dispatch(job, redelivered=bool(message.raw_message.redelivered))
+            redelivered = bool(message.raw_message.redelivered) or delivered_before(message.raw_message.headers or {})
+            result = await self._dispatcher.dispatch(job, redelivered=redelivered)
         except ProviderAccountError as exc:
             self._breaker.trip(exc.state)
             await self._acks.nack(message)

@@ -6,7 +6,9 @@ dead-lettered at once: requeueing it would only crash-loop every dispatcher on i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -25,6 +27,17 @@ def read_job(body: bytes) -> SmsJob | DeadLetter:
             dead_lettered_at=datetime.now(UTC),
             body=body[:_MAX_KEPT_BODY].decode("utf-8", errors="replace"),
         )
+
+
+def delivered_before(headers: Mapping[str, Any]) -> bool:
+    """Whether the broker dead-lettered this job at its delivery limit (an `x-death` entry)
+    before an operator replayed it (`rsms dlq replay` sends it back as it was). Its new
+    delivery is not marked redelivered, yet dispatchers had it many times and may have sent
+    some of it: it must be treated as a redelivery, not as a job nobody ever held."""
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list):
+        return False
+    return any(isinstance(d, Mapping) and d.get("reason") == "delivery_limit" for d in deaths)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -99,19 +99,24 @@ async def publish(amqp_url: str, *bodies: SmsJob | bytes) -> None:
 
 
 async def peek(amqp_url: str, queue: str) -> list[dict[str, Any]]:
-    """Every message on `queue`, left where it is (read unacked, then requeued)."""
+    """Every message on `queue`, left where it is: each put back as a confirmed copy, never
+    requeued, since a requeue counts against a quorum queue's delivery limit and polling
+    would dead-letter what it looks at (cli/queue_moves.py)."""
     import json
+
+    from cli.queue_moves import move_to, take
 
     connection = await aio_pika.connect(amqp_url)
     try:
-        channel = await connection.channel()
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         q = await channel.get_queue(queue, ensure=True)
         found = []
-        while (message := await q.get(no_ack=False, fail=False)) is not None:
+        for message in await take(channel, q):
+            await move_to(channel, message, queue)
             found.append(json.loads(message.body))
         return found
     finally:
-        await connection.close()  # unacked messages go back to the queue
+        await connection.close()
 
 
 def _python_env(extra: dict[str, str]) -> dict[str, str]:

@@ -87,3 +87,60 @@ async def test_a_dispatcher_started_while_rabbitmq_is_down_waits_and_then_sends(
     await proxy.restore()
     await eventually(simulator.stats, lambda s: s.get("delivered", 0) >= 5, within=60, what="the job sent")
     assert await probe("/health/ready") == 200
+
+
+async def _dlq(amqp_url: str, *args: str) -> str:
+    from click.testing import CliRunner
+
+    from cli.dlq import dlq
+
+    result = await asyncio.to_thread(CliRunner().invoke, dlq, list(args), env={"RSMS_AMQP_URL": amqp_url})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def test_a_delivery_limit_of_20_and_redis_down_30s_drop_no_job(
+    amqp_url, redis_url, rabbit_admin, simulator, start_dispatcher, tcp_proxy
+):
+    """RabbitMQ 4 limits quorum queue deliveries to 20 (here by policy, as on 3.x): every job
+    requeued through the outage that often is dead-lettered with its reason, never dropped,
+    and a replay sends what it still owes, nobody twice."""
+    import json
+
+    rabbit_admin.set_policy(amqp_url, "limit-20", "^rsms\\.", '{"delivery-limit": 20}', "queues")
+    target = urlsplit(redis_url)
+    redis_proxy = await tcp_proxy(target.hostname, target.port or 6379)
+    await start_dispatcher(RSMS_REDIS_URL=redis_proxy.url_for(redis_url), RSMS_DISPATCHER_PREFETCH="8").ready()
+
+    jobs = [make_job(numbers(5, start=i * 5)) for i in range(60)]
+    await publish(amqp_url, *jobs[:20])
+    await eventually(simulator.stats, lambda s: s.get("delivered", 0) >= 50, what="sending under way")
+    await redis_proxy.cut()
+    await publish(amqp_url, *jobs[20:])  # accepted while the dispatcher has no Redis
+    await asyncio.sleep(30)
+    await redis_proxy.restore()
+
+    async def accounted() -> tuple[set[str], dict[str, str]]:
+        delivered = {m["to"] for m in await simulator.messages()}
+        done = {str(j.message_id) for j in jobs if set(j.recipients) <= delivered}
+        dead = {r["message_id"]: r["reason"] for r in json.loads(await _dlq(amqp_url, "list", "--json"))}
+        return done, dead
+
+    done, dead = await eventually(
+        accounted, lambda a: len(a[0] | set(a[1])) == len(jobs), within=90, what="every job done or dead-lettered"
+    )
+    await eventually(lambda: depth(amqp_url, DISPATCH_QUEUE.name), lambda d: d == 0, what="the queue drained")
+    dropped = [j for j in jobs if str(j.message_id) not in done and str(j.message_id) not in dead]
+    print(f"jobs: {len(jobs)}, done: {len(done)}, dead-lettered: {len(dead)}, dropped: {len(dropped)}")
+    assert dropped == []
+    assert set(dead.values()) <= {"delivery_limit"}
+    assert dead, "no job reached the delivery limit: the outage did not exercise it"
+
+    assert f"Replayed {len(dead)} job(s)" in await _dlq(amqp_url, "replay")
+    expected = [r for job in jobs for r in job.recipients]
+    await eventually(
+        simulator.stats, lambda s: s.get("delivered", 0) >= len(expected), within=60, what="replayed jobs sent"
+    )
+    per_recipient = Counter(m["to"] for m in await simulator.messages())
+    assert set(per_recipient) == set(expected)
+    assert set(per_recipient.values()) == {1}

@@ -6,7 +6,7 @@ import pytest
 
 from services.dispatcher.http_provider import classify_status
 from services.dispatcher.job_dispatcher import delivery_from_marker, marker_for
-from services.dispatcher.job_reader import read_job
+from services.dispatcher.job_reader import delivered_before, read_job
 from services.dispatcher.provider import Delivery, DeliveryStatus, ProviderAccountError
 from services.dispatcher.retry_policy import RetryPolicy
 from shared.contracts import DeadLetter
@@ -80,3 +80,19 @@ def test_acks_cover_only_settled_tags_and_never_a_job_in_flight():
         assert state.settled_upto == 6 and not state.settled
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, False),
+        ({"x-death": [{"reason": "expired", "queue": "rsms.dispatch.retry.1000ms"}]}, False),  # a retry
+        ({"x-death": [{"reason": "delivery_limit", "queue": "rsms.dispatch.jobs"}]}, True),
+        ({"x-death": [{"reason": "delivery_limit"}, {"reason": "expired"}]}, True),
+        ({"x-death": "garbage"}, False),
+    ],
+)
+def test_a_job_replayed_after_the_broker_dead_lettered_it_counts_as_delivered_before(
+    headers: dict[str, object], expected: bool
+) -> None:
+    assert delivered_before(headers) is expected
