@@ -9,8 +9,8 @@ import click
 from cli.accounts import accounts
 from cli.blocklist import blocklist
 from cli.dlq import dlq
-from cli.optouts import optouts
 from cli.migrate_topology import migrate_topology
+from cli.optouts import optouts
 from cli.provider_sim import provider_sim
 from cli.receipts import receipts
 from cli.send import send
