@@ -90,6 +90,7 @@ def show(project: str, path: Path | None, as_json: bool) -> None:
                 "limits": limits,
                 "store_bodies": p.store_bodies,
                 "suspended": p.suspended,
+                "webhook": p.webhook.url if p.webhook else None,
                 "keys": table_records(key_headers, keys),
                 "tags": table_records(tag_headers, tags),
             }
@@ -98,6 +99,7 @@ def show(project: str, path: Path | None, as_json: bool) -> None:
     click.echo(f"Project {project}: {p.name}")
     click.echo(f"IP allow-list: {', '.join(str(n) for n in p.ip_allowlist) or 'any address'}")
     click.echo("Limits: " + (", ".join(f"{k}={v}" for k, v in limits.items()) or "service defaults"))
+    click.echo(f"Webhook: {p.webhook.url if p.webhook else 'none'}")
     click.echo()
     print_table(key_headers, [(i, kind, created.isoformat()) for i, kind, created in keys])
     click.echo()
@@ -230,3 +232,28 @@ def set_limits(
     with _editing(path) as data:
         store.set_limits(data, project, limits)
     click.echo(f"Limits of {project} set.")
+
+
+@accounts.command("set-webhook")
+@click.argument("project")
+@click.argument("url")
+@click.option("--secret", default=None, help="Sign with this secret (at least 16 characters) instead of a new one.")
+@file_option
+def set_webhook(project: str, url: str, secret: str | None, path: Path | None) -> None:
+    """Send PROJECT's message events to URL, signed (README "Webhooks"); a new secret is printed once."""
+    with _editing(path) as data:
+        chosen = store.set_webhook(data, project, url, secret)
+    click.echo(f"Webhook of {project} → {url}")
+    if secret is None:
+        click.echo(f"Signing secret: {chosen}")
+        click.echo("Store it in your receiver now: `rsms accounts` does not show it again.")
+
+
+@accounts.command("remove-webhook")
+@click.argument("project")
+@file_option
+def remove_webhook(project: str, path: Path | None) -> None:
+    """Stop sending PROJECT's events (deliveries still waiting for a retry are dropped)."""
+    with _editing(path) as data:
+        store.remove_webhook(data, project)
+    click.echo(f"Webhook of {project} removed.")

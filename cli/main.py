@@ -15,6 +15,7 @@ from cli.services import serve_dispatcher, serve_ingest, serve_ledger
 from cli.settings import settings
 from cli.up import up
 from cli.usage import sms_status, usage
+from cli.webhooks import webhooks
 from shared.settings import InvalidSetting, warn_about_unknown_variables
 
 
@@ -36,6 +37,7 @@ rsms.add_command(up)
 rsms.add_command(settings)
 rsms.add_command(usage)
 rsms.add_command(sms_status)
+rsms.add_command(webhooks)
 
 
 def main() -> None:

@@ -21,6 +21,10 @@ only as SHA-256 hashes. Example:
     [projects.acme.tags.R-COV1RSMS]
     sender = "RSMS"
     active = true
+
+    [projects.acme.webhook]
+    url = "https://acme.example/rsms-events"
+    secret = "whsec_..."
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import contextlib
 import fcntl
 import os
 import re
+import secrets
 import tempfile
 import tomllib
 from collections.abc import Iterator
@@ -37,6 +42,7 @@ from decimal import Decimal
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -89,6 +95,33 @@ class TagRecord(_Model):
         return value
 
 
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 -- a prefix, not a secret
+
+
+def generate_webhook_secret() -> str:
+    """A new signing secret: the prefix and 32 random bytes (`secrets`), URL-safe."""
+    return WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+class WebhookEndpoint(_Model):
+    """Where a project's webhook events go, and the secret they are signed with.
+
+    Unlike an API key the secret is kept as it is (the sender needs it to sign); the
+    accounts file is its owner's only (0600).
+    """
+
+    url: str
+    secret: str = Field(min_length=16)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"webhook URL {value!r} must be an http:// or https:// URL with a host")
+        return value
+
+
 class Project(_Model):
     name: str
     store_bodies: bool = True
@@ -97,6 +130,7 @@ class Project(_Model):
     limits: ProjectLimits = Field(default_factory=ProjectLimits)
     keys: list[ApiKeyRecord] = Field(default_factory=list)
     tags: dict[str, TagRecord] = Field(default_factory=dict)
+    webhook: WebhookEndpoint | None = Field(None, description="None: the project gets no webhook requests.")
 
     @field_validator("ip_allowlist", mode="before")
     @classmethod
@@ -243,3 +277,21 @@ def set_suspended(accounts: AccountsFile, project_id: str, *, suspended: bool) -
 
 def set_limits(accounts: AccountsFile, project_id: str, limits: ProjectLimits) -> None:
     accounts.project(project_id).limits = limits
+
+
+def set_webhook(accounts: AccountsFile, project_id: str, url: str, secret: str | None = None) -> str:
+    """Point the project's webhook at `url`; returns the secret (a new one unless given)."""
+    project = accounts.project(project_id)
+    chosen = secret or generate_webhook_secret()
+    try:
+        project.webhook = WebhookEndpoint(url=url, secret=chosen)
+    except ValidationError as exc:
+        raise AccountsError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from exc
+    return chosen
+
+
+def remove_webhook(accounts: AccountsFile, project_id: str) -> None:
+    project = accounts.project(project_id)
+    if project.webhook is None:
+        raise AccountsError(f"project {project_id!r} has no webhook")
+    project.webhook = None

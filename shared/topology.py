@@ -20,6 +20,11 @@ publishes always find their queues.
                           rsms.receipts.pending ──▶ dispatcher (matches it again)
     dispatcher, a receipt unmatched after the grace period ──▶ rsms.receipts.unmatched
                           (operator: `rsms receipts unmatched`)
+    [rsms.outcomes], [rsms.receipts], [rsms.inbound] ──▶ rsms.webhooks.{outcomes,receipts,inbound}
+                          ──▶ webhook sender ──HTTP──▶ each project's URL
+    webhook sender, a delivery not taken ──▶ rsms.webhooks.retry.<n> (TTL) ──dead-letter──▶
+                          rsms.webhooks.retries ──▶ webhook sender (tries it again)
+    webhook sender, after the last attempt ──▶ rsms.webhooks.dead (operator: `rsms webhooks`)
 
 Work queues are quorum queues: replicated, durable and safe under publisher confirms.
 The delay queues are classic queues because they only hold a message until its TTL runs
@@ -69,6 +74,31 @@ RECEIPTS_RETRY_QUEUE = RabbitQueue(
 # against its delivery limit until it dropped the receipt.
 RECEIPTS_UNMATCHED_QUEUE = RabbitQueue("rsms.receipts.unmatched", queue_type=QueueType.CLASSIC, durable=True)
 
+# The webhook sender's own copy of every outcome, receipt and inbound message (the
+# exchanges fan out), so a slow receiver delays nothing the ledger or the dispatcher does.
+WEBHOOK_OUTCOMES_QUEUE = RabbitQueue("rsms.webhooks.outcomes", queue_type=QueueType.QUORUM)
+WEBHOOK_RECEIPTS_QUEUE = RabbitQueue("rsms.webhooks.receipts", queue_type=QueueType.QUORUM)
+WEBHOOK_INBOUND_QUEUE = RabbitQueue("rsms.webhooks.inbound", queue_type=QueueType.QUORUM)
+# Deliveries back from a webhook delay queue, to be tried again.
+WEBHOOK_RETRIES_QUEUE = RabbitQueue("rsms.webhooks.retries", queue_type=QueueType.QUORUM)
+# Classic for the reason the dispatch dead letters are: `rsms webhooks list` peeks.
+WEBHOOK_DEAD_LETTER_QUEUE = RabbitQueue("rsms.webhooks.dead", queue_type=QueueType.CLASSIC, durable=True)
+
+
+def webhook_retry_queue(delay_ms: int) -> RabbitQueue:
+    """A delay queue: holds a webhook delivery for `delay_ms`, then dead-letters it to the retries queue."""
+    return RabbitQueue(
+        f"rsms.webhooks.retry.{delay_ms}ms",
+        queue_type=QueueType.CLASSIC,
+        durable=True,
+        arguments={
+            "x-message-ttl": delay_ms,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": WEBHOOK_RETRIES_QUEUE.name,
+        },
+    )
+
+
 # Exponential backoff: attempt n waits RETRY_DELAYS_MS[n-1] (the last one repeats).
 RETRY_DELAYS_MS: tuple[int, ...] = (1_000, 5_000, 25_000, 120_000, 600_000)
 
@@ -106,3 +136,22 @@ async def declare_topology(broker: RabbitBroker, retry_delays_ms: tuple[int, ...
     await broker.declare_queue(LEDGER_DEAD_LETTER_QUEUE)
     for delay in sorted(set(retry_delays_ms)):
         await broker.declare_queue(retry_queue(delay))
+
+
+async def declare_webhook_queues(broker: RabbitBroker, retry_delays_ms: tuple[int, ...]) -> None:
+    """The webhook sender's queues, bound to the events they copy: declared by the sender
+    itself, so a gateway that never runs it (benchmarks, a deployment without webhooks)
+    does not pile up copies nobody reads. From its first start on they are durable, and
+    events wait there while it is down."""
+    sources = (
+        (WEBHOOK_OUTCOMES_QUEUE, OUTCOMES_EXCHANGE),
+        (WEBHOOK_RECEIPTS_QUEUE, RECEIPTS_EXCHANGE),
+        (WEBHOOK_INBOUND_QUEUE, INBOUND_EXCHANGE),
+    )
+    for queue, exchange in sources:
+        declared = await broker.declare_queue(queue)
+        await declared.bind(await broker.declare_exchange(exchange))
+    await broker.declare_queue(WEBHOOK_RETRIES_QUEUE)
+    await broker.declare_queue(WEBHOOK_DEAD_LETTER_QUEUE)
+    for delay in sorted(set(retry_delays_ms)):
+        await broker.declare_queue(webhook_retry_queue(delay))

@@ -49,6 +49,7 @@ def test_a_taken_port_is_refused_in_one_line_naming_the_setting_and_its_process(
 ) -> None:
     ports = {name: free_port() for name in ("RSMS_INGEST_PORT", "RSMS_DISPATCHER_HTTP_PORT", "RSMS_LEDGER_HTTP_PORT")}
     ports["RSMS_PROVIDER_SIM_PORT"] = free_port()
+    ports["RSMS_WEBHOOKS_HTTP_PORT"] = free_port()
     env = {name: str(port) for name, port in ports.items()} | {"RSMS_AMQP_URL": amqp_url, "RSMS_REDIS_URL": redis_url}
     with socket.socket() as holder:
         # As Granian listens: with SO_REUSEPORT, which a second Granian would share silently.

@@ -1,0 +1,147 @@
+"""One delivery attempt: sign, POST, and on anything but a 2xx put it on the retry path.
+
+Isolation: each project has `max_concurrent` slots. A delivery that finds all of its
+project's slots taken is not waited on: it is postponed to the retry path at once (it
+counts as an attempt), so a project whose receiver hangs holds at most its own slots, for
+at most the request timeout each, and the consumers keep taking everyone else's events.
+
+A delivery returns once the receiver took it, or it is confirmed on a delay queue, or
+dead-lettered after the last attempt; it raises only when the broker did not confirm
+that (the caller hands its messages back to the queue: at least once, never lost).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from services.webhooks.endpoints import EndpointDirectory
+from services.webhooks.metrics import WebhooksMetrics
+from services.webhooks.retry_policy import RetryPolicy
+from services.webhooks.signing import request_body, signed_headers
+from shared.contracts import WebhookDeadLetter, WebhookDelivery, WebhookEvent
+
+
+class Client(Protocol):
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> str | None: ...
+
+
+class Outbox(Protocol):
+    async def retry_later(self, delivery: WebhookDelivery, delay_ms: int) -> None: ...
+
+    async def dead_letter(self, letter: WebhookDeadLetter) -> None: ...
+
+
+class Slots:
+    """Requests in flight per project; a plain count (a full project is never waited on)."""
+
+    def __init__(self, per_project: int) -> None:
+        self.per_project = per_project
+        self._used: dict[str, int] = {}
+
+    def try_take(self, project: str) -> bool:
+        used = self._used.get(project, 0)
+        if used >= self.per_project:
+            return False
+        self._used[project] = used + 1
+        return True
+
+    def give_back(self, project: str) -> None:
+        left = self._used[project] - 1
+        if left:
+            self._used[project] = left
+        else:
+            del self._used[project]
+
+    def in_use(self, project: str) -> int:
+        return self._used.get(project, 0)
+
+
+class Deliverer:
+    def __init__(
+        self,
+        endpoints: EndpointDirectory,
+        client: Client,
+        outbox: Outbox,
+        policy: RetryPolicy,
+        slots: Slots,
+        metrics: WebhooksMetrics,
+        logger: Any,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._endpoints = endpoints
+        self._client = client
+        self._outbox = outbox
+        self._policy = policy
+        self._slots = slots
+        self._metrics = metrics
+        self._log = logger
+        self._clock = clock
+
+    async def deliver_new(self, project: str, events: list[WebhookEvent]) -> None:
+        """A fresh batch (`batcher.py`): its first attempt."""
+        delivery = WebhookDelivery(
+            delivery_id=uuid.uuid4(), project=project, events=events, created_at=datetime.now(UTC)
+        )
+        await self.deliver(delivery)
+
+    async def deliver(self, delivery: WebhookDelivery) -> None:
+        project = delivery.project
+        endpoint = self._endpoints.get(project)
+        if endpoint is None:
+            # The webhook was removed since: the project no longer wants these.
+            self._metrics.requests.labels(project, "dropped").inc()
+            self._log.info("webhooks.dropped_no_webhook", project=project, delivery_id=str(delivery.delivery_id))
+            return
+        if not self._slots.try_take(project):
+            self._metrics.requests.labels(project, "postponed").inc()
+            in_flight = self._slots.in_use(project)
+            await self._not_taken(delivery, f"postponed: {in_flight} requests to this project in flight")
+            return
+        body = request_body(delivery.events)
+        headers = signed_headers(endpoint.secret, int(self._clock()), body, delivery.delivery_id)
+        self._metrics.in_flight.inc()
+        started = time.monotonic()
+        try:
+            error = await self._client.post(endpoint.url, headers, body)
+        finally:
+            self._metrics.in_flight.dec()
+            self._slots.give_back(project)
+        self._metrics.request_seconds.observe(time.monotonic() - started)
+        self._metrics.batch_events.observe(len(delivery.events))
+        if error is None:
+            self._metrics.requests.labels(project, "delivered").inc()
+            self._metrics.events_delivered.labels(project).inc(len(delivery.events))
+            return
+        self._metrics.requests.labels(project, "failed").inc()
+        await self._not_taken(delivery, error)
+
+    async def _not_taken(self, delivery: WebhookDelivery, error: str) -> None:
+        attempts = delivery.attempts + 1
+        updated = delivery.model_copy(update={"attempts": attempts, "last_error": error})
+        delay_ms = self._policy.delay_after(attempts)
+        fields = {
+            "project": delivery.project,
+            "delivery_id": str(delivery.delivery_id),
+            "events": len(delivery.events),
+            "attempts": attempts,
+            "error": error,
+        }
+        if delay_ms is None:
+            await self._outbox.dead_letter(
+                WebhookDeadLetter(
+                    reason="attempts_exhausted",
+                    detail=error,
+                    dead_lettered_at=datetime.now(UTC),
+                    project=delivery.project,
+                    delivery=updated,
+                )
+            )
+            self._metrics.dead_lettered.labels("attempts_exhausted").inc()
+            self._log.warning("webhooks.dead_lettered", **fields)
+            return
+        await self._outbox.retry_later(updated, delay_ms)
+        self._log.info("webhooks.retry_scheduled", retry_in_ms=delay_ms, **fields)
