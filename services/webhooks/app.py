@@ -17,7 +17,7 @@ from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import BaseModel, ValidationError
 
 from services.webhooks.batcher import EventBatcher, NotDelivered
-from services.webhooks.delivery import Deliverer, Slots
+from services.webhooks.delivery import Deliverer
 from services.webhooks.endpoints import EndpointDirectory
 from services.webhooks.events import inbound_events, outcome_events, receipt_events
 from services.webhooks.http_client import WebhookClient
@@ -25,6 +25,7 @@ from services.webhooks.metrics import WebhooksMetrics
 from services.webhooks.outbox import WebhookOutbox
 from services.webhooks.retry_policy import RetryPolicy
 from services.webhooks.settings import WebhooksSettings
+from services.webhooks.slots import ProjectSlots
 from shared.broker_connection import connect_when_available
 from shared.contracts import (
     InboundMessage,
@@ -74,9 +75,8 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
     endpoints = EndpointDirectory(settings.accounts_file)
     client = WebhookClient(settings.webhooks_request_timeout_seconds)
     outbox = WebhookOutbox(broker, settings.webhooks_publish_timeout_seconds)
-    deliverer = Deliverer(
-        endpoints, client, outbox, policy, Slots(settings.webhooks_max_concurrent_per_project), metrics, log
-    )
+    slots = ProjectSlots(settings.webhooks_max_concurrent_per_project, settings.webhooks_max_waiting_events_per_project)
+    deliverer = Deliverer(endpoints, client, outbox, policy, slots, metrics, log)
     batcher = EventBatcher(
         deliverer.deliver_new,
         max_events=settings.webhooks_batch_max_events,
@@ -116,6 +116,8 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
         try:
             await batcher.submit(events[0].project, events)
         except NotDelivered:
+            if batcher.closing:
+                return  # left unacknowledged: back to the queue when the connection closes
             await asyncio.sleep(INFRA_BACKOFF_SECONDS)
             await message.nack(requeue=True)
             return
@@ -211,10 +213,13 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
             request_timeout_seconds=settings.webhooks_request_timeout_seconds,
         )
 
-    async def after_stop() -> None:
-        # Consumers have stopped and in-flight handlers finished (or their messages went
-        # back to the queues with the connection); send nothing more.
+    async def stop_batching() -> None:
+        # Before the broker stops: what is open is sent, what is in flight gets until the
+        # deadline, and the handlers waiting on them return (acked, or left for redelivery)
+        # instead of being cancelled by the broker's own graceful timeout.
         await batcher.close(settings.webhooks_shutdown_seconds)
+
+    async def after_stop() -> None:
         for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -223,4 +228,10 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
         await ops.stop()
         log.info("webhooks.stopped")
 
-    return FastStream(broker, on_startup=[start], after_startup=[after_start], after_shutdown=[after_stop])
+    return FastStream(
+        broker,
+        on_startup=[start],
+        after_startup=[after_start],
+        on_shutdown=[stop_batching],
+        after_shutdown=[after_stop],
+    )

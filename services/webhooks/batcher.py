@@ -49,6 +49,10 @@ class EventBatcher:
         self._sending: set[asyncio.Task[None]] = set()
         self._closing = False
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     async def submit(self, project: str, events: Sequence[WebhookEvent]) -> None:
         """Returns once every event is delivered or on the retry path; raises `NotDelivered` otherwise."""
         if self._closing:

@@ -1,9 +1,10 @@
 """One delivery attempt: sign, POST, and on anything but a 2xx put it on the retry path.
 
-Isolation: each project has `max_concurrent` slots. A delivery that finds all of its
-project's slots taken is not waited on: it is postponed to the retry path at once (it
-counts as an attempt), so a project whose receiver hangs holds at most its own slots, for
-at most the request timeout each, and the consumers keep taking everyone else's events.
+Isolation (`slots.py`): each project has a few slots. While its receiver answers, a
+delivery that finds them taken waits for one (a few at most); once a request failed, it
+does not wait: it is postponed to the retry path at once (counted as an attempt). So a
+project whose receiver hangs holds at most its own slots, for at most the request timeout
+each, and the consumers keep taking everyone else's events.
 
 A delivery returns once the receiver took it, or it is confirmed on a delay queue, or
 dead-lettered after the last attempt; it raises only when the broker did not confirm
@@ -22,6 +23,7 @@ from services.webhooks.endpoints import EndpointDirectory
 from services.webhooks.metrics import WebhooksMetrics
 from services.webhooks.retry_policy import RetryPolicy
 from services.webhooks.signing import request_body, signed_headers
+from services.webhooks.slots import ProjectSlots
 from shared.contracts import WebhookDeadLetter, WebhookDelivery, WebhookEvent
 
 
@@ -35,31 +37,6 @@ class Outbox(Protocol):
     async def dead_letter(self, letter: WebhookDeadLetter) -> None: ...
 
 
-class Slots:
-    """Requests in flight per project; a plain count (a full project is never waited on)."""
-
-    def __init__(self, per_project: int) -> None:
-        self.per_project = per_project
-        self._used: dict[str, int] = {}
-
-    def try_take(self, project: str) -> bool:
-        used = self._used.get(project, 0)
-        if used >= self.per_project:
-            return False
-        self._used[project] = used + 1
-        return True
-
-    def give_back(self, project: str) -> None:
-        left = self._used[project] - 1
-        if left:
-            self._used[project] = left
-        else:
-            del self._used[project]
-
-    def in_use(self, project: str) -> int:
-        return self._used.get(project, 0)
-
-
 class Deliverer:
     def __init__(
         self,
@@ -67,7 +44,7 @@ class Deliverer:
         client: Client,
         outbox: Outbox,
         policy: RetryPolicy,
-        slots: Slots,
+        slots: ProjectSlots,
         metrics: WebhooksMetrics,
         logger: Any,
         clock: Callable[[], float] = time.time,
@@ -80,6 +57,8 @@ class Deliverer:
         self._metrics = metrics
         self._log = logger
         self._clock = clock
+        # Projects whose last request failed: their deliveries do not wait for a slot.
+        self._failing: set[str] = set()
 
     async def deliver_new(self, project: str, events: list[WebhookEvent]) -> None:
         """A fresh batch (`batcher.py`): its first attempt."""
@@ -96,7 +75,7 @@ class Deliverer:
             self._metrics.requests.labels(project, "dropped").inc()
             self._log.info("webhooks.dropped_no_webhook", project=project, delivery_id=str(delivery.delivery_id))
             return
-        if not self._slots.try_take(project):
+        if not await self._slots.acquire(project, len(delivery.events), may_wait=project not in self._failing):
             self._metrics.requests.labels(project, "postponed").inc()
             in_flight = self._slots.in_use(project)
             await self._not_taken(delivery, f"postponed: {in_flight} requests to this project in flight")
@@ -109,13 +88,15 @@ class Deliverer:
             error = await self._client.post(endpoint.url, headers, body)
         finally:
             self._metrics.in_flight.dec()
-            self._slots.give_back(project)
+            self._slots.release(project)
         self._metrics.request_seconds.observe(time.monotonic() - started)
         self._metrics.batch_events.observe(len(delivery.events))
         if error is None:
+            self._failing.discard(project)
             self._metrics.requests.labels(project, "delivered").inc()
             self._metrics.events_delivered.labels(project).inc(len(delivery.events))
             return
+        self._failing.add(project)
         self._metrics.requests.labels(project, "failed").inc()
         await self._not_taken(delivery, error)
 

@@ -22,8 +22,12 @@ class WebhooksSettings(ServiceSettings):
     webhooks_batch_max_wait_ms: int = Field(
         100, ge=0, description="A project's first waiting event is sent at most this long after it arrived."
     )
-    webhooks_max_concurrent_per_project: int = Field(
-        4, ge=1, description="Requests in flight per project; more are postponed to the retry queue, never waited on."
+    webhooks_max_concurrent_per_project: int = Field(4, ge=1, description="Requests in flight per project.")
+    webhooks_max_waiting_events_per_project: int = Field(
+        1_000,
+        ge=0,
+        description="Events of a project that may wait for one of its requests to finish while its receiver "
+        "answers; more (or any, once a request failed) go to the retry queue at once.",
     )
     webhooks_request_timeout_seconds: float = Field(
         10.0, gt=0, description="A request not answered within this long (in total) failed; it is retried."
@@ -34,7 +38,7 @@ class WebhooksSettings(ServiceSettings):
         description="Wait before attempt n+1 is RETRY_DELAYS[n-1]; the last one repeats.",
     )
     webhooks_prefetch: int = Field(
-        2_000,
+        5_000,
         ge=1,
         le=65_535,
         description="Events held unacknowledged per source queue while their requests are in flight.",

@@ -11,10 +11,11 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.webhooks.delivery import Deliverer, Slots
+from services.webhooks.delivery import Deliverer
 from services.webhooks.endpoints import EndpointDirectory
 from services.webhooks.metrics import WebhooksMetrics
 from services.webhooks.retry_policy import RetryPolicy
+from services.webhooks.slots import ProjectSlots
 from shared.contracts import WebhookDeadLetter, WebhookDelivery
 from tests.webhooks.support import write_accounts
 from tests.webhooks.test_batching import events
@@ -29,12 +30,34 @@ def test_backoff_follows_the_delays_and_ends_in_the_dead_letters(max_attempts: i
     assert set(policy.delays_in_use()) == {w for w in waits if w is not None}
 
 
-def test_slots_are_per_project_and_never_waited_on() -> None:
-    slots = Slots(2)
-    assert slots.try_take("a") and slots.try_take("a") and not slots.try_take("a")
-    assert slots.try_take("b")
-    slots.give_back("a")
-    assert slots.in_use("a") == 1 and slots.try_take("a")
+async def test_slots_are_per_project_and_a_few_events_may_wait_for_one() -> None:
+    slots = ProjectSlots(2, waiting_events_per_project=10)
+    assert await slots.acquire("a", 5, may_wait=True) and await slots.acquire("a", 5, may_wait=True)
+    assert await slots.acquire("b", 5, may_wait=False)  # another project's slots are its own
+    assert not await slots.acquire("a", 5, may_wait=False)  # a failing receiver's batches never wait
+    assert not await slots.acquire("a", 11, may_wait=True)  # more than may wait
+    first = asyncio.create_task(slots.acquire("a", 6, may_wait=True))
+    await asyncio.sleep(0)
+    assert slots.waiting_events("a") == 6
+    assert not await slots.acquire("a", 5, may_wait=True)  # 6 + 5 would be over 10
+    slots.release("a")  # handed to the waiting one
+    assert await first and slots.in_use("a") == 2 and slots.waiting_events("a") == 0
+    slots.release("a")
+    slots.release("a")
+    assert slots.in_use("a") == 0
+
+
+async def test_a_waiter_that_gives_up_leaves_nothing_behind() -> None:
+    slots = ProjectSlots(1, waiting_events_per_project=10)
+    assert await slots.acquire("a", 1, may_wait=True)
+    waiting = asyncio.create_task(slots.acquire("a", 3, may_wait=True))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert slots.waiting_events("a") == 0
+    slots.release("a")
+    assert slots.in_use("a") == 0
 
 
 class Client:
@@ -65,7 +88,7 @@ class Outbox:
         self.dead.append(letter)
 
 
-def deliverer(tmp_path: Path, client: Client, outbox: Outbox, per_project: int = 1) -> Deliverer:
+def deliverer(tmp_path: Path, client: Client, outbox: Outbox, per_project: int = 1, waiting: int = 0) -> Deliverer:
     path = tmp_path / "accounts.toml"
     write_accounts(path, {"acme": ("https://acme.example/hook", "whsec_0123456789abcdef"), "quiet": None})
     return Deliverer(
@@ -73,7 +96,7 @@ def deliverer(tmp_path: Path, client: Client, outbox: Outbox, per_project: int =
         client,
         outbox,
         RetryPolicy(3, (1_000, 5_000)),
-        Slots(per_project),
+        ProjectSlots(per_project, waiting),
         WebhooksMetrics(),
         structlog.get_logger("test"),
         clock=lambda: 1_700_000_000.5,
@@ -104,18 +127,35 @@ async def test_a_failure_is_retried_with_backoff_then_dead_lettered(tmp_path: Pa
     assert len(client.calls) == 3
 
 
-async def test_a_project_whose_slots_are_taken_is_postponed_not_waited_on(tmp_path: Path) -> None:
+async def test_a_batch_over_the_waiting_budget_is_postponed_not_waited_on(tmp_path: Path) -> None:
     client, outbox = Client(None), Outbox()
     client.hang = True
-    sender = deliverer(tmp_path, client, outbox, per_project=1)
+    sender = deliverer(tmp_path, client, outbox, per_project=1, waiting=1)
     hanging = asyncio.create_task(sender.deliver_new("acme", events(1)))
     await client.called.wait()
-    await sender.deliver_new("acme", events(1))  # returns at once: nothing to wait for
+    await sender.deliver_new("acme", events(2))  # returns at once: 2 events may not wait
     [(postponed, _)] = outbox.retries
     assert postponed.attempts == 1 and postponed.last_error == "postponed: 1 requests to this project in flight"
+    waits = asyncio.create_task(sender.deliver_new("acme", events(1)))  # 1 event may: it is sent next
+    await asyncio.sleep(0)
     client.release.set()
     await hanging
-    assert len(client.calls) == 1
+    await waits
+    assert len(client.calls) == 2 and len(outbox.retries) == 1
+
+
+async def test_once_a_request_failed_the_projects_batches_do_not_wait(tmp_path: Path) -> None:
+    client, outbox = Client("HTTP 500"), Outbox()
+    sender = deliverer(tmp_path, client, outbox, per_project=1, waiting=100)
+    await sender.deliver_new("acme", events(1))  # fails: the project is failing now
+    client.hang = True
+    client.called.clear()
+    hanging = asyncio.create_task(sender.deliver_new("acme", events(1)))
+    await client.called.wait()
+    await sender.deliver_new("acme", events(1))  # would have waited while it answered
+    assert [d.last_error for d, _ in outbox.retries] == ["HTTP 500", "postponed: 1 requests to this project in flight"]
+    client.release.set()
+    await hanging
 
 
 async def test_a_project_without_a_webhook_gets_no_request(tmp_path: Path) -> None:
