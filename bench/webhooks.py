@@ -221,6 +221,11 @@ async def sender_round(settings: WebhooksSettings, receiver: ReceiverProcess, sc
         seconds = time.perf_counter() - consuming_from[0]
     finally:
         await app.stop()
+    if os.environ.get("RSMS_BENCH_VERBOSE"):
+        for metric in metrics.registry.collect():
+            for sample in metric.samples:
+                if sample.name in ("rsms_webhooks_requests_total", "rsms_webhooks_batch_events_count"):
+                    print("   ", sample.name, sample.labels, sample.value)
     counted = await receiver.count()
     got = sum(n for p, n in counted["events"].items() if p != HANGING)
     assert got == scenario.events, f"receiver has {got} distinct events, expected {scenario.events}"

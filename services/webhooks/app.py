@@ -70,6 +70,8 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
         settings.amqp_url,
         graceful_timeout=settings.webhooks_shutdown_seconds,
         log_level=logging.DEBUG,  # FastStream's per-message lines; shared/log keeps WARNING+
+        # The handlers take the raw body and nothing to inject: no FastDepends per message.
+        apply_types=False,
     )
     policy = RetryPolicy(settings.webhooks_max_attempts, settings.webhooks_retry_delays_ms)
     endpoints = EndpointDirectory(settings.accounts_file)
@@ -133,17 +135,21 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
             decoder=keep_body_undecoded,
         )
 
+    def current_message() -> RabbitMessage:
+        message: RabbitMessage = broker.context.get_local("message")
+        return message
+
     @source(WEBHOOK_OUTCOMES_QUEUE, OUTCOMES_EXCHANGE)
-    async def on_outcome(message: RabbitMessage) -> None:
-        await take_events(message, "outcomes", OutcomeEvent, outcome_events)
+    async def on_outcome(body: bytes) -> None:
+        await take_events(current_message(), "outcomes", OutcomeEvent, outcome_events)
 
     @source(WEBHOOK_RECEIPTS_QUEUE, RECEIPTS_EXCHANGE)
-    async def on_receipt(message: RabbitMessage) -> None:
-        await take_events(message, "receipts", ReceiptEvent, receipt_events)
+    async def on_receipt(body: bytes) -> None:
+        await take_events(current_message(), "receipts", ReceiptEvent, receipt_events)
 
     @source(WEBHOOK_INBOUND_QUEUE, INBOUND_EXCHANGE)
-    async def on_inbound(message: RabbitMessage) -> None:
-        await take_events(message, "inbound", InboundMessage, inbound_events)
+    async def on_inbound(body: bytes) -> None:
+        await take_events(current_message(), "inbound", InboundMessage, inbound_events)
 
     @broker.subscriber(
         WEBHOOK_RETRIES_QUEUE,
@@ -152,8 +158,9 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
         no_reply=True,
         decoder=keep_body_undecoded,
     )
-    async def on_retry(message: RabbitMessage) -> None:
+    async def on_retry(body: bytes) -> None:
         """A delivery back from its delay queue: tried again as it is (no new batching)."""
+        message = current_message()
         try:
             delivery = WebhookDelivery.model_validate_json(message.body)
         except ValidationError as error:

@@ -41,7 +41,7 @@ class WebhooksSettings(ServiceSettings):
         5_000,
         ge=1,
         le=65_535,
-        description="Events held unacknowledged per source queue while their requests are in flight.",
+        description="Broker messages held unacknowledged per queue while their events are in flight or waiting.",
     )
     webhooks_publish_timeout_seconds: float = Field(10.0, gt=0, description="Wait this long for a retry's confirm.")
     webhooks_shutdown_seconds: float = Field(

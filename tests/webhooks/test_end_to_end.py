@@ -177,3 +177,21 @@ async def test_a_hanging_receiver_holds_only_its_own_project(
         receiver.release.set()
     assert sorted(e["recipient"] for e in fine) == [f"+47920000{i:02d}" for i in range(12)]
     assert receiver.rejected == []
+
+
+async def test_events_in_flight_when_the_sender_stops_are_delivered_by_the_next_one(
+    amqp_url: str, accounts_file: Path, receiver: Receiver
+) -> None:
+    configure(accounts_file, receiver, ["acme"])
+    receiver.behaviour["acme"] = "hang"
+    settings = sender_settings(amqp_url, accounts_file, webhooks_request_timeout_seconds=120.0)
+    events = [receipt("acme", f"+47930000{i:02d}") for i in range(5)]
+    async with publisher(amqp_url) as broker:
+        async with running_sender(settings):
+            await publish(broker, *events)
+            await eventually(lambda: receiver.hanging["acme"] >= 1, "the request hanging")
+        # Stopped with the request unanswered: nothing was acknowledged, nothing is lost.
+        receiver.behaviour["acme"] = "ok"
+        async with running_sender(settings):
+            taken = await eventually(lambda: len(receiver.events("acme")) >= 5 and receiver.events("acme"), "events")
+    assert {e["recipient"] for e in taken} == {f"+47930000{i:02d}" for i in range(5)}
