@@ -45,6 +45,7 @@ from typing import Any
 
 import aio_pika
 import httpx
+import uvloop
 from faststream.rabbit import RabbitBroker
 
 from cli.table import print_table
@@ -395,4 +396,4 @@ if __name__ == "__main__":
         serve_receiver(int(arguments.serve_receiver[0]), Path(arguments.serve_receiver[1]))
     else:
         configure_logging("webhooks-bench", "WARNING", "console")
-        asyncio.run(main(arguments))
+        uvloop.run(main(arguments))  # as `rsms webhooks` runs the sender

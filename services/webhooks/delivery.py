@@ -2,7 +2,9 @@
 
 Isolation (`slots.py`): each project has a few slots. While its receiver answers, a
 delivery that finds them taken waits for one (a few at most); once a request failed, it
-does not wait: it is postponed to the retry path at once (counted as an attempt). So a
+does not wait: it is postponed to the retry path at once. A postponement is not an
+attempt (nothing was sent): it keeps the delivery's attempts and waits its current
+backoff, so a burst never escalates a healthy project's backoff. So a
 project whose receiver hangs holds at most its own slots, for at most the request timeout
 each, and the consumers keep taking everyone else's events.
 
@@ -78,7 +80,7 @@ class Deliverer:
         if not await self._slots.acquire(project, len(delivery.events), may_wait=project not in self._failing):
             self._metrics.requests.labels(project, "postponed").inc()
             in_flight = self._slots.in_use(project)
-            await self._not_taken(delivery, f"postponed: {in_flight} requests to this project in flight")
+            await self._postpone(delivery, f"postponed: {in_flight} requests to this project in flight")
             return
         body = request_body(delivery.events)
         headers = signed_headers(endpoint.secret, int(self._clock()), body, delivery.delivery_id)
@@ -99,6 +101,17 @@ class Deliverer:
         self._failing.add(project)
         self._metrics.requests.labels(project, "failed").inc()
         await self._not_taken(delivery, error)
+
+    async def _postpone(self, delivery: WebhookDelivery, reason: str) -> None:
+        delay_ms = self._policy.backoff(delivery.attempts)
+        await self._outbox.retry_later(delivery.model_copy(update={"last_error": reason}), delay_ms)
+        self._log.info(
+            "webhooks.postponed",
+            project=delivery.project,
+            delivery_id=str(delivery.delivery_id),
+            events=len(delivery.events),
+            retry_in_ms=delay_ms,
+        )
 
     async def _not_taken(self, delivery: WebhookDelivery, error: str) -> None:
         attempts = delivery.attempts + 1

@@ -17,10 +17,12 @@ class RetryPolicy:
 
     def delay_after(self, attempts: int) -> int | None:
         """The wait before the next attempt once `attempts` failed; None: dead-letter it."""
-        if attempts >= self.max_attempts:
-            return None
-        return self.delays_ms[min(attempts, len(self.delays_ms)) - 1]
+        return None if attempts >= self.max_attempts else self.backoff(attempts)
+
+    def backoff(self, attempts: int) -> int:
+        """The current wait of a delivery with `attempts` failed, whether or not another may follow."""
+        return self.delays_ms[min(max(attempts, 1), len(self.delays_ms)) - 1]
 
     def delays_in_use(self) -> tuple[int, ...]:
-        """The delay queues this policy publishes to."""
-        return tuple(sorted({d for n in range(1, self.max_attempts) if (d := self.delay_after(n)) is not None}))
+        """The delay queues this policy publishes to (retries and postponements)."""
+        return tuple(sorted({self.backoff(n) for n in range(self.max_attempts)}))

@@ -27,7 +27,8 @@ def test_backoff_follows_the_delays_and_ends_in_the_dead_letters(max_attempts: i
     waits = [policy.delay_after(n) for n in range(1, max_attempts + 1)]
     assert waits[-1] is None  # after the last attempt: dead-lettered
     assert waits[:-1] == [delays[min(n, len(delays)) - 1] for n in range(1, max_attempts)]
-    assert set(policy.delays_in_use()) == {w for w in waits if w is not None}
+    assert set(policy.delays_in_use()) == {w for w in waits if w is not None} | {delays[0]}
+    assert [policy.backoff(n) for n in range(max_attempts)] == [delays[0], *waits[:-1]]
 
 
 async def test_slots_are_per_project_and_a_few_events_may_wait_for_one() -> None:
@@ -135,7 +136,8 @@ async def test_a_batch_over_the_waiting_budget_is_postponed_not_waited_on(tmp_pa
     await client.called.wait()
     await sender.deliver_new("acme", events(2))  # returns at once: 2 events may not wait
     [(postponed, _)] = outbox.retries
-    assert postponed.attempts == 1 and postponed.last_error == "postponed: 1 requests to this project in flight"
+    # Not an attempt: nothing was sent. It waits the current (first) backoff.
+    assert postponed.attempts == 0 and postponed.last_error == "postponed: 1 requests to this project in flight"
     waits = asyncio.create_task(sender.deliver_new("acme", events(1)))  # 1 event may: it is sent next
     await asyncio.sleep(0)
     client.release.set()
