@@ -321,7 +321,7 @@ class WebhookDelivery(Contract):
     delivery_id: UUID = Field(description="Stable across attempts: the X-RSMS-Delivery header.")
     project: str
     events: list[WebhookEvent]
-    attempts: int = Field(0, description="Attempts made so far (a postponed one counts).")
+    attempts: int = Field(0, description="Requests made so far (a postponement, slots busy, is not one).")
     last_error: str | None = Field(None, description="Why the last attempt failed; never the URL or the secret.")
     created_at: datetime
     replay: int = Field(0, description="Times an operator replayed it (`rsms webhooks replay`).")

@@ -105,7 +105,7 @@ class Deliverer:
     async def _postpone(self, delivery: WebhookDelivery, reason: str) -> None:
         delay_ms = self._policy.backoff(delivery.attempts)
         await self._outbox.retry_later(delivery.model_copy(update={"last_error": reason}), delay_ms)
-        self._log.info(
+        self._log.debug(  # one a batch while a receiver hangs: the metrics count them
             "webhooks.postponed",
             project=delivery.project,
             delivery_id=str(delivery.delivery_id),
