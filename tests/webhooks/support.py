@@ -16,7 +16,13 @@ from services.webhooks.app import build_app
 from services.webhooks.settings import WebhooksSettings
 from shared import accounts as store
 from shared.contracts import Contract, InboundMessage, OutcomeEvent, ReceiptEvent, RecipientOutcome, RecipientStatus
-from shared.topology import INBOUND_EXCHANGE, OUTCOMES_EXCHANGE, RECEIPTS_EXCHANGE, declare_topology
+from shared.topology import (
+    INBOUND_EXCHANGE,
+    OUTCOMES_EXCHANGE,
+    RECEIPTS_EXCHANGE,
+    declare_topology,
+    declare_webhook_queues,
+)
 from tests.webhooks.receiver import free_port
 
 
@@ -82,6 +88,8 @@ async def publisher(amqp_url: str) -> AsyncIterator[RabbitBroker]:
     broker = RabbitBroker(amqp_url, logger=None)
     await broker.connect()
     await declare_topology(broker)
+    # As a sender that ran before would have left them (they are declared at its first start).
+    await declare_webhook_queues(broker, ())
     try:
         yield broker
     finally:

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +21,7 @@ from click.testing import CliRunner, Result
 from cli.main import rsms
 from shared.topology import WEBHOOK_DEAD_LETTER_QUEUE
 from tests.support.queues import depth
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Receiver, free_port
 from tests.webhooks.support import (
     inbound,
     outcome,
@@ -30,6 +34,7 @@ from tests.webhooks.support import (
 )
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {name: f"whsec_test_secret_of_{name}" for name in ("acme", "flaky", "stuck", "fine")}
 
 
@@ -195,3 +200,45 @@ async def test_events_in_flight_when_the_sender_stops_are_delivered_by_the_next_
         async with running_sender(settings):
             taken = await eventually(lambda: len(receiver.events("acme")) >= 5 and receiver.events("acme"), "events")
     assert {e["recipient"] for e in taken} == {f"+47930000{i:02d}" for i in range(5)}
+
+
+async def test_a_sender_killed_mid_request_loses_nothing(
+    amqp_url: str, accounts_file: Path, receiver: Receiver, tmp_path: Path
+) -> None:
+    """`rsms webhooks` as its own process, killed (-9) while its request hangs: the events
+    were not acknowledged, so the next sender delivers them."""
+    configure(accounts_file, receiver, ["acme"])
+    receiver.behaviour["acme"] = "hang"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSMS_")} | {
+        "RSMS_AMQP_URL": amqp_url,
+        "RSMS_ACCOUNTS_FILE": str(accounts_file),
+        "RSMS_WEBHOOKS_HTTP_PORT": str(free_port()),
+        "RSMS_WEBHOOKS_BATCH_MAX_WAIT_MS": "20",
+        "PYTHONPATH": str(ROOT),
+    }
+
+    def start() -> subprocess.Popen[bytes]:
+        log = (tmp_path / "sender.log").open("ab")
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", "webhooks"], cwd=tmp_path, env=env, stdout=log, stderr=log
+        )
+
+    events = [receipt("acme", f"+47940000{i:02d}") for i in range(3)]
+    first = start()
+    try:
+        async with publisher(amqp_url) as broker:
+            await publish(broker, *events)
+        await eventually(lambda: receiver.hanging["acme"] >= 1, "the request hanging", within=60)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    receiver.behaviour["acme"] = "ok"
+    second = start()
+    try:
+        taken = await eventually(lambda: len(receiver.events("acme")) >= 3 and receiver.events("acme"), "events", 60)
+    finally:
+        second.terminate()
+        second.wait(30)
+    assert {e["recipient"] for e in taken} == {f"+47940000{i:02d}" for i in range(3)}
