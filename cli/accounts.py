@@ -118,6 +118,7 @@ def show(project: str, path: Path | None, as_json: bool) -> None:
                 "store_bodies": p.store_bodies,
                 "suspended": p.suspended,
                 "inbound_numbers": list(p.inbound_numbers),
+                "webhook": p.webhook.url if p.webhook else None,
                 "keys": table_records(key_headers, keys),
                 "tags": table_records(tag_headers, tags),
             }
@@ -132,6 +133,7 @@ def show(project: str, path: Path | None, as_json: bool) -> None:
     )
     click.echo("Limits: " + (", ".join(f"{k}={v}" for k, v in limits.items()) or "service defaults"))
     click.echo(f"Inbound numbers: {', '.join(p.inbound_numbers) or 'none'}")
+    click.echo(f"Webhook: {p.webhook.url if p.webhook else 'none'}")
     click.echo()
     print_table(key_headers, [(i, kind, created.isoformat()) for i, kind, created in keys])
     click.echo()
@@ -330,3 +332,28 @@ def remove_inbound_number(project: str, number: str, path: Path | None) -> None:
     with _editing(path) as data:
         store.remove_inbound_number(data, project, number)
     click.echo(f"Inbound SMS to {number} no longer go to {project}.")
+
+
+@accounts.command("set-webhook")
+@click.argument("project")
+@click.argument("url")
+@click.option("--secret", default=None, help="Sign with this secret (at least 16 characters) instead of a new one.")
+@file_option
+def set_webhook(project: str, url: str, secret: str | None, path: Path | None) -> None:
+    """Send PROJECT's message events to URL, signed (README "Webhooks"); a new secret is printed once."""
+    with _editing(path) as data:
+        chosen = store.set_webhook(data, project, url, secret)
+    click.echo(f"Webhook of {project} → {url}")
+    if secret is None:
+        click.echo(f"Signing secret: {chosen}")
+        click.echo("Store it in your receiver now: `rsms accounts` does not show it again.")
+
+
+@accounts.command("remove-webhook")
+@click.argument("project")
+@file_option
+def remove_webhook(project: str, path: Path | None) -> None:
+    """Stop sending PROJECT's events (deliveries still waiting for a retry are dropped)."""
+    with _editing(path) as data:
+        store.remove_webhook(data, project)
+    click.echo(f"Webhook of {project} removed.")

@@ -19,6 +19,7 @@ from cli.settings import settings
 from cli.sql import sql
 from cli.up import up
 from cli.usage import sms_status, usage
+from cli.webhooks import webhooks
 from shared.settings import InvalidSetting, warn_about_unknown_variables
 
 
@@ -44,6 +45,7 @@ rsms.add_command(settings)
 rsms.add_command(usage)
 rsms.add_command(sms_status)
 rsms.add_command(sql)
+rsms.add_command(webhooks)
 
 
 def main() -> None:

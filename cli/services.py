@@ -1,4 +1,5 @@
-"""`rsms ingest|dispatcher|ledger`: run one service in the foreground."""
+"""`rsms ingest|dispatcher|ledger`: run one service in the foreground (`rsms webhooks` and
+`rsms provider-sim` run theirs too, beside their operator subcommands)."""
 
 from __future__ import annotations
 

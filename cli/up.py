@@ -1,7 +1,7 @@
 """`rsms up`: the whole gateway on one machine, one command, Ctrl-C to stop.
 
 Starts the provider simulator, the ledger (owning embedded ClickHouse under `var/`), the
-dispatcher(s) and the ingest API as separate processes, prefixes their log lines,
+dispatcher(s), the webhook sender and the ingest API as separate processes, prefixes their log lines,
 restarts any that dies (`cli/supervisor.py`), and stops every one of them on Ctrl-C. It
 refuses to start (exit code 2) when a port it needs is taken: Granian listens with
 SO_REUSEPORT, so a second gateway would otherwise share the API's port with the first.
@@ -29,6 +29,7 @@ from services.dispatcher.settings import DispatcherSettings
 from services.ingest.settings import IngestSettings
 from services.ledger.settings import LedgerSettings
 from services.provider_sim.settings import ProviderSimSettings
+from services.webhooks.settings import WebhooksSettings
 from shared import accounts as store
 
 COLOURS = ("cyan", "green", "yellow", "magenta", "blue", "red")
@@ -122,6 +123,10 @@ def listeners(dispatchers: int, provider: str = "http") -> list[Listener]:
         found.append(
             Listener(f"dispatcher-{index + 1}", dispatcher.dispatcher_http_host, port, "RSMS_DISPATCHER_HTTP_PORT")
         )
+    webhooks = WebhooksSettings()
+    found.append(
+        Listener("webhooks", webhooks.webhooks_http_host, webhooks.webhooks_http_port, "RSMS_WEBHOOKS_HTTP_PORT")
+    )
     found.append(Listener("ingest", ingest.ingest_host, ingest.ingest_port, "RSMS_INGEST_PORT"))
     found.append(Listener("ingest-ops", ingest.ingest_ops_host, ingest.ingest_ops_port, "RSMS_INGEST_OPS_PORT"))
     return found
@@ -180,7 +185,7 @@ def _wait_ready(url: str, supervisor: Supervisor, timeout: float) -> bool:
     help="How the dispatchers reach the simulator: its HTTP API or its SMPP face (SMPP 3.4).",
 )
 def up(dispatchers: int, provider: str) -> None:
-    """Start the whole gateway: simulator, ledger, dispatcher(s) and the API."""
+    """Start the whole gateway: simulator, ledger, dispatcher(s), webhook sender and the API."""
     settings = IngestSettings()
     wanted = listeners(dispatchers, provider)
     taken = taken_port_problem(wanted)
@@ -208,6 +213,7 @@ def up(dispatchers: int, provider: str) -> None:
             Service(name, ["dispatcher"], COLOURS[2], {"RSMS_DISPATCHER_HTTP_PORT": str(ports[name])})
             for name in (f"dispatcher-{i + 1}" for i in range(dispatchers))
         ),
+        Service("webhooks", ["webhooks"], COLOURS[4]),
         Service("ingest", ["ingest"], COLOURS[3]),
     ]
     supervisor = Supervisor(services, env)

@@ -24,6 +24,10 @@ only as SHA-256 hashes. Example:
     sender = "RSMS"
     active = true
 
+    [projects.acme.webhook]
+    url = "https://acme.example/rsms-events"
+    secret = "whsec_..."
+
 A project's `inbound_numbers` are the numbers, short codes or alphanumeric addresses it
 receives SMS on (the dispatcher routes an inbound message to the project that owns its
 destination); no two projects share one.
@@ -35,6 +39,7 @@ import contextlib
 import fcntl
 import os
 import re
+import secrets
 import tempfile
 import tomllib
 from collections.abc import Iterator
@@ -43,6 +48,7 @@ from decimal import Decimal
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import tomli_w
 from phonenumbers import SUPPORTED_REGIONS
@@ -119,6 +125,33 @@ def _inbound_address(value: str) -> str:
     return value
 
 
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 -- a prefix, not a secret
+
+
+def generate_webhook_secret() -> str:
+    """A new signing secret: the prefix and 32 random bytes (`secrets`), URL-safe."""
+    return WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+class WebhookEndpoint(_Model):
+    """Where a project's webhook events go, and the secret they are signed with.
+
+    Unlike an API key the secret is kept as it is (the sender needs it to sign); the
+    accounts file is its owner's only (0600).
+    """
+
+    url: str
+    secret: str = Field(min_length=16)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"webhook URL {value!r} must be an http:// or https:// URL with a host")
+        return value
+
+
 class Project(_Model):
     name: str
     store_bodies: bool = True
@@ -141,6 +174,8 @@ class Project(_Model):
     @classmethod
     def _inbound_numbers(cls, value: list[str]) -> list[str]:
         return [_inbound_address(v) for v in value]
+
+    webhook: WebhookEndpoint | None = Field(None, description="None: the project gets no webhook requests.")
 
     @field_validator("ip_allowlist", mode="before")
     @classmethod
@@ -344,3 +379,21 @@ def remove_inbound_number(accounts: AccountsFile, project_id: str, number: str) 
     if len(remaining) == len(project.inbound_numbers):
         raise AccountsError(f"project {project_id!r} has no inbound number {number!r}")
     project.inbound_numbers = remaining
+
+
+def set_webhook(accounts: AccountsFile, project_id: str, url: str, secret: str | None = None) -> str:
+    """Point the project's webhook at `url`; returns the secret (a new one unless given)."""
+    project = accounts.project(project_id)
+    chosen = secret or generate_webhook_secret()
+    try:
+        project.webhook = WebhookEndpoint(url=url, secret=chosen)
+    except ValidationError as exc:
+        raise AccountsError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from exc
+    return chosen
+
+
+def remove_webhook(accounts: AccountsFile, project_id: str) -> None:
+    project = accounts.project(project_id)
+    if project.webhook is None:
+        raise AccountsError(f"project {project_id!r} has no webhook")
+    project.webhook = None

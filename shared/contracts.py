@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from shared.segments import Encoding
 
@@ -305,3 +306,73 @@ class InboundMessage(Contract):
         description="What its first word did to the sender on the project's opt-out list: "
         "opt_out (STOP …) added it, opt_in (START …) removed it; None: nothing.",
     )
+
+
+# --- Webhooks: what a project's URL receives, and the webhook sender's own retries and
+# dead letters (services/webhooks; operators use `rsms webhooks`). README "Webhooks".
+
+WebhookEventType = Literal["message.sent", "message.delivered", "message.failed", "message.inbound"]
+OUTBOUND_ONLY = frozenset({"message_id", "recipient"})
+INBOUND_ONLY = frozenset({"from_", "to", "text"})
+
+
+class WebhookEvent(Contract):
+    """One event as the project's receiver gets it; `wire()` is its JSON form (camelCase).
+
+    `id` is stable per source event and recipient, so an event delivered twice (delivery is
+    at least once) is recognisable. Outbound events carry `messageId` and `recipient`,
+    inbound ones `from`, `to` and `text`; null where unknown.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    id: UUID
+    type: WebhookEventType
+    project: str
+    status: str = Field(description="sent, failed, dead_lettered; delivered, undelivered, …; received (inbound).")
+    error_code: str | None = None
+    occurred_at: datetime = Field(description="When it happened, as the provider or carrier says.")
+    created_at: datetime = Field(description="When the gateway learned it.")
+    test: bool = False
+    message_id: UUID | None = None
+    recipient: str | None = None
+    from_: str | None = Field(None, alias="from")
+    to: str | None = None
+    text: str | None = None
+
+    def wire(self) -> dict[str, object]:
+        leave_out = OUTBOUND_ONLY if self.type == "message.inbound" else INBOUND_ONLY
+        return self.model_dump(mode="json", by_alias=True, exclude=set(leave_out))
+
+
+class WebhookDelivery(Contract):
+    """A batch of one project's events on its way to the project's URL: what the webhook
+    sender's delay queues hold between attempts. The same events, in the same request
+    body, on every attempt."""
+
+    schema_version: Literal[1] = 1
+    delivery_id: UUID = Field(description="Stable across attempts: the X-RSMS-Delivery header.")
+    project: str
+    events: list[WebhookEvent]
+    attempts: int = Field(0, description="Requests made so far (a postponement, slots busy, is not one).")
+    last_error: str | None = Field(None, description="Why the last attempt failed; never the URL or the secret.")
+    created_at: datetime
+    replay: int = Field(0, description="Times an operator replayed it (`rsms webhooks replay`).")
+
+
+WebhookDeadLetterReason = Literal["attempts_exhausted", "invalid_event"]
+
+
+class WebhookDeadLetter(Contract):
+    """A delivery the webhook sender gave up on, kept for an operator (`rsms webhooks`).
+
+    A body that could not be read at all has no `delivery`: `body` keeps what arrived.
+    """
+
+    schema_version: Literal[1] = 1
+    reason: WebhookDeadLetterReason
+    detail: str
+    dead_lettered_at: datetime
+    project: str | None = None
+    delivery: WebhookDelivery | None = None
+    body: str | None = None

@@ -41,6 +41,7 @@ SETTINGS_CLASSES: tuple[tuple[str, str, str], ...] = (
     ("dispatcher", "services.dispatcher.settings", "DispatcherSettings"),
     ("ledger", "services.ledger.settings", "LedgerSettings"),
     ("provider-sim", "services.provider_sim.settings", "ProviderSimSettings"),
+    ("webhooks", "services.webhooks.settings", "WebhooksSettings"),
 )
 """(service, module, class) of every service's settings: the catalogue `rsms settings`
 prints and the unknown-variable check compares against. Named, not imported, so a

@@ -24,6 +24,11 @@ publishes always find their queues.
                           └──▶ rsms.ledger.inbound     ──▶ ledger (inbound SMS rows)
     every consumed queue, a message delivered DELIVERY_LIMIT times ──dead-letter──▶
                           its dead-letter queue (dispatch.dead, ledger.dead, receipts.unmatched)
+    [rsms.outcomes], [rsms.receipts], [rsms.inbound] ──▶ rsms.webhooks.{outcomes,receipts,inbound}
+                          ──▶ webhook sender ──HTTP──▶ each project's URL
+    webhook sender, a delivery not taken ──▶ rsms.webhooks.retry.<n> (TTL) ──dead-letter──▶
+                          rsms.webhooks.retries ──▶ webhook sender (tries it again)
+    webhook sender, after the last attempt ──▶ rsms.webhooks.dead (operator: `rsms webhooks`)
 
 Every queue that holds a message that matters is a quorum queue (replicated, durable, safe
 under publisher confirms), built by one of three functions that new queues must use too:
@@ -133,6 +138,23 @@ RECEIPTS_PENDING_QUEUE = work_queue("rsms.receipts.pending", dead_letters=RECEIP
 RECEIPT_RETRY_DELAY_MS = 1_000
 RECEIPTS_RETRY_QUEUE = delay_queue("rsms.receipts.retry", RECEIPT_RETRY_DELAY_MS, RECEIPTS_PENDING_QUEUE.name)
 
+# The webhook sender's own copy of every outcome, receipt and inbound message (the
+# exchanges fan out), so a slow receiver delays nothing the ledger or the dispatcher does.
+# Classic, unlike the other dead letters: `rsms webhooks list` still peeks by get and
+# requeue, which a quorum queue would count against a delivery limit.
+WEBHOOK_DEAD_LETTER_QUEUE = RabbitQueue("rsms.webhooks.dead", queue_type=QueueType.CLASSIC, durable=True)
+WEBHOOK_OUTCOMES_QUEUE = work_queue("rsms.webhooks.outcomes", dead_letters=WEBHOOK_DEAD_LETTER_QUEUE.name)
+WEBHOOK_RECEIPTS_QUEUE = work_queue("rsms.webhooks.receipts", dead_letters=WEBHOOK_DEAD_LETTER_QUEUE.name)
+WEBHOOK_INBOUND_QUEUE = work_queue("rsms.webhooks.inbound", dead_letters=WEBHOOK_DEAD_LETTER_QUEUE.name)
+# Deliveries back from a webhook delay queue, to be tried again.
+WEBHOOK_RETRIES_QUEUE = work_queue("rsms.webhooks.retries", dead_letters=WEBHOOK_DEAD_LETTER_QUEUE.name)
+
+
+def webhook_retry_queue(delay_ms: int) -> RabbitQueue:
+    """A delay queue: holds a webhook delivery for `delay_ms`, then dead-letters it to the retries queue."""
+    return delay_queue(f"rsms.webhooks.retry.{delay_ms}ms", delay_ms, WEBHOOK_RETRIES_QUEUE.name)
+
+
 # Exponential backoff: attempt n waits RETRY_DELAYS_MS[n-1] (the last one repeats).
 RETRY_DELAYS_MS: tuple[int, ...] = (1_000, 5_000, 25_000, 120_000, 600_000)
 
@@ -181,3 +203,22 @@ async def declare_topology(broker: RabbitBroker, retry_delays_ms: tuple[int, ...
     await broker.declare_queue(LEDGER_DEAD_LETTER_QUEUE)
     for delay in sorted(set(retry_delays_ms)):
         await broker.declare_queue(retry_queue(delay))
+
+
+async def declare_webhook_queues(broker: RabbitBroker, retry_delays_ms: tuple[int, ...]) -> None:
+    """The webhook sender's queues, bound to the events they copy: declared by the sender
+    itself, so a gateway that never runs it (benchmarks, a deployment without webhooks)
+    does not pile up copies nobody reads. From its first start on they are durable, and
+    events wait there while it is down."""
+    sources = (
+        (WEBHOOK_OUTCOMES_QUEUE, OUTCOMES_EXCHANGE),
+        (WEBHOOK_RECEIPTS_QUEUE, RECEIPTS_EXCHANGE),
+        (WEBHOOK_INBOUND_QUEUE, INBOUND_EXCHANGE),
+    )
+    for queue, exchange in sources:
+        declared = await broker.declare_queue(queue)
+        await declared.bind(await broker.declare_exchange(exchange))
+    await broker.declare_queue(WEBHOOK_RETRIES_QUEUE)
+    await broker.declare_queue(WEBHOOK_DEAD_LETTER_QUEUE)
+    for delay in sorted(set(retry_delays_ms)):
+        await broker.declare_queue(webhook_retry_queue(delay))

@@ -58,6 +58,7 @@ def test_a_taken_port_is_refused_in_one_line_naming_the_setting_and_its_process(
     names = ("RSMS_INGEST_PORT", "RSMS_INGEST_OPS_PORT", "RSMS_DISPATCHER_HTTP_PORT", "RSMS_LEDGER_HTTP_PORT")
     ports = {name: free_port() for name in names}
     ports["RSMS_PROVIDER_SIM_PORT"] = free_port()
+    ports["RSMS_WEBHOOKS_HTTP_PORT"] = free_port()
     env = {name: str(port) for name, port in ports.items()} | {"RSMS_AMQP_URL": amqp_url, "RSMS_REDIS_URL": redis_url}
     with socket.socket() as holder:
         # As Granian listens: with SO_REUSEPORT, which a second Granian would share silently.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PORT_NAMES = ("ingest", "ingest_ops", "dispatcher", "ledger", "sim")
+PORT_NAMES = ("ingest", "ingest_ops", "dispatcher", "ledger", "sim", "webhooks")
 
 
 class Gateway:
@@ -93,6 +93,7 @@ def rsms_up_runner(
         RSMS_DISPATCHER_HTTP_PORT=str(ports["dispatcher"]),
         RSMS_LEDGER_HTTP_PORT=str(ports["ledger"]),
         RSMS_PROVIDER_SIM_PORT=str(ports["sim"]),
+        RSMS_WEBHOOKS_HTTP_PORT=str(ports["webhooks"]),
         RSMS_PROVIDER_URL=f"http://127.0.0.1:{ports['sim']}",
         RSMS_LEDGER_BATCH_SECONDS="0.2",
         RSMS_PRICES_PER_SEGMENT='{"SE": "0.67"}',
