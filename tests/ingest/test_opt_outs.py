@@ -24,7 +24,15 @@ OPTED_OUT, BLOCKED, FINE = "+4787654321", "+4787654300", "+4712345678"
 
 
 @pytest.fixture
-async def client(ingest_settings: Any) -> AsyncIterator[AsyncTestClient[Any]]:
+def projects(accounts_file: Path) -> tuple[ProjectKeys, ProjectKeys]:
+    """Written before the app starts, so its first read of the accounts file has both."""
+    return add_project(accounts_file, "acme"), add_project(accounts_file, "other")
+
+
+@pytest.fixture
+async def client(
+    ingest_settings: Any, projects: tuple[ProjectKeys, ProjectKeys]
+) -> AsyncIterator[AsyncTestClient[Any]]:
     async with AsyncTestClient(app=create_app(ingest_settings)) as test_client:
         yield test_client
 
@@ -38,9 +46,9 @@ async def send(client: AsyncTestClient[Any], keys: ProjectKeys, *recipients: str
 
 
 async def test_an_opted_out_number_is_blocked_for_its_project_only(
-    accounts_file: Path, client: AsyncTestClient[Any], redis_url: str, amqp_url: str
+    projects: tuple[ProjectKeys, ProjectKeys], client: AsyncTestClient[Any], redis_url: str, amqp_url: str
 ) -> None:
-    acme, other = add_project(accounts_file, "acme"), add_project(accounts_file, "other")
+    acme, other = projects
     redis = aioredis.Redis.from_url(redis_url)
     try:
         await OptOuts(redis).add("acme", [OPTED_OUT])

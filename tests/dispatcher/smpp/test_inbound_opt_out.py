@@ -37,7 +37,7 @@ def ingest(
         "RSMS_ACCOUNTS_RELOAD_SECONDS": "0.1",
         "RSMS_INGEST_WORKERS": "1",
     }
-    with served_ingest(env, free_port(), tmp_path / "ingest.log") as served:
+    with served_ingest(env, free_port(), tmp_path / "ingest.log", free_port()) as served:
         yield lambda: served
 
 
