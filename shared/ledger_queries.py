@@ -301,8 +301,9 @@ def _recipient_body(row: RecipientStatusRow, currency: str | None) -> dict[str, 
     }
 
 
-def usage_body(report: UsageReport, params: UsageParams) -> dict[str, Any]:
-    """`{"success": true, "data": …}` for `GET /api/v1/usage` of one project."""
+def usage_body(report: UsageReport, params: UsageParams, currency: str) -> dict[str, Any]:
+    """`{"success": true, "data": …}` for `GET /api/v1/usage` of one project; `currency`
+    (the gateway's) names the zero total of a period without rows."""
     key = params.group_by
     costs: dict[str, Decimal] = {}
     rows = []
@@ -329,7 +330,7 @@ def usage_body(report: UsageReport, params: UsageParams) -> dict[str, Any]:
                 "smsSegments": sum(row.segments for row in report.rows),
                 # One currency per gateway in practice; several are listed, never added up.
                 "cost": " + ".join(format_money(c, cur) for cur, c in sorted(costs.items()))
-                or format_money(Decimal(0), None),
+                or format_money(Decimal(0), currency),
             },
         },
     }

@@ -202,6 +202,6 @@ async def usage(
     async def read(caller: Caller) -> UsageResponse:
         params = parse_usage_params(date_from, date_to, group_by)
         report = await ledger.usage(caller.project_id, params.date_from, params.date_to, params.group_by)
-        return msgspec.convert(usage_body(report, params), UsageResponse)
+        return msgspec.convert(usage_body(report, params, send_service.currency), UsageResponse)
 
     return await _answer_read(request, access, send_service, read)

@@ -60,6 +60,11 @@ class SendService:
         self._accepted = accepted
 
     @property
+    def currency(self) -> str:
+        """The gateway's currency: what an amount with no rows behind it is in."""
+        return self._prices.currency
+
+    @property
     def access(self) -> AccessControl:
         return self._access
 

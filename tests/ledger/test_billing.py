@@ -122,7 +122,7 @@ async def test_usage_groups_by_day_tag_and_country_and_leaves_out_tests_and_fail
     assert yesterday.rows == []
     assert {(r.project, r.recipients) for r in everyone.rows} == {("acme", 7), ("other", 5)}
 
-    body = usage_body(by_tag, parse_usage_params(TODAY.isoformat(), TODAY.isoformat(), "tag"))
+    body = usage_body(by_tag, parse_usage_params(TODAY.isoformat(), TODAY.isoformat(), "tag"), "NOK")
     assert body["data"]["rows"][0] == {
         "tag": "alerts",
         "messages": 1,
@@ -130,6 +130,9 @@ async def test_usage_groups_by_day_tag_and_country_and_leaves_out_tests_and_fail
         "smsSegments": 6,
         "cost": "4.02 NOK",
     }
+    # A period without rows still names its currency (issue 12: it used to say "0.00").
+    empty = usage_body(yesterday, parse_usage_params(TODAY.isoformat(), TODAY.isoformat(), "day"), "NOK")
+    assert empty["data"]["totals"] == {"recipients": 0, "smsSegments": 0, "cost": "0.00 NOK"}
     assert body["data"]["totals"] == {"recipients": 7, "smsSegments": 11, "cost": "7.63 NOK"}
 
 
