@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, Provider, ProviderAccountError
 from services.dispatcher.retry_policy import RetryPolicy
@@ -139,8 +139,9 @@ class JobDispatcher:
         self._blocklist = blocklist
         self._retry = retry_policy
         self._batch_size = batch_size
-        # Chunks of one job claimed and not yet recorded at once: what a crash can leave
-        # with an unknown outcome (`DispatcherSettings.provider_chunking`).
+        # Chunks of one job claimed and not yet answered at once: what a crash can leave
+        # with an unknown outcome besides answers not yet recorded
+        # (`DispatcherSettings.provider_chunking`).
         self._chunks_in_flight = chunks_in_flight
         # Whether a recipient whose outcome is unknown is sent again: always where the
         # provider deduplicates by the reference (it stays one SMS); otherwise only if the
@@ -167,7 +168,8 @@ class JobDispatcher:
         deliveries: list[Delivery | None] = [None] * len(job.recipients)
 
         async def send(chunk: list[int]) -> None:
-            for i, d in zip(chunk, await self._send_chunk(self._test, job, chunk, None), strict=True):
+            sent = await self._send_batch(self._test, job, [job.recipients[i] for i in chunk], None)
+            for i, d in zip(chunk, sent, strict=True):
                 deliveries[i] = d
 
         await self._in_chunks(job, send)
@@ -176,31 +178,39 @@ class JobDispatcher:
     async def _send_live(self, job: SmsJob, redelivered: bool) -> list[Delivery]:
         """Claims each chunk just before it goes to the provider, then sends and records it.
 
-        So after a crash only the chunks in flight are claimed ("p", outcome unknown); the
-        rest have no marker, which `markers_may_be_lost` tells apart from a marker a lost
-        Redis forgot, chunk by chunk (each claim answers its generation).
+        At most `chunks_in_flight` chunks are claimed and not yet answered, so after a crash
+        the claimed ("p", outcome unknown) are those the provider may have, and the answers
+        not yet recorded; the rest have no marker, which `markers_may_be_lost` tells apart
+        from a marker a lost Redis forgot, chunk by chunk (each claim answers its
+        generation).
         """
         deliveries: list[Delivery | None] = [None] * len(job.recipients)
+        sending = asyncio.Semaphore(self._chunks_in_flight)
 
         async def claim_and_send(chunk: list[int]) -> None:
-            claim = await self._markers.claim(job.message_id, [job.recipients[i] for i in chunk], job.replay)
-            lost = markers_may_be_lost(job.accepted_at, job.attempt, redelivered, claim.generation_since_ms)
-            to_send: list[int] = []
-            for i, marker in zip(chunk, claim.markers, strict=True):
-                match verdict(marker, job.replay, markers_may_be_lost=lost):
-                    case MarkerVerdict.SEND:
-                        to_send.append(i)
-                    case MarkerVerdict.UNKNOWN if self._resend_unknown:
-                        to_send.append(i)
-                    case MarkerVerdict.UNKNOWN:
-                        deliveries[i] = _OUTCOME_UNKNOWN
-                    case MarkerVerdict.SETTLED:
-                        # A held recipient not yet released by a replay stays held.
-                        deliveries[i] = delivery_from_marker(marker) or _OUTCOME_UNKNOWN
-            if to_send:
-                sent = await self._send_chunk(self._live, job, to_send, self._markers)
-                for i, d in zip(to_send, sent, strict=True):
-                    deliveries[i] = d
+            async with sending:
+                claim = await self._markers.claim(job.message_id, [job.recipients[i] for i in chunk], job.replay)
+                lost = markers_may_be_lost(job.accepted_at, job.attempt, redelivered, claim.generation_since_ms)
+                to_send: list[int] = []
+                for i, marker in zip(chunk, claim.markers, strict=True):
+                    match verdict(marker, job.replay, markers_may_be_lost=lost):
+                        case MarkerVerdict.SEND:
+                            to_send.append(i)
+                        case MarkerVerdict.UNKNOWN if self._resend_unknown:
+                            to_send.append(i)
+                        case MarkerVerdict.UNKNOWN:
+                            deliveries[i] = _OUTCOME_UNKNOWN
+                        case MarkerVerdict.SETTLED:
+                            # A held recipient not yet released by a replay stays held.
+                            deliveries[i] = delivery_from_marker(marker) or _OUTCOME_UNKNOWN
+                if not to_send:
+                    return
+                recipients = [job.recipients[i] for i in to_send]
+                sent = await self._send_batch(self._live, job, recipients, self._markers)
+            # Answered: the next chunk is claimed (and sent) while this one is recorded.
+            await self._record_batch(job, recipients, sent)
+            for i, d in zip(to_send, sent, strict=True):
+                deliveries[i] = d
 
         await self._in_chunks(job, claim_and_send)
         settled = _every_one(deliveries)
@@ -212,42 +222,31 @@ class JobDispatcher:
             await self._markers.record(job.message_id, dict.fromkeys(unknown, marker))
         return settled
 
-    async def _in_chunks(self, job: SmsJob, work: Callable[[list[int]], Awaitable[None]]) -> None:
-        """Runs `work` over the job's recipients in provider-sized chunks, in order, at most
-        `chunks_in_flight` at once; the first failure (an account error, typically) ends it."""
+    async def _in_chunks(self, job: SmsJob, work: Callable[[list[int]], Coroutine[Any, Any, None]]) -> None:
+        """Runs `work` on each provider-sized chunk of the job's recipients, concurrently;
+        the first failure (an account error, typically) ends it."""
         indexes = range(len(job.recipients))
         chunks = [list(indexes[i : i + self._batch_size]) for i in range(0, len(indexes), self._batch_size)]
         if len(chunks) == 1:
             await work(chunks[0])
             return
-        waiting = iter(chunks)
-
-        async def worker() -> None:
-            # Each worker takes the next chunk only when its last one is recorded.
-            for chunk in waiting:
-                await work(chunk)
-
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(self._chunks_in_flight, len(chunks))):
-                    group.create_task(worker())
+                for chunk in chunks:
+                    group.create_task(work(chunk))
         except BaseExceptionGroup as grouped:
+            # One cause is enough for the caller (the first account error, typically).
             raise grouped.exceptions[0] from grouped
 
-    async def _send_chunk(
-        self, provider: Provider, job: SmsJob, chunk: list[int], markers: SendMarkers | None
+    async def _send_batch(
+        self, provider: Provider, job: SmsJob, recipients: list[str], markers: SendMarkers | None
     ) -> list[Delivery]:
-        """Sends the recipients at `chunk` as one provider batch; results in their order.
-
-        Each chunk's outcome is recorded as soon as it is known, so a crash later in a big
-        job does not send the finished chunks again.
-        """
-        chunk_recipients = [job.recipients[i] for i in chunk]
+        """Sends `recipients` as one provider batch; the deliveries in their order."""
         batch = OutboundBatch(
             sender=job.sender,
             text=job.message,
-            recipients=chunk_recipients,
-            references=[idempotency_reference(job.message_id, r) for r in chunk_recipients],
+            recipients=recipients,
+            references=[idempotency_reference(job.message_id, r) for r in recipients],
         )
         try:
             (deliveries,) = await provider.send([batch])
@@ -255,16 +254,19 @@ class JobDispatcher:
             # Raised only when the provider took none of them (`Provider.send`): the
             # redelivery after the outage sends them, also where resends are unsafe.
             if markers is not None:
-                await markers.record(job.message_id, dict.fromkeys(chunk_recipients, RETRYABLE))
+                await markers.record(job.message_id, dict.fromkeys(recipients, RETRYABLE))
             raise
-        if markers is not None and self._receipts is not None:
+        return deliveries
+
+    async def _record_batch(self, job: SmsJob, recipients: list[str], deliveries: list[Delivery]) -> None:
+        """Records a live batch's outcome as soon as it is known, so a crash later in a big
+        job does not send the finished batches again."""
+        if self._receipts is not None:
             # Before the markers: a recipient marked sent is never sent again, so its
             # parts must be on record for its receipts by then.
-            await self._receipts.expect(job, chunk_recipients, deliveries)
-        if markers is not None:
-            settled = {r: m for r, d in zip(chunk_recipients, deliveries, strict=True) if (m := marker_for(d))}
-            await markers.record(job.message_id, settled)
-        return deliveries
+            await self._receipts.expect(job, recipients, deliveries)
+        settled = {r: m for r, d in zip(recipients, deliveries, strict=True) if (m := marker_for(d))}
+        await self._markers.record(job.message_id, settled)
 
     def _settle(self, job: SmsJob, deliveries: Sequence[Delivery], newly_blocked: list[str]) -> DispatchResult:
         can_retry = self._retry.can_retry(job.attempt)

@@ -149,16 +149,17 @@ class DispatcherSettings(ServiceSettings):
     )
 
     def provider_chunking(self) -> tuple[int, int]:
-        """Recipients per provider batch, and batches of one job claimed at once.
+        """Recipients per provider batch, and batches of one job claimed and unanswered at once.
 
         A job claims each batch of its recipients just before it goes to the provider, so
         after a crash only the batches in flight have an unknown outcome ("p"); with a
         provider that cannot deduplicate (SMPP) those are held for an operator. Over HTTP a
         batch is one request, and one job's batches may fill every request in flight. Over
         SMPP each recipient is its own submit_sm and only the binds' windows can be
-        outstanding: so a job has two batches of half the windows each. Every claimed
-        recipient is written at once (none waits, claimed, behind a full window), and the
-        next batch fills the half a finished one frees while the other is still answered.
+        outstanding: so a job has two unanswered batches of half the windows each. Every
+        claimed recipient is written at once (none waits, claimed, behind a full window),
+        and the next batch is claimed into the half an answered one frees while that one
+        is recorded.
         """
         if self.provider_kind != "smpp":
             return self.provider_batch_size, self.provider_max_concurrent_requests

