@@ -106,9 +106,10 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         observe=metrics.inbound_published,
     )
     carrier = build_live_provider(settings, CarrierReports(receipts, inbound))
+    batch_size, chunks_in_flight = settings.provider_chunking()
     live_provider = BatchingProvider(
         carrier,
-        max_recipients=settings.provider_batch_size,
+        max_recipients=batch_size,
         max_concurrent_requests=settings.provider_max_concurrent_requests,
         max_partial_requests=settings.provider_max_partial_requests,
         observe_latency=metrics.provider_latency.observe,
@@ -121,14 +122,16 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         state_ttl_seconds=settings.provider_state_ttl_seconds,
         on_change=metrics.circuit_changed,
     )
+    markers = SendMarkers(redis, settings.dispatcher_marker_ttl_seconds)
     handler = JobHandler(
         JobDispatcher(
             live_provider,
             TestTrafficProvider(),
-            SendMarkers(redis, settings.dispatcher_marker_ttl_seconds),
+            markers,
             Blocklist(redis),
             retry_policy,
-            batch_size=settings.provider_batch_size,
+            batch_size=batch_size,
+            chunks_in_flight=chunks_in_flight,
             receipts=receipts,
             resend_unknown=settings.dispatcher_unknown_outcome == "resend",
         ),
@@ -185,6 +188,11 @@ def create_app(settings: DispatcherSettings) -> FastStream:
 
     async def check_redis() -> None:
         await warn_unless_persistent(redis, "dispatcher")
+        try:
+            await markers.begin_generation()
+        except (RedisError, OSError) as error:
+            # The first claim begins it then: only more redelivered jobs count as older.
+            log.warning("send marker generation not begun: Redis failed", error=type(error).__name__)
 
     async def declare() -> None:
         await connect_when_available(

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, Provider, ProviderAccountError
 from services.dispatcher.retry_policy import RetryPolicy
@@ -93,6 +93,14 @@ def outcome_unknown_dead_letter(job: SmsJob, held: list[str], now: datetime) -> 
     )
 
 
+def _every_one(deliveries: list[Delivery | None]) -> list[Delivery]:
+    """The deliveries once every chunk is done: each recipient has one."""
+    done = [d for d in deliveries if d is not None]
+    if len(done) != len(deliveries):
+        raise RuntimeError("a chunk finished without an outcome for each of its recipients")
+    return done
+
+
 class ReceiptExpectations(Protocol):
     """Records what the carrier's receipts will name (`receipts.ReceiptSink.expect`)."""
 
@@ -120,6 +128,7 @@ class JobDispatcher:
         blocklist: Blocklist,
         retry_policy: RetryPolicy,
         batch_size: int,
+        chunks_in_flight: int = 1,
         receipts: ReceiptExpectations | None = None,
         resend_unknown: bool = False,
     ) -> None:
@@ -130,6 +139,10 @@ class JobDispatcher:
         self._blocklist = blocklist
         self._retry = retry_policy
         self._batch_size = batch_size
+        # Chunks of one job claimed and not yet answered at once: what a crash can leave
+        # with an unknown outcome besides answers not yet recorded
+        # (`DispatcherSettings.provider_chunking`).
+        self._chunks_in_flight = chunks_in_flight
         # Whether a recipient whose outcome is unknown is sent again: always where the
         # provider deduplicates by the reference (it stays one SMS); otherwise only if the
         # operator prefers at-least-once (RSMS_DISPATCHER_UNKNOWN_OUTCOME=resend).
@@ -143,7 +156,7 @@ class JobDispatcher:
         """
         recipients = job.recipients
         if job.test:
-            deliveries = await self._send(self._test, job, list(range(len(recipients))), None)
+            deliveries = await self._send_test(job)
         else:
             deliveries = await self._send_live(job, redelivered)
         newly_blocked = [r for r, d in zip(recipients, deliveries, strict=True) if d.status is DeliveryStatus.BLOCKED]
@@ -151,78 +164,109 @@ class JobDispatcher:
             await self._blocklist.add(newly_blocked)
         return self._settle(job, deliveries, newly_blocked)
 
+    async def _send_test(self, job: SmsJob) -> list[Delivery]:
+        deliveries: list[Delivery | None] = [None] * len(job.recipients)
+
+        async def send(chunk: list[int]) -> None:
+            sent = await self._send_batch(self._test, job, [job.recipients[i] for i in chunk], None)
+            for i, d in zip(chunk, sent, strict=True):
+                deliveries[i] = d
+
+        await self._in_chunks(job, send)
+        return _every_one(deliveries)
+
     async def _send_live(self, job: SmsJob, redelivered: bool) -> list[Delivery]:
-        claim = await self._markers.claim(job.message_id, job.recipients, job.replay)
-        lost = markers_may_be_lost(job.accepted_at, job.attempt, redelivered, claim.generation_since_ms)
-        settled: list[Delivery | None] = []
-        for marker in claim.markers:
-            match verdict(marker, job.replay, markers_may_be_lost=lost):
-                case MarkerVerdict.SEND:
-                    settled.append(None)
-                case MarkerVerdict.UNKNOWN:
-                    settled.append(None if self._resend_unknown else _OUTCOME_UNKNOWN)
-                case MarkerVerdict.SETTLED:
-                    # A held recipient not yet released by a replay stays held.
-                    settled.append(delivery_from_marker(marker) or _OUTCOME_UNKNOWN)
-        to_send = [i for i, d in enumerate(settled) if d is None]
-        sent = await self._send(self._live, job, to_send, self._markers) if to_send else []
-        deliveries: list[Delivery] = []
-        sent_iter = iter(sent)
-        for d in settled:
-            deliveries.append(d if d is not None else next(sent_iter))
-        unknown = [r for r, d in zip(job.recipients, deliveries, strict=True) if d.status is DeliveryStatus.UNKNOWN]
+        """Claims each chunk just before it goes to the provider, then sends and records it.
+
+        At most `chunks_in_flight` chunks are claimed and not yet answered, so after a crash
+        the claimed ("p", outcome unknown) are those the provider may have, and the answers
+        not yet recorded; the rest have no marker, which `markers_may_be_lost` tells apart
+        from a marker a lost Redis forgot, chunk by chunk (each claim answers its
+        generation).
+        """
+        deliveries: list[Delivery | None] = [None] * len(job.recipients)
+        sending = asyncio.Semaphore(self._chunks_in_flight)
+
+        async def claim_and_send(chunk: list[int]) -> None:
+            async with sending:
+                claim = await self._markers.claim(job.message_id, [job.recipients[i] for i in chunk], job.replay)
+                lost = markers_may_be_lost(job.accepted_at, job.attempt, redelivered, claim.generation_since_ms)
+                to_send: list[int] = []
+                for i, marker in zip(chunk, claim.markers, strict=True):
+                    match verdict(marker, job.replay, markers_may_be_lost=lost):
+                        case MarkerVerdict.SEND:
+                            to_send.append(i)
+                        case MarkerVerdict.UNKNOWN if self._resend_unknown:
+                            to_send.append(i)
+                        case MarkerVerdict.UNKNOWN:
+                            deliveries[i] = _OUTCOME_UNKNOWN
+                        case MarkerVerdict.SETTLED:
+                            # A held recipient not yet released by a replay stays held.
+                            deliveries[i] = delivery_from_marker(marker) or _OUTCOME_UNKNOWN
+                if not to_send:
+                    return
+                recipients = [job.recipients[i] for i in to_send]
+                sent = await self._send_batch(self._live, job, recipients, self._markers)
+            # Answered: the next chunk is claimed (and sent) while this one is recorded.
+            await self._record_batch(job, recipients, sent)
+            for i, d in zip(to_send, sent, strict=True):
+                deliveries[i] = d
+
+        await self._in_chunks(job, claim_and_send)
+        settled = _every_one(deliveries)
+        unknown = [r for r, d in zip(job.recipients, settled, strict=True) if d.status is DeliveryStatus.UNKNOWN]
         if unknown:
             # Recorded before the dead letter is published: a redelivery of this attempt
             # holds them again rather than sending them.
             marker = RETRYABLE if self._resend_unknown else held_marker(job.replay)
             await self._markers.record(job.message_id, dict.fromkeys(unknown, marker))
-        return deliveries
+        return settled
 
-    async def _send(
-        self, provider: Provider, job: SmsJob, indexes: list[int], markers: SendMarkers | None
-    ) -> list[Delivery]:
-        """Sends the recipients at `indexes` in provider-sized batches; results in their order.
-
-        Each batch's outcome is recorded as soon as it is known, so a crash later in a big
-        job does not send the finished batches again.
-        """
-        recipients = job.recipients
-        chunks = [indexes[i : i + self._batch_size] for i in range(0, len(indexes), self._batch_size)]
-
-        async def send_chunk(chunk: list[int]) -> list[Delivery]:
-            chunk_recipients = [recipients[i] for i in chunk]
-            batch = OutboundBatch(
-                sender=job.sender,
-                text=job.message,
-                recipients=chunk_recipients,
-                references=[idempotency_reference(job.message_id, r) for r in chunk_recipients],
-            )
-            try:
-                (deliveries,) = await provider.send([batch])
-            except ProviderAccountError:
-                # Raised only when the provider took none of them (`Provider.send`): the
-                # redelivery after the outage sends them, also where resends are unsafe.
-                if markers is not None:
-                    await markers.record(job.message_id, dict.fromkeys(chunk_recipients, RETRYABLE))
-                raise
-            if markers is not None and self._receipts is not None:
-                # Before the markers: a recipient marked sent is never sent again, so its
-                # parts must be on record for its receipts by then.
-                await self._receipts.expect(job, chunk_recipients, deliveries)
-            if markers is not None:
-                settled = {r: m for r, d in zip(chunk_recipients, deliveries, strict=True) if (m := marker_for(d))}
-                await markers.record(job.message_id, settled)
-            return deliveries
-
+    async def _in_chunks(self, job: SmsJob, work: Callable[[list[int]], Coroutine[Any, Any, None]]) -> None:
+        """Runs `work` on each provider-sized chunk of the job's recipients, concurrently;
+        the first failure (an account error, typically) ends it."""
+        indexes = range(len(job.recipients))
+        chunks = [list(indexes[i : i + self._batch_size]) for i in range(0, len(indexes), self._batch_size)]
         if len(chunks) == 1:
-            return await send_chunk(chunks[0])
+            await work(chunks[0])
+            return
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(send_chunk(c)) for c in chunks]
+                for chunk in chunks:
+                    group.create_task(work(chunk))
         except BaseExceptionGroup as grouped:
             # One cause is enough for the caller (the first account error, typically).
             raise grouped.exceptions[0] from grouped
-        return [d for task in tasks for d in task.result()]
+
+    async def _send_batch(
+        self, provider: Provider, job: SmsJob, recipients: list[str], markers: SendMarkers | None
+    ) -> list[Delivery]:
+        """Sends `recipients` as one provider batch; the deliveries in their order."""
+        batch = OutboundBatch(
+            sender=job.sender,
+            text=job.message,
+            recipients=recipients,
+            references=[idempotency_reference(job.message_id, r) for r in recipients],
+        )
+        try:
+            (deliveries,) = await provider.send([batch])
+        except ProviderAccountError:
+            # Raised only when the provider took none of them (`Provider.send`): the
+            # redelivery after the outage sends them, also where resends are unsafe.
+            if markers is not None:
+                await markers.record(job.message_id, dict.fromkeys(recipients, RETRYABLE))
+            raise
+        return deliveries
+
+    async def _record_batch(self, job: SmsJob, recipients: list[str], deliveries: list[Delivery]) -> None:
+        """Records a live batch's outcome as soon as it is known, so a crash later in a big
+        job does not send the finished batches again."""
+        if self._receipts is not None:
+            # Before the markers: a recipient marked sent is never sent again, so its
+            # parts must be on record for its receipts by then.
+            await self._receipts.expect(job, recipients, deliveries)
+        settled = {r: m for r, d in zip(recipients, deliveries, strict=True) if (m := marker_for(d))}
+        await self._markers.record(job.message_id, settled)
 
     def _settle(self, job: SmsJob, deliveries: Sequence[Delivery], newly_blocked: list[str]) -> DispatchResult:
         can_retry = self._retry.can_retry(job.attempt)

@@ -24,8 +24,14 @@ deduplicates by the reference (`Provider.resends_are_safe`), or holds it for an 
 
 With a thousand small jobs a second, one Redis round trip per claim and per record cost
 more than the marker work itself. So the claims and records asked for in one event-loop
-turn go to Redis together, as one script call: each job's claim is still all-or-nothing
-(the whole script is), and every caller still waits until Redis has its own answer.
+turn go to Redis together, as one script call: each claim is still all-or-nothing (the
+whole script is), and every caller still waits until Redis has its own answer.
+
+A job claims its recipients one provider batch at a time, just before the batch goes to
+the provider (`JobDispatcher`): after a crash only the batches in flight are "p"; the
+rest have no marker, and on a redelivery they are sent unless `markers_may_be_lost`.
+For that a generation begins when a dispatcher starts (`begin_generation`), not at the
+first claim, so the jobs accepted after are known to have all their markers.
 """
 
 from __future__ import annotations
@@ -167,6 +173,17 @@ class SendMarkers:
         self._pending: list[_Op] = []
         self._flush_scheduled = False
         self._calls: set[asyncio.Task[None]] = set()
+
+    async def begin_generation(self) -> int:
+        """Starts the marker store's generation unless it has begun; answers its start.
+
+        Called when a dispatcher starts, so a generation begins before the jobs it will
+        work on are accepted rather than at their first claim: a job accepted after it
+        began has every marker it ever had, so a redelivery sends its unclaimed recipients
+        instead of treating them as possibly forgotten (`markers_may_be_lost`).
+        """
+        (since,) = await self._apply(keys=[GENERATION_KEY], args=[self._ttl])
+        return int(since)
 
     async def claim(self, message_id: UUID, recipients: Sequence[str], replay: int = 0) -> Claim:
         """Claims every recipient that may be sent (see `verdict`); answers the earlier markers."""

@@ -56,7 +56,8 @@ class DispatcherSettings(ServiceSettings):
     provider_batch_size: int = Field(
         1000,
         ge=1,
-        description="Most recipients in one provider request (jobs are merged or split).",
+        description="Most recipients in one provider request (jobs are merged or split). Over SMPP "
+        "at most half the binds' windows: see DispatcherSettings.provider_chunking.",
     )
     provider_max_concurrent_requests: int = Field(8, ge=1, description="Provider requests in flight per dispatcher.")
     provider_max_partial_requests: int = Field(
@@ -146,6 +147,25 @@ class DispatcherSettings(ServiceSettings):
     inbound_opt_in_keywords: list[str] = Field(
         default_factory=list, description='Opt-in (re-subscribe) keywords besides START, e.g. ["UNSTOP"].'
     )
+
+    def provider_chunking(self) -> tuple[int, int]:
+        """Recipients per provider batch, and batches of one job claimed and unanswered at once.
+
+        A job claims each batch of its recipients just before it goes to the provider, so
+        after a crash only the batches in flight have an unknown outcome ("p"); with a
+        provider that cannot deduplicate (SMPP) those are held for an operator. Over HTTP a
+        batch is one request, and one job's batches may fill every request in flight. Over
+        SMPP each recipient is its own submit_sm and only the binds' windows can be
+        outstanding: so a job has two unanswered batches of half the windows each. Every
+        claimed recipient is written at once (none waits, claimed, behind a full window),
+        and the next batch is claimed into the half an answered one frees while that one
+        is recorded.
+        """
+        if self.provider_kind != "smpp":
+            return self.provider_batch_size, self.provider_max_concurrent_requests
+        outstanding = self.smpp_window * self.smpp_binds
+        in_flight = 2 if outstanding > 1 else 1
+        return min(self.provider_batch_size, outstanding // in_flight), in_flight
 
     def receipt_callback(self) -> tuple[str, str]:
         url = (

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.dispatcher.http_provider import classify_status
 from services.dispatcher.job_dispatcher import delivery_from_marker, marker_for
 from services.dispatcher.job_reader import delivered_before, read_job
 from services.dispatcher.provider import Delivery, DeliveryStatus, ProviderAccountError
 from services.dispatcher.retry_policy import RetryPolicy
+from services.dispatcher.settings import DispatcherSettings
 from shared.contracts import DeadLetter
 from shared.provider_state import ProviderState
 
@@ -96,3 +99,23 @@ def test_a_job_replayed_after_the_broker_dead_lettered_it_counts_as_delivered_be
     headers: dict[str, object], expected: bool
 ) -> None:
     assert delivered_before(headers) is expected
+
+
+@given(window=st.integers(1, 1000), binds=st.integers(1, 64), batch_size=st.integers(1, 5000))
+def test_an_smpp_job_claims_no_more_than_the_windows_hold(window, binds, batch_size):
+    settings = DispatcherSettings(
+        provider_kind="smpp", smpp_window=window, smpp_binds=binds, provider_batch_size=batch_size
+    )
+    size, in_flight = settings.provider_chunking()
+    # Every recipient a job has claimed fits in the windows at once: none is claimed (and
+    # held after a crash) while it waits, unwritten, for a free slot.
+    assert 1 <= size <= batch_size
+    assert size * in_flight <= window * binds
+    # Two batches where the windows allow it, so the next one is written while the other
+    # is still being answered.
+    assert in_flight == (2 if window * binds > 1 else 1)
+
+
+def test_an_http_job_fills_the_requests_in_flight():
+    settings = DispatcherSettings(provider_batch_size=500, provider_max_concurrent_requests=6)
+    assert settings.provider_chunking() == (500, 6)

@@ -89,3 +89,18 @@ async def test_an_emptied_redis_starts_a_new_generation(redis_url):
         assert third.generation_since_ms > 1
     finally:
         await redis.aclose()
+
+
+async def test_a_dispatcher_begins_the_generation_before_any_claim(redis_url):
+    redis = Redis.from_url(redis_url)
+    markers = SendMarkers(redis, ttl_seconds=60)
+    try:
+        await redis.delete(GENERATION_KEY)
+        since = await markers.begin_generation()
+        # Begun once: a later start and a claim answer the same generation.
+        assert await markers.begin_generation() == since
+        assert (await markers.claim(uuid.uuid4(), ["+4790000001"])).generation_since_ms == since
+        await redis.delete(GENERATION_KEY)  # Redis back without its data
+        assert await markers.begin_generation() >= since
+    finally:
+        await redis.aclose()

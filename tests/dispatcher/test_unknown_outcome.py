@@ -8,6 +8,7 @@ simulator are in test_redis_data_loss.py).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
@@ -16,11 +17,12 @@ from redis.asyncio import Redis
 from services.dispatcher.job_dispatcher import JobDispatcher
 from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, ProviderAccountError
 from services.dispatcher.retry_policy import RetryPolicy
-from services.dispatcher.send_markers import SendMarkers, marker_key
+from services.dispatcher.send_markers import GENERATION_KEY, SendMarkers, marker_key
 from services.dispatcher.test_traffic_provider import TestTrafficProvider
 from shared.blocklist import Blocklist
+from shared.contracts import SmsJob
 from shared.provider_state import ProviderState
-from tests.dispatcher.harness import make_job
+from tests.dispatcher.harness import make_job, numbers
 
 SURE, UNSURE = "+4790000001", "+4790000002"
 
@@ -129,5 +131,76 @@ async def test_an_account_refusal_sent_nothing_so_the_job_handed_back_is_sent_no
         provider.refuse = False
         result = await dispatcher(redis, provider).dispatch(job, redelivered=True)
         assert result.held is None and provider.given == [SURE, UNSURE]
+    finally:
+        await redis.aclose()
+
+
+class StallingProvider(ScriptedProvider):
+    """Answers its first `answered` batches (sent); the next one it takes and never answers."""
+
+    def __init__(self, answered: int) -> None:
+        super().__init__(resends_are_safe=False)
+        self.answered = answered
+        self.stalled = asyncio.Event()
+
+    async def send(self, batches: Sequence[OutboundBatch]) -> list[list[Delivery]]:
+        if self.answered == 0:
+            self.given.extend(r for b in batches for r in b.recipients)
+            self.stalled.set()
+            await asyncio.Event().wait()
+        self.answered -= 1
+        return await super().send(batches)
+
+
+async def crash_mid_job(redis: Redis, job_recipients: int, answered: int) -> tuple[SmsJob, StallingProvider]:
+    """Dispatches a job until the provider stalls, then stops it dead, as kill -9 would."""
+    provider = StallingProvider(answered)
+    job = make_job(numbers(job_recipients, start=100))
+    crashed = asyncio.create_task(dispatcher(redis, provider).dispatch(job))
+    await provider.stalled.wait()
+    crashed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await crashed
+    return job, provider
+
+
+async def test_a_crash_mid_job_leaves_only_the_batch_in_flight_unknown(redis_url):
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        # The dispatcher started (and the marker generation began) before the job was accepted.
+        await SendMarkers(redis, ttl_seconds=60).begin_generation()
+        job, first = await crash_mid_job(redis, 50, answered=2)
+        stored = await redis.hgetall(marker_key(job.message_id))
+        # Batches of 10, claimed one at a time: two recorded, one in flight, two never claimed.
+        assert {r for r, m in stored.items() if m == "p"} == set(job.recipients[20:30]) == set(first.given[20:])
+        assert set(stored) == set(job.recipients[:30])
+
+        # The redelivery holds the batch that may have reached the provider and sends the
+        # never-claimed ones: nobody twice, nobody held who was never given to it.
+        second = StallingProvider(answered=100)
+        result = await dispatcher(redis, second).dispatch(job, redelivered=True)
+        assert result.held is not None and result.held.job is not None
+        assert result.held.job.recipients == job.recipients[20:30]
+        assert second.given == job.recipients[30:]
+        statuses = {o.recipient: o.status for o in result.event.outcomes}
+        assert [statuses[r] for r in job.recipients] == ["sent"] * 20 + ["dead_lettered"] * 10 + ["sent"] * 20
+    finally:
+        await redis.aclose()
+
+
+async def test_after_redis_lost_its_markers_a_recipient_without_one_is_unknown_not_sent(redis_url):
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await SendMarkers(redis, ttl_seconds=60).begin_generation()
+        job, _ = await crash_mid_job(redis, 50, answered=2)
+        # Redis comes back without its data: a new generation, no markers. Sent, in flight
+        # and never claimed now look the same, so none of them is sent blindly.
+        await asyncio.sleep(0.01)  # the new generation begins after the job was accepted
+        await redis.delete(GENERATION_KEY, marker_key(job.message_id))
+        second = StallingProvider(answered=100)
+        result = await dispatcher(redis, second).dispatch(job, redelivered=True)
+        assert second.given == []
+        assert result.held is not None and result.held.job is not None
+        assert result.held.job.recipients == job.recipients
     finally:
         await redis.aclose()
