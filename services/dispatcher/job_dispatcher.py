@@ -219,7 +219,7 @@ class JobDispatcher:
             # Recorded before the dead letter is published: a redelivery of this attempt
             # holds them again rather than sending them.
             marker = RETRYABLE if self._resend_unknown else held_marker(job.replay)
-            await self._markers.record(job.message_id, dict.fromkeys(unknown, marker))
+            await self._markers.settle_unknown(job.message_id, dict.fromkeys(unknown, marker))
         return settled
 
     async def _in_chunks(self, job: SmsJob, work: Callable[[list[int]], Coroutine[Any, Any, None]]) -> None:

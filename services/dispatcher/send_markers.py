@@ -55,10 +55,10 @@ HELD_PREFIX = "u:"
 GENERATION_KEY = "rsms:dispatch:generation"
 
 # KEYS[1] is the generation hash, then one marker hash per op. ARGV: ttl, then per marker
-# key: an op ("c" claim / "r" record), a count n, for a claim the job's replay number and
-# n fields, for a record n field/value pairs. Answers the generation's start (ms since
-# the epoch, Redis's clock), then one list per marker key: the earlier markers for a
-# claim ('' where there was none), an empty list for a record.
+# key: an op ("c" claim, "r" record, "u" record only where still claimed), a count n, for a
+# claim the job's replay number and n fields, for a record n field/value pairs. Answers the
+# generation's start (ms since the epoch, Redis's clock), then one list per marker key: the
+# earlier markers for a claim ('' where there was none), an empty list for a record.
 _APPLY = """
 local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 local generation = redis.call('HMGET', KEYS[1], 'run_id', 'since')
@@ -96,7 +96,11 @@ for k = 2, #KEYS do
     redis.call('EXPIRE', key, ttl)
   else
     for i = 1, n do
-      redis.call('HSET', key, ARGV[at], ARGV[at + 1])
+      -- 'u' settles an unknown outcome: only where the claim still stands, never over
+      -- the sent marker another dispatcher working the same job recorded meanwhile.
+      if op == 'r' or redis.call('HGET', key, ARGV[at]) == 'p' then
+        redis.call('HSET', key, ARGV[at], ARGV[at + 1])
+      end
       at = at + 2
     end
   end
@@ -195,6 +199,15 @@ class SendMarkers:
             args = [part for field, value in markers.items() for part in (field, value)]
             await self._submit("r", marker_key(message_id), args)
 
+    async def settle_unknown(self, message_id: UUID, markers: Mapping[str, str]) -> None:
+        """Record the decision on recipients whose outcome is unknown (held, or to resend)
+        only where their claim ("p") still stands: two dispatchers can work one job (a
+        redelivery while the first still runs), and the other may have recorded one as
+        sent meanwhile; overwriting that with a hold would let a replay send it twice."""
+        if markers:
+            args = [part for field, value in markers.items() for part in (field, value)]
+            await self._submit("u", marker_key(message_id), args)
+
     async def _submit(self, op: str, key: str, args: list[str]) -> _Answer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Answer] = loop.create_future()
@@ -229,7 +242,7 @@ class SendMarkers:
         for op, _, args, _ in group:
             argv.append(op)
             # A claim's args are its replay number, then its fields.
-            argv.append(len(args) // 2 if op == "r" else len(args) - 1)
+            argv.append(len(args) - 1 if op == "c" else len(args) // 2)
             argv.extend(args)
         try:
             since, *answers = await self._apply(keys=[GENERATION_KEY, *(key for _, key, _, _ in group)], args=argv)

@@ -104,3 +104,20 @@ async def test_a_dispatcher_begins_the_generation_before_any_claim(redis_url):
         assert await markers.begin_generation() >= since
     finally:
         await redis.aclose()
+
+
+async def test_an_unknown_outcome_is_settled_only_where_its_claim_still_stands(redis_url):
+    # Two dispatchers on one job: the second saw the first's claim ("p") and holds the
+    # recipient as unknown, while the first records it as sent. The hold must not win.
+    redis = Redis.from_url(redis_url)
+    markers = SendMarkers(redis, ttl_seconds=60)
+    message_id = uuid.uuid4()
+    sent, in_flight = "+4790000001", "+4790000002"
+    try:
+        await markers.claim(message_id, [sent, in_flight])
+        await markers.record(message_id, {sent: "s:sim-1"})
+        await markers.settle_unknown(message_id, {sent: "u:0", in_flight: "u:0"})
+        again = await markers.claim(message_id, [sent, in_flight], replay=1)
+        assert again.markers == ["s:sim-1", "u:0"]
+    finally:
+        await redis.aclose()
