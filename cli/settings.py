@@ -24,8 +24,14 @@ def settings_rows() -> list[tuple[str, str, str, str]]:
                 rows[variable][0].append(service)
                 continue
             default = field.get_default(call_default_factory=True)
-            # Collections as the JSON the variable takes, so a default pasted from here parses.
-            shown = json.dumps(default, default=str) if isinstance(default, dict | list | tuple) else str(default)
+            # Collections as the JSON the variable takes, so a default pasted from here parses;
+            # no default as a placeholder, not "None", which no setting takes.
+            if default is None:
+                shown = "<unset>"
+            elif isinstance(default, dict | list | tuple):
+                shown = json.dumps(default, default=str)
+            else:
+                shown = str(default)
             rows[variable] = ([service], shown, field.description or "")
     return [(variable, ", ".join(services), default, doc) for variable, (services, default, doc) in rows.items()]
 
