@@ -4,7 +4,6 @@ reference served by `rsms ingest`, and every request it makes stays on the gatew
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,28 +13,11 @@ from playwright.async_api import Route, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from tests.ingest.conftest import StartIngest
+from tests.support.chromium_page import FLAGS, chromium
 
 pytestmark = pytest.mark.slow
 
-# Chromium's own background traffic (updates, sync, safe browsing) is off, so every request
-# the test sees is the page's.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT_DIR = os.environ.get("RSMS_TEST_SCREENSHOT_DIR")  # e.g. docs/img, to refresh the README's picture
-
-
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail("Debian's chromium is not installed: `apt-get install -y chromium` (.ci/run does it)")
-    return path
 
 
 async def test_the_api_reference_loads_nothing_from_another_host(start_ingest: StartIngest, tmp_path: Path) -> None:
@@ -54,9 +36,7 @@ async def test_the_api_reference_loads_nothing_from_another_host(start_ingest: S
             await route.continue_()
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=chromium(), args=CHROMIUM_FLAGS, chromium_sandbox=False
-        )
+        browser = await playwright.chromium.launch(executable_path=chromium(), args=list(FLAGS), chromium_sandbox=False)
         try:
             context = await browser.new_context(viewport={"width": 1280, "height": 1400})
             await context.route("**/*", guard)
