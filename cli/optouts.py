@@ -7,39 +7,14 @@ removes one that texts START. Other projects may still send to them.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import click
-from redis.asyncio import Redis
 
 from cli.accounts import file_option, project_exists
+from cli.number_lists import e164_numbers, run_on
 from cli.table import json_option, print_table
-from services.ingest.validation import E164
 from shared.optouts import OptOuts
-from shared.settings import ServiceSettings
-
-T = TypeVar("T")
-
-
-def _run(action: Callable[[OptOuts], Awaitable[T]]) -> T:
-    async def main() -> T:
-        redis = Redis.from_url(ServiceSettings().redis_url)
-        try:
-            return await action(OptOuts(redis))
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(main())
-
-
-def _numbers(numbers: tuple[str, ...]) -> list[str]:
-    bad = [n for n in numbers if not E164.fullmatch(n)]
-    if bad:
-        raise click.BadParameter(f"not E.164 numbers: {', '.join(bad)}")
-    return list(numbers)
 
 
 @click.group()
@@ -54,7 +29,7 @@ def optouts() -> None:
 def list_numbers(project: str, path: Path | None, as_json: bool) -> None:
     """Every number on PROJECT's opt-out list."""
     project_exists(project, path)
-    members = _run(lambda o: o.members(project))
+    members = run_on(OptOuts, lambda o: o.members(project))
     print_table(["number"], [(m,) for m in members], empty=f"Nobody opted out of {project}.", as_json=as_json)
 
 
@@ -65,7 +40,7 @@ def list_numbers(project: str, path: Path | None, as_json: bool) -> None:
 def add(project: str, numbers: tuple[str, ...], path: Path | None) -> None:
     """Put NUMBERS on PROJECT's opt-out list."""
     project_exists(project, path)
-    added = _run(lambda o: o.add(project, _numbers(numbers)))
+    added = run_on(OptOuts, lambda o: o.add(project, e164_numbers(numbers)))
     click.echo(f"Added {added} number(s) to the opt-out list of {project}.")
 
 
@@ -76,5 +51,5 @@ def add(project: str, numbers: tuple[str, ...], path: Path | None) -> None:
 def remove(project: str, numbers: tuple[str, ...], path: Path | None) -> None:
     """Take NUMBERS off PROJECT's opt-out list."""
     project_exists(project, path)
-    removed = _run(lambda o: o.remove(project, _numbers(numbers)))
+    removed = run_on(OptOuts, lambda o: o.remove(project, e164_numbers(numbers)))
     click.echo(f"Removed {removed} number(s) from the opt-out list of {project}.")
