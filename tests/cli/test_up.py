@@ -32,6 +32,7 @@ def test_missing_rabbitmq_and_redis_are_named_with_how_to_start_them(free_port: 
         "RSMS_DISPATCHER_HTTP_PORT",
         "RSMS_LEDGER_HTTP_PORT",
         "RSMS_PROVIDER_SIM_PORT",
+        "RSMS_WEBHOOKS_HTTP_PORT",
     )
     env = {"RSMS_AMQP_URL": settings.amqp_url, "RSMS_REDIS_URL": settings.redis_url}
     result = CliRunner(env=env | {name: str(free_port()) for name in ports}).invoke(rsms, ["up"])
