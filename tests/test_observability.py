@@ -5,20 +5,18 @@ Prometheus and Grafana to those files in the `observability` profile."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
 from services.dispatcher.metrics import DispatcherMetrics
 from services.ingest.metrics import IngestMetrics
 from services.ledger.metrics import LedgerMetrics
+from tests.support.tools import required_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVABILITY = ROOT / "deploy" / "observability"
@@ -27,12 +25,7 @@ METRIC_NAME = re.compile(r"\brsms_[a-z_]+\b")
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is not installed: .ci/run installs it (apt-get install prometheus)")
-        pytest.skip("promtool is not installed (Debian: apt-get install --no-install-recommends prometheus)")
-    return found
+    return required_tool("promtool", "apt-get install --no-install-recommends prometheus")
 
 
 def run_promtool(*args: str) -> str:

@@ -5,11 +5,9 @@ skipped with how to install it."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from pathlib import Path
 
-import pytest
+from tests.support.tools import required_tool
 
 FLAGS = (
     "--headless",
@@ -25,12 +23,7 @@ FLAGS = (
 
 
 def chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: .ci/run installs it (apt-get install -y chromium)")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    return found
+    return required_tool("chromium", "apt-get install -y chromium")
 
 
 async def _run(*args: str) -> str:
