@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -80,12 +81,19 @@ class Latency:
     sent: int
     ok: int
     failed: int
+    """Non-200 answers, socket errors and requests still unanswered at the end."""
     p50_ms: float
     p99_ms: float
     max_ms: float
     generator_lag_p99_ms: float
     """How late the generator itself sent (p99): near 0 means it kept the schedule."""
     achieved_rate: float
+    p90_ms: float = float("nan")
+    answered: int = 0
+    """Requests that got an answer, whatever its status (the percentiles are theirs)."""
+    socket_errors: int = 0
+    unanswered: int = 0
+    """Requests with no answer `grace` seconds after the last was scheduled (cancelled)."""
 
 
 def wrk_path() -> str | None:
@@ -212,7 +220,7 @@ def run_python_closed_loop(target: Target, *, seconds: float, connections: int, 
     )
 
 
-async def _open_loop(target: Target, rate: float, seconds: float, connections: int) -> Latency:
+async def _open_loop(target: Target, rate: float, seconds: float, connections: int, grace: float) -> Latency:
     # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
     clock = time.perf_counter
     request = target.request_bytes()
@@ -221,15 +229,16 @@ async def _open_loop(target: Target, rate: float, seconds: float, connections: i
         idle.put_nowait(await Connection.open(target.host, target.port))
     latencies: list[float] = []
     lags: list[float] = []
-    ok = failed = 0
+    ok = failed = socket_errors = 0
 
     async def one(scheduled: float) -> None:
-        nonlocal ok, failed
+        nonlocal ok, failed, socket_errors
         conn = await idle.get()
         try:
             status = await conn.send(request)
         except (OSError, asyncio.IncompleteReadError, RuntimeError):
             failed += 1
+            socket_errors += 1
             # Replace the broken connection so the pool keeps its size.
             idle.put_nowait(await Connection.open(target.host, target.port))
             return
@@ -253,8 +262,9 @@ async def _open_loop(target: Target, rate: float, seconds: float, connections: i
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     sent_for = clock() - start
+    pending: set[asyncio.Task[None]] = set()
     if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=10.0)
+        _, pending = await asyncio.wait(tasks, timeout=grace)
         for task in pending:
             task.cancel()
         failed += len(pending)
@@ -265,21 +275,28 @@ async def _open_loop(target: Target, rate: float, seconds: float, connections: i
         sent=count,
         ok=ok,
         failed=failed,
-        p50_ms=_percentile(ordered, 50) * 1000,
-        p99_ms=_percentile(ordered, 99) * 1000,
+        p50_ms=percentile(ordered, 50) * 1000,
+        p99_ms=percentile(ordered, 99) * 1000,
         max_ms=ordered[-1] * 1000,
-        generator_lag_p99_ms=_percentile(sorted(lags), 99) * 1000,
+        generator_lag_p99_ms=percentile(sorted(lags), 99) * 1000,
         achieved_rate=count / sent_for if sent_for > 0 else float("nan"),
+        p90_ms=percentile(ordered, 90) * 1000,
+        answered=len(latencies),
+        socket_errors=socket_errors,
+        unanswered=len(pending),
     )
 
 
-def run_open_loop(target: Target, *, rate: float, seconds: float, connections: int) -> Latency:
+def run_open_loop(target: Target, *, rate: float, seconds: float, connections: int, grace: float = 10.0) -> Latency:
     _install_fast_loop()
-    return asyncio.run(_open_loop(target, rate, seconds, connections))
+    return asyncio.run(_open_loop(target, rate, seconds, connections, grace))
 
 
-def _percentile(ordered: list[float], pct: float) -> float:
+def percentile(ordered: list[float], pct: float) -> float:
+    """The nearest-rank percentile of values sorted ascending (NaN when there are none):
+    the smallest value with at least `pct` % of the values at or below it."""
     if not ordered:
         return float("nan")
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
+    # ceil, not round: round(2.5) is 2, which made the median of five values the second.
+    index = min(len(ordered) - 1, max(0, math.ceil(pct * len(ordered) / 100) - 1))
     return ordered[index]

@@ -60,6 +60,7 @@ class SinkStats:
     submits: int
     first: float
     last: float
+    destinations: int = 0  # distinct destination numbers among the submits
 
 
 class Sink:
@@ -91,7 +92,7 @@ class Sink:
 
     def stats(self) -> SinkStats:
         data = json.loads(self._ask("stats"))
-        return SinkStats(data["submits"], data["first"], data["last"])
+        return SinkStats(data["submits"], data["first"], data["last"], data.get("destinations", 0))
 
     def reset(self) -> None:
         self._ask("reset")
@@ -113,15 +114,44 @@ def cpu_ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def rabbitmq_pids() -> list[int]:
-    """The machine's RabbitMQ (Erlang VM) processes: read, never touched."""
-    found = []
+def rabbitmq_pids(port: int = 5672) -> list[int]:
+    """The machine's RabbitMQ: the Erlang VM that boots `rabbit` and listens on `port`. Read,
+    never touched. Not every `beam.smp`: each `rabbitmqctl` call runs one for a second (a
+    hundred MB), and other RabbitMQ nodes started for tests run their own."""
+    nodes = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == "beam.smp":
-                    found.append(int(entry.name))
+                if (entry / "comm").read_text().strip() == "beam.smp" and b"-s\0rabbit\0boot" in (
+                    entry / "cmdline"
+                ).read_bytes():
+                    nodes.append(int(entry.name))
+    if len(nodes) < 2:
+        return nodes
+    listening = listening_sockets(port)
+    return [pid for pid in nodes if holds_socket(pid, listening)] or nodes
+
+
+def listening_sockets(port: int) -> set[str]:
+    """Inodes of the TCP sockets listening on `port` (state 0A in /proc/net/tcp*)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[1].rsplit(":", 1)[1] == f"{port:04X}" and fields[3] == "0A":
+                    found.add(fields[9])
     return found
+
+
+def holds_socket(pid: int, inodes: set[str]) -> bool:
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = str(fd.readlink())
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return True
+    return False
 
 
 def snapshot(pids: list[int]) -> dict[int, int]:

@@ -136,8 +136,16 @@ class Load:
     script: str
 
 
-def lua_numbers(count: int) -> str:
-    """Lua that sets `numbers` to `count` random Norwegian mobile numbers (digits only)."""
+def lua_numbers(count: int, *, unique: bool = False) -> str:
+    """Lua that sets `numbers` to `count` random Norwegian mobile numbers (digits only).
+
+    `unique` (one recipient): a new number every request instead, counting up from
+    4791000000 (9 million of them, none in the random 4790xxxxxx range), so a number that
+    reaches the SMPP sink twice was sent twice. wrk runs one Lua state per thread: one
+    thread, so the counter is the run's."""
+    if unique:
+        assert count == 1, "unique numbers: one recipient a request"
+        return 'sent = (sent or 0) + 1\nlocal numbers = {string.format("479%07d", 1000000 + sent)}\n'
     if count == 1:
         return 'local numbers = {string.format("4790%06d", math.random(0, 999999))}\n'
     return (
@@ -198,8 +206,14 @@ class System:
 # --- RSMS ---------------------------------------------------------------------------------
 
 
+RSMS_SERVICES = ("ingest", "dispatcher", "ledger")
+"""The services that do work when RSMS sends over SMPP (the simulator and the webhook sender idle)."""
+RSMS_ALL_SERVICES = ("ingest", "dispatcher", "ledger", "webhooks", "provider-sim")
+"""Every service `rsms up` starts."""
+
+
 class Rsms(System):
-    def __init__(self, sink_port: int, settings: dict[str, str]) -> None:
+    def __init__(self, sink_port: int, settings: dict[str, str], directory: Path = PEERS_DIR / "rsms") -> None:
         super().__init__(
             "rsms",
             "RSMS (this branch)",
@@ -208,10 +222,11 @@ class Rsms(System):
             uses_rabbitmq=True,
             sink_port=sink_port,
         )
-        self.dir = PEERS_DIR / "rsms"
+        self.dir = directory
         self.vhost = Vhost("rsms-bench-peers")
         self.redis: RedisServer | None = None
         self.port = free_port()
+        self.ops_port = free_port()  # ingest's /metrics, all workers together
         self.key = ""
         self.extra_settings = settings
         self.up: subprocess.Popen[bytes] | None = None
@@ -239,6 +254,8 @@ class Rsms(System):
             RSMS_REDIS_URL=self.redis.url,
             RSMS_ACCOUNTS_FILE=str(accounts),
             RSMS_INGEST_PORT=str(self.port),
+            RSMS_INGEST_OPS_PORT=str(self.ops_port),
+            RSMS_WEBHOOKS_HTTP_PORT=str(free_port()),
             RSMS_DISPATCHER_HTTP_PORT=str(free_port()),
             RSMS_LEDGER_HTTP_PORT=str(free_port()),
             RSMS_PROVIDER_SIM_PORT=str(free_port()),
@@ -272,22 +289,23 @@ class Rsms(System):
             self.redis.stop()
         self.vhost.delete()
 
-    def parts(self) -> dict[str, list[int]]:
-        """The supervisor, each service with its workers, and its own redis-server; not the
-        provider simulator (it idles: RSMS sends over SMPP here)."""
+    def parts(self, services: tuple[str, ...] = RSMS_SERVICES) -> dict[str, list[int]]:
+        """The supervisor, each of `services` with its workers, and its own redis-server; by
+        default not the provider simulator nor the webhook sender (they idle: RSMS sends
+        over SMPP here and nobody registered a webhook)."""
         if self.up is None:
             return {}
         found: dict[str, list[int]] = {"supervisor": [self.up.pid]}
         for pid in descendants(self.up.pid):
             words = command_line(pid).split()
-            service = next((w for w in ("ingest", "dispatcher", "ledger") if w in words), None)
+            service = next((w for w in services if w in words), None)
             if service is not None:
                 found.setdefault(service, []).extend([pid, *descendants(pid)])
         if self.redis is not None and self.redis.pid is not None:
             found["redis"] = [self.redis.pid]
         return found
 
-    def load(self, recipients: int) -> Load:
+    def load(self, recipients: int, *, unique: bool = False) -> Load:
         script = (
             LUA_PRELUDE
             + f"""
@@ -295,7 +313,7 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {self.key}"
 request = function()
-  {lua_numbers(recipients)}
+  {lua_numbers(recipients, unique=unique)}
   local quoted = {{}}
   for i, n in ipairs(numbers) do quoted[i] = '"+' .. n .. '"' end
   local body = '{{"tag":"{TAG}","recipients":[' .. table.concat(quoted, ",") .. '],"message":"{MESSAGE}"}}'

@@ -10,8 +10,11 @@ peers are configured not to ask for them). A benchmark sink, not product code.
     python -m bench.smpp_sink --port 2775 --control-port 2776
 
 The control port speaks one line at a time: `stats` answers a JSON line
-`{"submits": n, "first": t, "last": t, "binds": b}` (times from `time.monotonic()`, 0 before
-the first submit), `reset` zeroes the counters and answers `ok`.
+`{"submits": n, "first": t, "last": t, "binds": b, "destinations": d}` (times from
+`time.monotonic()`, 0 before the first submit; `destinations`: distinct `destination_addr`s
+submitted, so `submits - destinations` is how many went to a destination a second time: a
+duplicate when every request names a new number, as `bench.saturation`'s load does),
+`reset` zeroes the counters and answers `ok`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import contextlib
 import json
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 HEADER = struct.Struct("!IIII")
@@ -44,19 +47,30 @@ class Counters:
     first: float = 0.0
     last: float = 0.0
     binds: int = 0
+    destinations: set[bytes] = field(default_factory=set)
 
-    def submitted(self, now: float) -> None:
+    def submitted(self, now: float, destination: bytes = b"") -> None:
         if self.submits == 0:
             self.first = now
         self.submits += 1
         self.last = now
+        self.destinations.add(destination)
 
     def reset(self) -> None:
         """A new round: submits and times start again (binds are the sessions still open)."""
         self.submits, self.first, self.last = 0, 0.0, 0.0
+        self.destinations = set()
 
     def as_json(self) -> str:
-        return json.dumps({"submits": self.submits, "first": self.first, "last": self.last, "binds": self.binds})
+        return json.dumps(
+            {
+                "submits": self.submits,
+                "first": self.first,
+                "last": self.last,
+                "binds": self.binds,
+                "destinations": len(self.destinations),
+            }
+        )
 
 
 def pdu(command_id: int, status: int, sequence: int, body: bytes = b"") -> bytes:
@@ -79,12 +93,23 @@ def split_pdus(buffer: bytearray) -> list[tuple[int, int, int, bytes]]:
     return found
 
 
-def answer(command_id: int, sequence: int, counters: Counters, now: float) -> bytes | None:
+def destination_addr(body: bytes) -> bytes:
+    """A submit_sm's destination_addr: after service_type, source ton/npi, source_addr and
+    destination ton/npi (SMPP 3.4, 4.4.1); empty when the body is cut short."""
+    try:
+        source = body.index(0) + 3  # service_type's NUL, source_addr_ton, source_addr_npi
+        destination = body.index(0, source) + 3  # source_addr's NUL, dest_addr_ton, dest_addr_npi
+        return body[destination : body.index(0, destination)]
+    except ValueError:
+        return b""
+
+
+def answer(command_id: int, sequence: int, counters: Counters, now: float, body: bytes = b"") -> bytes | None:
     """The sink's whole behaviour: the response to one PDU (None for a response it got)."""
     if command_id & RESPONSE_BIT:
         return None  # e.g. an enquire_link_resp; the sink sends no requests that need one
     if command_id == SUBMIT_SM:
-        counters.submitted(now)
+        counters.submitted(now, destination_addr(body))
         return pdu(command_id | RESPONSE_BIT, 0, sequence, b"%x\0" % counters.submits)
     if command_id in BINDS:
         counters.binds += 1
@@ -115,7 +140,9 @@ class SmppSession(asyncio.Protocol):
             return
         now = time.monotonic()
         replies = [
-            reply for command_id, _, sequence, _ in pdus if (reply := answer(command_id, sequence, self.counters, now))
+            reply
+            for command_id, _, sequence, body in pdus
+            if (reply := answer(command_id, sequence, self.counters, now, body))
         ]
         if replies:
             self.transport.write(b"".join(replies))
