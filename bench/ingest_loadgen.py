@@ -90,10 +90,18 @@ class Latency:
     achieved_rate: float
     p90_ms: float = float("nan")
     answered: int = 0
-    """Requests that got an answer, whatever its status (the percentiles are theirs)."""
+    """Requests that got an answer, whatever its status."""
     socket_errors: int = 0
     unanswered: int = 0
-    """Requests with no answer `grace` seconds after the last was scheduled (cancelled)."""
+    """Requests with no answer `grace` seconds after the last was scheduled (cancelled). The
+    percentiles count each as the time it had waited then: at least the grace."""
+    grace_ms: float = 10_000.0
+
+    def lower_bound(self, value_ms: float) -> bool:
+        """Whether a percentile of `value_ms` is only a lower bound: every unanswered request
+        had waited at least the grace, so a figure below it is exact, one at or above it may
+        be an unanswered request's wait so far."""
+        return self.unanswered > 0 and value_ms >= self.grace_ms
 
 
 def wrk_path() -> str | None:
@@ -251,7 +259,7 @@ async def _open_loop(target: Target, rate: float, seconds: float, connections: i
 
     count = round(rate * seconds)
     start = clock() + 0.05
-    tasks: set[asyncio.Task[None]] = set()
+    tasks: dict[asyncio.Task[None], float] = {}
     for index in range(count):
         scheduled = start + index / rate
         delay = scheduled - clock()
@@ -259,12 +267,16 @@ async def _open_loop(target: Target, rate: float, seconds: float, connections: i
             await asyncio.sleep(delay)
         lags.append(max(0.0, clock() - scheduled))
         task = asyncio.create_task(one(scheduled))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        tasks[task] = scheduled
+        task.add_done_callback(tasks.pop)
     sent_for = clock() - start
     pending: set[asyncio.Task[None]] = set()
     if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=grace)
+        _, pending = await asyncio.wait(set(tasks), timeout=grace)
+        given_up = clock()
+        # A request still unanswered took at least this long: leaving it out would make the
+        # percentiles of an overloaded server look better the more requests it never answered.
+        latencies.extend(given_up - tasks[task] for task in pending)
         for task in pending:
             task.cancel()
         failed += len(pending)
@@ -284,6 +296,7 @@ async def _open_loop(target: Target, rate: float, seconds: float, connections: i
         answered=len(latencies),
         socket_errors=socket_errors,
         unanswered=len(pending),
+        grace_ms=grace * 1000,
     )
 
 

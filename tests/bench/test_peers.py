@@ -137,6 +137,7 @@ async def test_the_sink_over_tcp_counts_submits_and_answers_its_control_port():
         ctl_writer.write(b"stats\n")
         stats = json.loads(await ctl_reader.readline())
         assert (stats["submits"], stats["binds"]) == (2, 1)
+        assert stats["destinations"] == 1  # both to the same number
         assert stats["last"] >= stats["first"] > 0
         ctl_writer.write(b"reset\nstats\n")
         assert await ctl_reader.readline() == b"ok\n"

@@ -184,7 +184,7 @@ def latency(lag_p99_ms: float, achieved: float, p99_ms: float) -> Latency:
     return Latency(
         sent=30_000, ok=29_990, failed=10, p50_ms=4.0, p99_ms=p99_ms, max_ms=300.0,
         generator_lag_p99_ms=lag_p99_ms, achieved_rate=achieved, p90_ms=9.0, answered=29_995,
-        socket_errors=5, unanswered=5,
+        socket_errors=5, unanswered=0,
     )  # fmt: skip
 
 
@@ -196,13 +196,27 @@ def test_the_generator_is_behind_when_it_sent_late_or_below_the_rate():
 
 def test_the_latency_table_shows_the_percentiles_the_verdict_and_whether_the_figure_is_the_machines():
     kept = "\n".join(latency_table(latency(1.0, 1000.0, 42.0), 1000.0, 30.0, 64, 50.0))
-    assert (
-        "| 30,000 | 1,000/s | 29,995 | 29,990 | 5 | 5 | 4.0 ms | 9.0 ms | 42.0 ms | 300.0 ms | 1.0 ms | PASS |" in kept
-    )
+    row = "| 30,000 | 1,000/s | 29,995 | 29,990 | 5 | 0 | 4.0 ms | 9.0 ms | 42.0 ms | 300.0 ms | 1.0 ms | PASS |"
+    assert row in kept
     assert "machine's" not in kept
     behind = "\n".join(latency_table(latency(40.0, 700.0, 420.0), 1000.0, 30.0, 64, 50.0))
     assert "**MISS**" in behind
     assert "the machine's, not the gateway's alone" in behind
+
+
+def test_percentiles_that_may_be_an_unanswered_requests_wait_are_lower_bounds():
+    # 100 of 1,000 unanswered after a 10 s grace: each counts with its wait, at least 10 s.
+    overloaded = Latency(
+        sent=1000, ok=900, failed=100, p50_ms=30.0, p99_ms=10_900.0, max_ms=12_000.0, generator_lag_p99_ms=0.0,
+        achieved_rate=1000.0, p90_ms=800.0, answered=900, unanswered=100, grace_ms=10_000.0,
+    )  # fmt: skip
+    assert [overloaded.lower_bound(v) for v in (30.0, 9_999.0, 10_000.0, 12_000.0)] == [False, False, True, True]
+    table = "\n".join(latency_table(overloaded, 1000.0, 1.0, 64, 50.0))
+    assert "| 30.0 ms | 800.0 ms | ≥ 10,900.0 ms | ≥ 12,000.0 ms |" in table
+    assert "**MISS**" in table
+    assert "a lower bound" in table
+    answered_all = Latency(1000, 1000, 0, 3.0, 40.0, 12_000.0, 0.0, 1000.0, 9.0, answered=1000)
+    assert not answered_all.lower_bound(12_000.0)
 
 
 # --- the sink's distinct numbers ------------------------------------------------------------
