@@ -271,8 +271,10 @@ async def _open_loop(target: Target, rate: float, seconds: float, connections: i
         task.add_done_callback(tasks.pop)
     sent_for = clock() - start
     pending: set[asyncio.Task[None]] = set()
+    answered = len(latencies)
     if tasks:
         _, pending = await asyncio.wait(set(tasks), timeout=grace)
+        answered = len(latencies)
         given_up = clock()
         # A request still unanswered took at least this long: leaving it out would make the
         # percentiles of an overloaded server look better the more requests it never answered.
@@ -293,7 +295,7 @@ async def _open_loop(target: Target, rate: float, seconds: float, connections: i
         generator_lag_p99_ms=percentile(sorted(lags), 99) * 1000,
         achieved_rate=count / sent_for if sent_for > 0 else float("nan"),
         p90_ms=percentile(ordered, 90) * 1000,
-        answered=len(latencies),
+        answered=answered,
         socket_errors=socket_errors,
         unanswered=len(pending),
         grace_ms=grace * 1000,

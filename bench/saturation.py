@@ -60,6 +60,8 @@ from bench.saturation_figures import (
     ServiceMemory,
     accepted_from_metrics,
     delivery_line,
+    key_families_line,
+    key_family,
     latency_table,
     memory_table,
     parse_queue_list,
@@ -146,6 +148,27 @@ def queued_messages(rsms: Rsms) -> int | None:
     except (subprocess.SubprocessError, OSError):
         return None
     return sum(parse_queue_list(done.stdout).values())
+
+
+def redis_contents(url: str, sample: int = 5000) -> str:
+    """used_memory, the key count, and the key families of a SCAN sample with one TTL each."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        counts: dict[str, int] = {}
+        ttls: dict[str, int] = {}
+        sampled = 0
+        for key in client.scan_iter(count=1000):
+            family = key_family(key)
+            counts[family] = counts.get(family, 0) + 1
+            if family not in ttls:
+                ttls[family] = int(client.ttl(key))
+            sampled += 1
+            if sampled >= sample:
+                break
+        used = client.info("memory")["used_memory_human"]
+        return f"used_memory {used}, " + key_families_line(counts, ttls, sampled, int(client.dbsize()))
+    finally:
+        client.close()
 
 
 def load_average() -> str:
@@ -235,7 +258,7 @@ class SaturationPart:
     delivery: Delivery
     sent_per_s: float
     drained_after_s: float | None
-    redis_keys_at_end: int | None
+    redis_at_end: str
     growing_above: float
     memory: list[ServiceMemory]
     samples: list[Sample]
@@ -259,9 +282,11 @@ class SaturationPart:
             "",
             "RSS in MB (MiB), summed over a service's processes (forked workers share pages: the sum "
             f"overstates them); 'growing' above {self.growing_above:g} MB/min over the last half of the load. "
-            f"The gateway's redis-server holds {self.redis_keys_at_end} keys at the end (send markers and the "
-            "like, kept for their TTL: they grow its RSS without a leak). RabbitMQ is the machine's, shared "
-            "with everyone using it; its queues hold what the dispatcher has not sent yet.",
+            "RabbitMQ is the machine's, shared with everyone using it; its queues hold what the dispatcher "
+            "has not sent yet.",
+            "",
+            f"The gateway's Redis at the end: {self.redis_at_end}. Keys kept for a TTL grow its memory with "
+            "every message until the TTL ends: bounded by the TTL, not by the run.",
         ]
 
 
@@ -299,14 +324,14 @@ def saturation_part(rsms: Rsms, sink: Sink, args: argparse.Namespace) -> Saturat
     stats = sink.stats()
     accepted = accepted_now(rsms) - before
     span = stats.last - stats.first
-    keys = redis.Redis.from_url(rsms.redis.url).dbsize() if rsms.redis is not None else None
+    held = redis_contents(rsms.redis.url) if rsms.redis is not None else "not read"
     return SaturationPart(
         minutes=args.minutes,
         wrk=result,
         delivery=Delivery(accepted, stats.submits, stats.destinations, queued, drained),
         sent_per_s=(stats.submits - 1) / span if stats.submits > 1 and span > 0 else math.nan,
         drained_after_s=round(waited, 1) if drained else None,
-        redis_keys_at_end=keys,
+        redis_at_end=held,
         growing_above=args.growing_above,
         memory=summarise_memory(samples, args.growing_above, shared=(RABBITMQ,)),
         samples=samples,

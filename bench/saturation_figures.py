@@ -230,3 +230,34 @@ def latency_table(result: Latency, rate: float, seconds: float, connections: int
             "saturated, so this figure is the machine's, not the gateway's alone.",
         ]
     return lines
+
+
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def key_family(key: str) -> str:
+    """A Redis key without its ids: `rsms:dispatch:markers:3f2a…` → `rsms:dispatch:markers`
+    (the leading segments that are words: letters, `_` and `-` only, and not all hex digits,
+    which an id like `eab` is)."""
+    family = []
+    for segment in key.split(":"):
+        if not segment.replace("_", "").replace("-", "").isalpha() or set(segment) <= HEX_DIGITS:
+            break
+        family.append(segment)
+    return ":".join(family) or "(other)"
+
+
+def key_families_line(counts: dict[str, int], ttls: dict[str, int], sampled: int, total: int, shown: int = 6) -> str:
+    """What the gateway's Redis holds, by key family, from a sample of its keys."""
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    parts = []
+    if len(ranked) > shown:
+        rest = sum(count for _, count in ranked[shown - 1 :])
+        ranked = ranked[: shown - 1]
+    for family, count in ranked:
+        ttl = ttls.get(family, -1)
+        kept = "no TTL" if ttl < 0 else f"TTL {ttl / 86_400:.1f} d" if ttl >= 86_400 else f"TTL {ttl:,} s"
+        parts.append(f"{family} {count / max(sampled, 1):.0%} ({kept})")
+    if len(counts) > shown:
+        parts.append(f"{len(counts) - len(ranked)} other families {rest / max(sampled, 1):.0%}")
+    return f"{total:,} keys; of {sampled:,} sampled: " + ", ".join(parts)

@@ -26,6 +26,8 @@ from bench.saturation_figures import (
     accepted_from_metrics,
     delivery_line,
     generator_behind,
+    key_families_line,
+    key_family,
     latency_table,
     memory_table,
     parse_queue_list,
@@ -246,3 +248,35 @@ def test_the_broker_is_found_by_its_listening_socket_not_by_name_alone():
     # Port 1 never listens here: no inode; RabbitMQ's 5672 (the suite's broker) does.
     assert listening_sockets(1) == set()
     assert listening_sockets(5672)
+
+
+# --- what Redis holds ---------------------------------------------------------------------
+
+
+def test_redis_keys_are_grouped_by_family_without_their_ids():
+    assert key_family("rsms:dispatch:markers:3f2a9c0d") == "rsms:dispatch:markers"
+    assert key_family("rsms:receipts:state:3f2a9c0d:+4790000001") == "rsms:receipts:state"
+    assert key_family("rsms:dispatch:generation") == "rsms:dispatch:generation"
+    assert key_family("rsms:rl:bench:1733300000") == "rsms:rl:bench"
+    assert key_family("rsms:receipts:part:eab") == "rsms:receipts:part"  # a hex id of letters only
+    assert key_family("rsms:accepted:bench:4f1c") == "rsms:accepted:bench"
+    assert key_family("12345") == "(other)"
+
+
+def test_the_key_families_line_gives_shares_and_ttls():
+    line = key_families_line(
+        {"rsms:dispatch:markers": 600, "rsms:accepted": 300, "rsms:dispatch:generation": 100},
+        {"rsms:dispatch:markers": 7 * 86_400, "rsms:accepted": 3_600, "rsms:dispatch:generation": -1},
+        sampled=1000,
+        total=131_787,
+    )
+    assert line == (
+        "131,787 keys; of 1,000 sampled: rsms:dispatch:markers 60% (TTL 7.0 d), "
+        "rsms:accepted 30% (TTL 3,600 s), rsms:dispatch:generation 10% (no TTL)"
+    )
+
+
+def test_the_key_families_line_folds_the_long_tail():
+    counts = {f"family-{n}": 10 - n for n in range(9)}
+    line = key_families_line(counts, {}, sampled=sum(counts.values()), total=45, shown=3)
+    assert line == "45 keys; of 54 sampled: family-0 19% (no TTL), family-1 17% (no TTL), 7 other families 65%"
