@@ -244,7 +244,7 @@ def test_a_cut_short_submit_has_no_destination():
     assert smpp_sink.destination_addr(b"\x00\x01\x01RSMS") == b""
 
 
-def test_the_broker_is_found_by_its_listening_socket_not_by_name_alone():
+def test_listening_sockets_are_read_from_proc_net_tcp():
     # Port 1 never listens here: no inode; RabbitMQ's 5672 (the suite's broker) does.
     assert listening_sockets(1) == set()
     assert listening_sockets(5672)
