@@ -171,6 +171,17 @@ def redis_contents(url: str, sample: int = 5000) -> str:
         client.close()
 
 
+def without_nan(value: object) -> object:
+    """NaN (a figure that does not exist, e.g. after 1 minute of a shorter run) as JSON null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: without_nan(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nan(item) for item in value]
+    return value
+
+
 def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" ({os.cpu_count()} cores)"
 
@@ -412,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             "latency": asdict(latency) if latency else None,
             "saturation": asdict(saturation) if saturation else None,
         }
-        print(json.dumps(report, indent=2))
+        print(json.dumps(without_nan(report), indent=2))
     else:
         lines = [f"load average before {load_before}, after {load_after}", ""]
         for part in (latency, saturation):
