@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bench import smpp_sink
 from bench.ingest_loadgen import Latency, percentile
 from bench.peers import listening_sockets
+from bench.saturation import without_nan
 from bench.saturation_figures import (
     BOUNDED,
     DRAIN,
@@ -280,3 +281,9 @@ def test_the_key_families_line_folds_the_long_tail():
     counts = {f"family-{n}": 10 - n for n in range(9)}
     line = key_families_line(counts, {}, sampled=sum(counts.values()), total=45, shown=3)
     assert line == "45 keys; of 54 sampled: family-0 19% (no TTL), family-1 17% (no TTL), 7 other families 65%"
+
+
+def test_the_json_report_has_null_where_a_figure_does_not_exist():
+    report = {"memory": [{"one_minute_mb": math.nan, "peak_mb": 402.5}], "samples": [[math.nan, 1]], "note": "x"}
+    assert without_nan(report) == {"memory": [{"one_minute_mb": None, "peak_mb": 402.5}], "samples": [[None, 1]],
+                                   "note": "x"}  # fmt: skip
