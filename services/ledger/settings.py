@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
+
+from services.ledger.dsn import dsn_hosts
 
 from shared.settings import ServiceSettings
 
@@ -19,7 +21,18 @@ def default_clickhouse_dsn() -> str:
 class LedgerSettings(ServiceSettings):
     clickhouse_dsn: str = Field(
         default_factory=default_clickhouse_dsn,
-        description="`chdb:///abs/dir` (embedded) or `http://user:pass@host:8123` (server).",
+        description=(
+            "`chdb:///abs/dir` (embedded) or `http://user:pass@host:8123` (server); on a cluster, "
+            "several hosts: `http://user:pass@h1:8123,h2:8123` (the ledger uses any that answers)."
+        ),
+    )
+    clickhouse_cluster: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description=(
+            "ClickHouse cluster name (`remote_servers`): replicated + Distributed tables, DDL ON CLUSTER. "
+            "Unset: one server or chDB."
+        ),
     )
     clickhouse_database: str = Field(
         "rsms", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database of the ledger's tables (created at start)."
@@ -56,6 +69,16 @@ class LedgerSettings(ServiceSettings):
         if value.startswith("chdb://") and not value.startswith("chdb:///"):
             raise ValueError("a chDB DSN needs an absolute path: chdb:///abs/dir")
         return value
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_server(self) -> LedgerSettings:
+        if self.clickhouse_dsn.startswith("chdb://"):
+            if self.clickhouse_cluster is not None:
+                raise ValueError("RSMS_CLICKHOUSE_CLUSTER needs a ClickHouse server DSN, not chDB")
+        elif len(dsn_hosts(self.clickhouse_dsn)) > 1 and self.clickhouse_cluster is None:
+            # Separate servers hold separate data: several hosts only make sense as one cluster.
+            raise ValueError("a DSN with several hosts needs RSMS_CLICKHOUSE_CLUSTER")
+        return self
 
     @property
     def ledger_batch_messages(self) -> int:
