@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from services.ledger.dsn import dsn_hosts
 
@@ -28,6 +28,7 @@ class LedgerSettings(ServiceSettings):
     )
     clickhouse_cluster: str | None = Field(
         None,
+        validate_default=True,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description=(
             "ClickHouse cluster name (`remote_servers`): replicated + Distributed tables, DDL ON CLUSTER. "
@@ -68,17 +69,22 @@ class LedgerSettings(ServiceSettings):
         # chDB allows one data path per process and compares it literally.
         if value.startswith("chdb://") and not value.startswith("chdb:///"):
             raise ValueError("a chDB DSN needs an absolute path: chdb:///abs/dir")
+        dsn_hosts(value)  # a server DSN names its hosts
         return value
 
-    @model_validator(mode="after")
-    def _cluster_needs_a_server(self) -> LedgerSettings:
-        if self.clickhouse_dsn.startswith("chdb://"):
-            if self.clickhouse_cluster is not None:
-                raise ValueError("RSMS_CLICKHOUSE_CLUSTER needs a ClickHouse server DSN, not chDB")
-        elif len(dsn_hosts(self.clickhouse_dsn)) > 1 and self.clickhouse_cluster is None:
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def _cluster_fits_the_dsn(cls, value: str | None, info: ValidationInfo) -> str | None:
+        dsn = info.data.get("clickhouse_dsn")
+        if dsn is None:
+            return value  # the DSN itself is refused: that is the error to report
+        if dsn.startswith("chdb://"):
+            if value is not None:
+                raise ValueError("a cluster needs a ClickHouse server DSN, not chDB")
+        elif len(dsn_hosts(dsn)) > 1 and value is None:
             # Separate servers hold separate data: several hosts only make sense as one cluster.
             raise ValueError("a DSN with several hosts needs RSMS_CLICKHOUSE_CLUSTER")
-        return self
+        return value
 
     @property
     def ledger_batch_messages(self) -> int:
