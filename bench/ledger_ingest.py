@@ -28,8 +28,8 @@ Runs in a throw-away RabbitMQ vhost and a temp chDB directory; leaves nothing be
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import asyncio
+import dataclasses
 import shutil
 import statistics
 import subprocess

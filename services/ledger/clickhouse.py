@@ -16,6 +16,7 @@ whichever node the retry arrives at.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 from collections.abc import Callable, Sequence
@@ -27,7 +28,6 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from clickhouse_connect.driver.exceptions import Error as ClickHouseDriverError
 
 from services.ledger.dsn import host_dsns, hosts_in_turn
-
 from services.ledger.rows import RowChunk
 from services.ledger.schema import (
     INBOUND_COLUMNS,
@@ -75,7 +75,8 @@ def moves_on(error: BaseException) -> bool:
     return isinstance(error, DatabaseError) and getattr(error, "code", None) in HOST_FAILURE_CODES
 
 
-def _connect(dsn: str) -> Any:
+def connect_host(dsn: str) -> Any:
+    """A clickhouse-connect client for one host (or chDB)."""
     kwargs: dict[str, Any] = {}
     if dsn.startswith("chdb://"):
         # The ledger holds message bodies: its data directory is the owner's only (chDB
@@ -124,10 +125,8 @@ class FailoverClient:
     def _drop_client(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
+            with contextlib.suppress(*STORAGE_ERRORS):  # the host is gone already
                 client.close()
-            except STORAGE_ERRORS:
-                pass  # the host is gone already
 
     def command(self, *args: Any, **kwargs: Any) -> Any:
         return self._call(lambda client: client.command(*args, **kwargs))
@@ -152,8 +151,8 @@ def open_client(dsn: str) -> Any:
     dsns = host_dsns(dsn)
     try:
         if len(dsns) == 1:
-            return _connect(dsn)
-        return FailoverClient(dsns, _connect, first=random.randrange(len(dsns)))
+            return connect_host(dsn)
+        return FailoverClient(dsns, connect_host, first=random.randrange(len(dsns)))
     except STORAGE_ERRORS as error:
         raise StorageUnavailable(f"ClickHouse unreachable: {type(error).__name__}") from error
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from pydantic import Field, ValidationInfo, field_validator
 
 from services.ledger.dsn import dsn_hosts
-
 from shared.settings import ServiceSettings
 
 DEFAULT_CLICKHOUSE_DIR = Path("var/clickhouse")

@@ -109,9 +109,7 @@ def test_cluster_ddl_replicates_each_table_and_distributes_it_by_message():
         assert "SETTINGS replicated_deduplication_window = 10000, ttl_only_drop_parts = 1" in local
         assert ("INDEX message_id_bloom" in local) == (table != INBOUND_TABLE)
         distributed = tables[table]
-        assert (
-            f"ENGINE = Distributed('{CLUSTER}', '{DB}', '{table}_local', cityHash64({shard_column}))" in distributed
-        )
+        assert f"ENGINE = Distributed('{CLUSTER}', '{DB}', '{table}_local', cityHash64({shard_column}))" in distributed
         for clause in ("PARTITION BY", "ORDER BY", "TTL", "INDEX", "SETTINGS"):
             assert clause not in distributed
         assert _columns(distributed) == _columns(local)
@@ -124,8 +122,9 @@ def test_cluster_ddl_replicates_each_table_and_distributes_it_by_message():
     view = tables[OUTCOME_ROWS_VIEW]
     assert f"TO {DB}.{OUTCOMES_TABLE}_local\n" in view and f"FROM {DB}.{OUTCOME_EVENTS_TABLE}_local\n" in view
     # The record of migrations: one Keeper path for the whole cluster, every node a replica.
+    migrations_path = f"/clickhouse/tables/all/{DB}/{MIGRATIONS_TABLE}"
     assert (
-        f"ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{DB}/{MIGRATIONS_TABLE}', '{{shard}}-{{replica}}')"
+        f"ENGINE = ReplicatedReplacingMergeTree('{migrations_path}', '{{shard}}-{{replica}}')"
         in tables[MIGRATIONS_TABLE]
     )
     assert tables[DB] == f"CREATE DATABASE IF NOT EXISTS {DB} ON CLUSTER '{CLUSTER}'"

@@ -30,7 +30,10 @@ from shared.settings import InvalidSetting
                 "https://u:p%40ss@ch-c.example:8443?compress=lz4",
             ],
         ),
-        ("clickhouse://default:@h1:8123, h2:8123/", ["clickhouse://default:@h1:8123/", "clickhouse://default:@h2:8123/"]),
+        (
+            "clickhouse://default:@h1:8123, h2:8123/",
+            ["clickhouse://default:@h1:8123/", "clickhouse://default:@h2:8123/"],
+        ),
         ("http://h1,h2", ["http://h1", "http://h2"]),
         ("http://a:b@c@h1:8123,h2:8123", ["http://a:b@c@h1:8123", "http://a:b@c@h2:8123"]),
         ("http://user:pass@localhost:8123", ["http://user:pass@localhost:8123"]),
@@ -152,11 +155,11 @@ def test_cluster_settings_are_checked_against_the_dsn():
     assert settings(clickhouse_dsn="chdb:///tmp/x").clickhouse_cluster is None
     assert settings(clickhouse_dsn="http://u:p@h1:8123,h2:8123", clickhouse_cluster="rsms").clickhouse_cluster == "rsms"
     assert settings(clickhouse_dsn="http://u:p@h1:8123", clickhouse_cluster="rsms").clickhouse_cluster == "rsms"
-    with pytest.raises(InvalidSetting, match="RSMS_CLICKHOUSE_CLUSTER.*needs a ClickHouse server"):
+    with pytest.raises(InvalidSetting, match=r"RSMS_CLICKHOUSE_CLUSTER.*needs a ClickHouse server"):
         settings(clickhouse_dsn="chdb:///tmp/x", clickhouse_cluster="rsms")
     with pytest.raises(InvalidSetting, match="several hosts needs RSMS_CLICKHOUSE_CLUSTER"):
         settings(clickhouse_dsn="http://u:p@h1:8123,h2:8123")
     with pytest.raises(InvalidSetting, match="RSMS_CLICKHOUSE_CLUSTER"):
         settings(clickhouse_dsn="http://u:p@h1:8123", clickhouse_cluster="rsms'; DROP")
-    with pytest.raises(InvalidSetting, match="RSMS_CLICKHOUSE_DSN.*DSN names each host"):
+    with pytest.raises(InvalidSetting, match=r"RSMS_CLICKHOUSE_DSN.*DSN names each host"):
         settings(clickhouse_dsn="http://u:p@h1:8123,,h2:8123", clickhouse_cluster="rsms")
