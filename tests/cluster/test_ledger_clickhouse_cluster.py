@@ -14,6 +14,7 @@ import asyncio
 from typing import Any
 
 import clickhouse_connect
+import clickhouse_connect.driver.exceptions
 
 from services.ledger.clickhouse import FailoverClient, LedgerWriter, connect_host
 from services.ledger.dsn import host_dsns
@@ -40,7 +41,10 @@ async def test_ledgers_on_a_two_replica_cluster_record_and_bill_once_and_outlive
         ch1, ch2 = (node_client(host) for host in hosts)
 
         def keeper_answers() -> bool:
-            return all(scalar(c, "SELECT count() FROM system.zookeeper WHERE path = '/'") > 0 for c in (ch1, ch2))
+            try:
+                return all(scalar(c, "SELECT count() FROM system.zookeeper WHERE path = '/'") > 0 for c in (ch1, ch2))
+            except clickhouse_connect.driver.exceptions.DatabaseError:
+                return False  # Keeper not elected or not connected yet
 
         await eventually(keeper_answers, timeout=120, interval=1.0, what="both replicas connected to Keeper")
 

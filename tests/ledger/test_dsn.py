@@ -148,7 +148,7 @@ def test_no_live_host_at_start_is_storage_unavailable(free_port):
 
 
 def settings(**values: Any) -> LedgerSettings:
-    return LedgerSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return LedgerSettings(_env_file=None, **values)
 
 
 def test_cluster_settings_are_checked_against_the_dsn():
