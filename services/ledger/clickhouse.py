@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import random
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from clickhouse_connect.driver.exceptions import Error as ClickHouseDriverError
 
-from services.ledger.dsn import host_dsns, hosts_in_turn
+from services.ledger.dsn import host_dsns, next_host
 from services.ledger.rows import RowChunk
 from services.ledger.schema import (
     INBOUND_COLUMNS,
@@ -91,14 +92,17 @@ def connect_host(dsn: str) -> Any:
 
 class FailoverClient:
     """A ClickHouse client over several hosts of one cluster: one host at a time, the next
-    when a statement fails for the host's sake (`moves_on`), each host at most once per
-    statement. Opening it connects to the first host that answers."""
+    (`next_host`) when a statement fails for the host's sake (`moves_on`), at most as many
+    tries per statement as there are hosts. Opening it connects to the first that answers."""
 
     def __init__(self, dsns: Sequence[str], connect: Callable[[str], Any], first: int) -> None:
         self._dsns = list(dsns)
         self._connect = connect
         self._current = first % len(self._dsns)
         self._client: Any = None
+        # The ledger calls a client from worker threads (reads run side by side): the lock
+        # keeps one host current, so two threads failing at once move on once, not twice.
+        self._lock = threading.Lock()
         self._call(lambda client: None)
 
     @property
@@ -108,25 +112,30 @@ class FailoverClient:
 
     def _call(self, statement: Callable[[Any], Any]) -> Any:
         failure: BaseException | None = None
-        for index in hosts_in_turn(len(self._dsns), self._current):
-            self._current = index
+        for _ in self._dsns:
+            with self._lock:
+                index, client = self._current, self._client
+                if client is None:
+                    try:
+                        client = self._client = self._connect(self._dsns[index])
+                    except STORAGE_ERRORS as error:
+                        if not moves_on(error):
+                            raise
+                        failure, self._current = error, next_host(index, len(self._dsns))
+                        continue
             try:
-                if self._client is None:
-                    self._client = self._connect(self._dsns[index])
-                return statement(self._client)
+                return statement(client)
             except STORAGE_ERRORS as error:
                 if not moves_on(error):
                     raise
                 failure = error
-                self._drop_client()
+                with self._lock:
+                    if self._client is client:  # else another thread has moved on already
+                        self._client, self._current = None, next_host(index, len(self._dsns))
+                with contextlib.suppress(*STORAGE_ERRORS):  # the host is gone already
+                    client.close()
         assert failure is not None
         raise failure
-
-    def _drop_client(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(*STORAGE_ERRORS):  # the host is gone already
-                client.close()
 
     def command(self, *args: Any, **kwargs: Any) -> Any:
         return self._call(lambda client: client.command(*args, **kwargs))

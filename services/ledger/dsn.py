@@ -40,10 +40,10 @@ def host_dsns(dsn: str) -> list[str]:
     return [f"{scheme}{userinfo}{host}{rest}" for host in hosts]
 
 
-def hosts_in_turn(count: int, first: int) -> list[int]:
-    """Indexes of `count` hosts in the order to try them: `first`, then each after it,
-    wrapping round. A ledger starts at a host of its own choosing (several ledgers spread
-    over the replicas) and, when that host fails, moves on to the next."""
+def next_host(current: int, count: int) -> int:
+    """The host to try after host `current` of `count` failed: the next one, wrapping round.
+    A ledger starts at a host of its own choosing (several ledgers spread over the
+    replicas) and moves on from it only when it fails."""
     if count < 1:
         raise ValueError("no hosts to try")
-    return [(first + step) % count for step in range(count)]
+    return (current + 1) % count

@@ -4,13 +4,15 @@ nodes is in tests/cluster/test_ledger_clickhouse_cluster.py, where Docker runs).
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from services.ledger.clickhouse import FailoverClient, StorageUnavailable, moves_on, open_client
-from services.ledger.dsn import dsn_hosts, host_dsns, hosts_in_turn
+from services.ledger.dsn import dsn_hosts, host_dsns, next_host
 from services.ledger.settings import LedgerSettings
 from shared.settings import InvalidSetting
 
@@ -55,12 +57,11 @@ def test_a_dsn_without_a_host_or_scheme_is_refused(dsn):
         host_dsns(dsn)
 
 
-def test_hosts_are_tried_from_the_first_chosen_then_in_turn():
-    assert hosts_in_turn(3, 0) == [0, 1, 2]
-    assert hosts_in_turn(3, 2) == [2, 0, 1]
-    assert hosts_in_turn(1, 0) == [0]
+def test_after_a_failed_host_the_next_is_tried_wrapping_round():
+    assert [next_host(i, 3) for i in range(3)] == [1, 2, 0]
+    assert next_host(0, 1) == 0
     with pytest.raises(ValueError):
-        hosts_in_turn(0, 0)
+        next_host(0, 0)
 
 
 def test_which_failures_move_on_to_another_host():
@@ -80,10 +81,13 @@ class Host:
         self.name = name
         self.up = up
         self.fail_with: Exception | None = None
+        self.barrier: threading.Barrier | None = None
         self.statements: list[str] = []
         self.closed = 0
 
     def command(self, sql: str) -> str:
+        if self.barrier is not None:
+            self.barrier.wait(timeout=30)
         if not self.up:
             raise OperationalError(f"{self.name} does not answer")
         if self.fail_with is not None:
@@ -119,6 +123,17 @@ def test_the_client_connects_to_a_live_host_and_moves_on_when_it_fails():
     hosts["h1"].up = True
     assert client.command("SELECT 3") == "h1"  # wraps round
     assert [h.statements for h in hosts.values()] == [["SELECT 3"], ["SELECT 1"], ["SELECT 2"]]
+
+
+def test_two_threads_failing_on_one_host_at_once_move_on_once():
+    hosts = {name: Host(name) for name in ("h1", "h2", "h3")}
+    client = failover(hosts)
+    hosts["h1"].up = False
+    hosts["h1"].barrier = threading.Barrier(2)  # both statements are on h1 when it fails
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(client.command, ["SELECT 1", "SELECT 2"]))
+    assert answers == ["h2", "h2"] and client.host_index == 1
+    assert hosts["h3"].statements == []
 
 
 def test_a_statement_error_is_the_statements_not_the_hosts():
