@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import shutil
 import statistics
 import subprocess
@@ -55,6 +56,8 @@ from services.ledger.schema import (
     OUTCOME_ROWS_VIEW,
     OUTCOMES_TABLE,
     SCHEMA_MIGRATIONS,
+    RowsView,
+    view_statements,
 )
 from services.ledger.settings import LedgerSettings
 from shared.contracts import OutcomeEvent, RecipientOutcome
@@ -188,17 +191,14 @@ def create_bare_tables(client: Any) -> None:
     client.command(f"CREATE TABLE {DATABASE}.{BARE_TABLE} AS {DATABASE}.{OUTCOMES_TABLE}")
     client.command(f"CREATE TABLE {DATABASE}.{BARE_EVENTS_TABLE} AS {DATABASE}.{OUTCOME_EVENTS_TABLE}")
     view = next(
-        statement
+        step
         for migration in SCHEMA_MIGRATIONS
-        for statement in migration.statements
-        if f".{OUTCOME_ROWS_VIEW}" in statement
+        for step in migration.steps
+        if isinstance(step, RowsView) and step.name == OUTCOME_ROWS_VIEW
     )
-    client.command(
-        view.replace(f"{{db}}.{OUTCOME_ROWS_VIEW}", f"{{db}}.{BARE_VIEW}")
-        .replace(f"{{db}}.{OUTCOMES_TABLE}", f"{{db}}.{BARE_TABLE}")
-        .replace(f"{{db}}.{OUTCOME_EVENTS_TABLE}", f"{{db}}.{BARE_EVENTS_TABLE}")
-        .replace("{db}", DATABASE)
-    )
+    bare_view = dataclasses.replace(view, name=BARE_VIEW, source=BARE_EVENTS_TABLE, target=BARE_TABLE)
+    for statement in view_statements(bare_view, DATABASE, None):
+        client.command(statement)
 
 
 async def ledger_round(settings: LedgerSettings, bodies: list[bytes], rows: int) -> tuple[float, int]:

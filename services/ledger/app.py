@@ -83,7 +83,7 @@ class LedgerStorage:
     def _open(self) -> None:
         database = self._settings.clickhouse_database
         write_client = open_client(self._settings.clickhouse_dsn)
-        writer = LedgerWriter(write_client, database)
+        writer = LedgerWriter(write_client, database, self._settings.clickhouse_cluster)
         applied = writer.migrate()
         read_client = open_client(self._settings.clickhouse_dsn)
         sql = SqlPassthrough(

@@ -5,18 +5,30 @@ ClickHouse server. Both go through clickhouse-connect, so every statement runs o
 The calls block: the service runs them in a worker thread (`asyncio.to_thread`), and chDB
 releases the GIL while it runs a statement, so the event loop decodes on meanwhile.
 Every table name is qualified with the database, so a client never depends on `USE`.
+
+A DSN naming several hosts (the nodes of a cluster: `RSMS_CLICKHOUSE_CLUSTER`) gives a
+`FailoverClient`: it talks to one host and, when that host cannot be reached or cannot
+take writes (lost Keeper), moves on to the next and tries the statement there. Moving on
+is safe for every statement the ledger sends: reads and idempotent DDL change nothing
+twice, and an insert carries a deduplication token that the replicated tables honour
+whichever node the retry arrives at.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+import random
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from clickhouse_connect.driver.exceptions import Error as ClickHouseDriverError
 
+from services.ledger.dsn import host_dsns, next_host
 from services.ledger.rows import RowChunk
 from services.ledger.schema import (
     INBOUND_COLUMNS,
@@ -29,6 +41,7 @@ from services.ledger.schema import (
     REQUEST_COLUMNS,
     REQUESTS_TABLE,
     apply_migrations,
+    insert_settings,
 )
 from shared.private_dir import private_directory
 
@@ -50,7 +63,21 @@ class StorageUnavailable(RuntimeError):
     """ClickHouse did not take a statement; the caller keeps its data and tries again later."""
 
 
-def open_client(dsn: str) -> Any:
+HOST_FAILURE_CODES = frozenset({225, 242, 319, 999})
+"""Server errors that are the host's, not the statement's: NO_ZOOKEEPER, TABLE_IS_READ_ONLY
+(a replica without Keeper), UNKNOWN_STATUS_OF_INSERT, KEEPER_EXCEPTION. Another replica may
+well take the statement."""
+
+
+def moves_on(error: BaseException) -> bool:
+    """Whether a failed statement should be tried on the next host of a cluster."""
+    if isinstance(error, OSError | OperationalError):
+        return True  # unreachable, connection lost, or the driver gave up retrying
+    return isinstance(error, DatabaseError) and getattr(error, "code", None) in HOST_FAILURE_CODES
+
+
+def connect_host(dsn: str) -> Any:
+    """A clickhouse-connect client for one host (or chDB)."""
     kwargs: dict[str, Any] = {}
     if dsn.startswith("chdb://"):
         # The ledger holds message bodies: its data directory is the owner's only (chDB
@@ -60,8 +87,81 @@ def open_client(dsn: str) -> Any:
         # A session id per client would make concurrent queries on one client fail with
         # "session is locked"; the ledger needs no session state.
         kwargs["autogenerate_session_id"] = False
+    return clickhouse_connect.get_client(dsn=dsn, **kwargs)
+
+
+class FailoverClient:
+    """A ClickHouse client over several hosts of one cluster: one host at a time, the next
+    (`next_host`) when a statement fails for the host's sake (`moves_on`), at most as many
+    tries per statement as there are hosts. Opening it connects to the first that answers."""
+
+    def __init__(self, dsns: Sequence[str], connect: Callable[[str], Any], first: int) -> None:
+        self._dsns = list(dsns)
+        self._connect = connect
+        self._current = first % len(self._dsns)
+        self._client: Any = None
+        # The ledger calls a client from worker threads (reads run side by side): the lock
+        # keeps one host current, so two threads failing at once move on once, not twice.
+        self._lock = threading.Lock()
+        self._call(lambda client: None)
+
+    @property
+    def host_index(self) -> int:
+        """Which host (its place in the DSN) statements go to now."""
+        return self._current
+
+    def _call(self, statement: Callable[[Any], Any]) -> Any:
+        failure: BaseException | None = None
+        for _ in self._dsns:
+            with self._lock:
+                index, client = self._current, self._client
+                if client is None:
+                    try:
+                        client = self._client = self._connect(self._dsns[index])
+                    except STORAGE_ERRORS as error:
+                        if not moves_on(error):
+                            raise
+                        failure, self._current = error, next_host(index, len(self._dsns))
+                        continue
+            try:
+                return statement(client)
+            except STORAGE_ERRORS as error:
+                if not moves_on(error):
+                    raise
+                failure = error
+                with self._lock:
+                    if self._client is client:  # else another thread has moved on already
+                        self._client, self._current = None, next_host(index, len(self._dsns))
+                with contextlib.suppress(*STORAGE_ERRORS):  # the host is gone already
+                    client.close()
+        assert failure is not None
+        raise failure
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(lambda client: client.command(*args, **kwargs))
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(lambda client: client.query(*args, **kwargs))
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(lambda client: client.insert(*args, **kwargs))
+
+    def raw_insert(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(lambda client: client.raw_insert(*args, **kwargs))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def open_client(dsn: str) -> Any:
+    """A client for `dsn`: chDB or one server as clickhouse-connect gives it; several hosts
+    as a `FailoverClient` starting at a random one (ledgers spread over the replicas)."""
+    dsns = host_dsns(dsn)
     try:
-        return clickhouse_connect.get_client(dsn=dsn, **kwargs)
+        if len(dsns) == 1:
+            return connect_host(dsn)
+        return FailoverClient(dsns, connect_host, first=random.randrange(len(dsns)))
     except STORAGE_ERRORS as error:
         raise StorageUnavailable(f"ClickHouse unreachable: {type(error).__name__}") from error
 
@@ -70,13 +170,15 @@ class LedgerWriter:
     """Inserts batches (columns, or event bodies ClickHouse fans out into rows); an insert
     token makes a retried batch land once."""
 
-    def __init__(self, client: Any, database: str) -> None:
+    def __init__(self, client: Any, database: str, cluster: str | None = None) -> None:
         self._client = client
         self._database = database
+        self._cluster = cluster
+        self._settings = insert_settings(cluster)
 
     def migrate(self) -> list[int]:
         try:
-            return apply_migrations(self._client, self._database)
+            return apply_migrations(self._client, self._database, self._cluster)
         except STORAGE_ERRORS as error:
             raise StorageUnavailable(f"schema migration failed: {error}") from error
 
@@ -119,7 +221,7 @@ class LedgerWriter:
                 # JSONEachRow reads one object after another, whatever spaces them.
                 insert_block=b"\n".join(bodies),
                 fmt="JSONEachRow",
-                settings={**settings, "insert_deduplication_token": token},
+                settings={**settings, **self._settings, "insert_deduplication_token": token},
             )
         except STORAGE_ERRORS as error:
             raise StorageUnavailable(f"insert into {table} failed: {error}") from error
@@ -131,7 +233,7 @@ class LedgerWriter:
                 columns,
                 column_names=list(column_names),
                 column_oriented=True,
-                settings={"insert_deduplication_token": token},
+                settings={**self._settings, "insert_deduplication_token": token},
             )
         except STORAGE_ERRORS as error:
             raise StorageUnavailable(f"insert into {table} failed: {error}") from error

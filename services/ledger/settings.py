@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
+from services.ledger.dsn import dsn_hosts
 from shared.settings import ServiceSettings
 
 DEFAULT_CLICKHOUSE_DIR = Path("var/clickhouse")
@@ -19,7 +20,19 @@ def default_clickhouse_dsn() -> str:
 class LedgerSettings(ServiceSettings):
     clickhouse_dsn: str = Field(
         default_factory=default_clickhouse_dsn,
-        description="`chdb:///abs/dir` (embedded) or `http://user:pass@host:8123` (server).",
+        description=(
+            "`chdb:///abs/dir` (embedded) or `http://user:pass@host:8123` (server); on a cluster, "
+            "several hosts: `http://user:pass@h1:8123,h2:8123` (the ledger uses any that answers)."
+        ),
+    )
+    clickhouse_cluster: str | None = Field(
+        None,
+        validate_default=True,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description=(
+            "ClickHouse cluster name (`remote_servers`): replicated + Distributed tables, DDL ON CLUSTER. "
+            "Unset: one server or chDB."
+        ),
     )
     clickhouse_database: str = Field(
         "rsms", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database of the ledger's tables (created at start)."
@@ -55,6 +68,21 @@ class LedgerSettings(ServiceSettings):
         # chDB allows one data path per process and compares it literally.
         if value.startswith("chdb://") and not value.startswith("chdb:///"):
             raise ValueError("a chDB DSN needs an absolute path: chdb:///abs/dir")
+        dsn_hosts(value)  # a server DSN names its hosts
+        return value
+
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def _cluster_fits_the_dsn(cls, value: str | None, info: ValidationInfo) -> str | None:
+        dsn = info.data.get("clickhouse_dsn")
+        if dsn is None:
+            return value  # the DSN itself is refused: that is the error to report
+        if dsn.startswith("chdb://"):
+            if value is not None:
+                raise ValueError("a cluster needs a ClickHouse server DSN, not chDB")
+        elif len(dsn_hosts(dsn)) > 1 and value is None:
+            # Separate servers hold separate data: several hosts only make sense as one cluster.
+            raise ValueError("a DSN with several hosts needs RSMS_CLICKHOUSE_CLUSTER")
         return value
 
     @property
