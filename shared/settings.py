@@ -93,7 +93,8 @@ def describe_validation_error(cls: type[BaseSettings], error: ValidationError) -
             message = message.removeprefix("Value error, ")
         else:
             message = "expected " + re.sub(r"^Input should be\s*", "", message)
-        lines.append(f"{variable_name(cls, field)}={_shown(problem.get('input'))}: {message}")
+        variable = variable_name(cls, field)
+        lines.append(f"{variable}={_shown(problem.get('input'), variable)}: {_without_passwords(message)}")
     return "\n".join(lines)
 
 
@@ -107,11 +108,26 @@ def describe_source_error(cls: type[BaseSettings], error: _SourceError) -> str:
     variable = variable_name(cls, field)
     value = os.environ.get(variable, _env_file().get(variable))
     example = cls.model_fields[field].get_default(call_default_factory=True)
-    return f"{variable}={_shown(value)}: expected JSON like {json.dumps(example, default=str)}"
+    return f"{variable}={_shown(value, variable)}: expected JSON like {json.dumps(example, default=str)}"
 
 
-def _shown(value: object) -> str:
+# Settings whose whole value is a secret: an error names the variable, never the value.
+_SECRET_NAME = re.compile(r"(TOKEN|PASSWORD|SECRET|_KEY)$")
+# The password of a URL (`scheme://user:password@host`, one per host list entry).
+_URL_PASSWORD = re.compile(r"(://[^:/@,\s]*:)[^@/\s]*@")
+
+
+def _without_passwords(text: str) -> str:
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def _shown(value: object, variable: str) -> str:
+    """The bad value as an operator reads it in a start-up error (a log line): secrets and
+    URL passwords masked, since such lines end up in log stores."""
+    if _SECRET_NAME.search(variable):
+        return "'***'"
     text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = _without_passwords(text)
     return repr(text[:80] + ("…" if len(text) > 80 else ""))
 
 

@@ -80,3 +80,25 @@ def test_a_bad_value_is_one_line_naming_variable_value_and_expectation(tmp_path,
     [line] = result.stderr.splitlines()
     assert line.startswith(f"rsms: bad setting {variable}={value!r}: {expected}"), line
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_bad_value_never_shows_a_password_or_a_secret(tmp_path):
+    # Start-up errors end up in log stores: a URL's password and a secret setting are masked.
+    result = run_rsms(["ledger"], tmp_path, RSMS_CLICKHOUSE_DSN="http://rsms:hunter2@ch-1:8123,ch-2:8123/rsms")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "needs RSMS_CLICKHOUSE_CLUSTER" in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        ("RSMS_AMQP_URL", "amqp://u:p4ss@a:5672/,amqp://u:p4ss@b:5672/", "'amqp://u:***@a:5672/,amqp://u:***@b:5672/'"),
+        ("RSMS_PROVIDER_TOKEN", "tok-123", "'***'"),
+        ("RSMS_INGEST_PORT", "eighty", "'eighty'"),
+    ],
+)
+def test_shown_values_mask_secrets(variable, value, shown):
+    from shared.settings import _shown
+
+    assert _shown(value, variable) == shown
