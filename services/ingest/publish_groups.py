@@ -43,15 +43,24 @@ class GroupLimits:
     max_wait_seconds: float = 0.002
 
 
-def group_body(job_bodies: Sequence[bytes]) -> tuple[bytes, str]:
-    """The broker message of a group and its message type: a plain `SmsJob` for one job
-    (what every consumer has always read), an `SmsJobBatch` for more. The jobs' JSON is
-    spliced in as it is, so each job is encoded once, at submit."""
-    if not job_bodies:
-        raise ValueError("a group has at least one job")
+@dataclass(frozen=True, slots=True)
+class GroupMessage:
+    body: bytes
+    message_type: str
+    message_id: str
+
+
+def group_body(job_bodies: Sequence[bytes], message_ids: Sequence[str]) -> GroupMessage:
+    """The broker message of a group: a plain `SmsJob` for one job (what every consumer has
+    always read, with the job's id as message id), an `SmsJobBatch` for more (its id names
+    its first job). The jobs' JSON is spliced in as it is, so each job is encoded once, at
+    submit."""
+    if not job_bodies or len(job_bodies) != len(message_ids):
+        raise ValueError("a group has at least one job, and an id for each")
     if len(job_bodies) == 1:
-        return job_bodies[0], SINGLE_JOB_TYPE
-    return _BATCH_OPEN + b",".join(job_bodies) + _BATCH_CLOSE, BATCH_TYPE
+        return GroupMessage(job_bodies[0], SINGLE_JOB_TYPE, message_ids[0])
+    body = _BATCH_OPEN + b",".join(job_bodies) + _BATCH_CLOSE
+    return GroupMessage(body, BATCH_TYPE, f"batch-{message_ids[0]}")
 
 
 def is_full(jobs: int, size_bytes: int, limits: GroupLimits) -> bool:
@@ -64,14 +73,14 @@ def flush_delay(publishes_waiting: int, limits: GroupLimits) -> float:
     return limits.max_wait_seconds if publishes_waiting else 0.0
 
 
-Publish = Callable[[bytes, str], Awaitable[None]]
-"""Publishes one message (body, message type); returns once the broker confirmed it,
-raises otherwise."""
+Publish = Callable[[GroupMessage], Awaitable[None]]
+"""Publishes one message; returns once the broker confirmed it, raises otherwise."""
 
 
 @dataclass(slots=True)
 class _Group:
     bodies: list[bytes] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     size_bytes: int = 0
 
@@ -85,7 +94,7 @@ class GroupCommitter:
         self._waiting = 0  # publishes sent and not yet confirmed
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, job_body: bytes) -> None:
+    async def submit(self, job_body: bytes, message_id: str) -> None:
         """Returns once the message holding `job_body` is confirmed; raises what its
         publish raised."""
         loop = asyncio.get_running_loop()
@@ -96,6 +105,7 @@ class GroupCommitter:
             self._timer = loop.call_soon(self._flush) if delay <= 0 else loop.call_later(delay, self._flush)
         waiter: asyncio.Future[None] = loop.create_future()
         group.bodies.append(job_body)
+        group.ids.append(message_id)
         group.waiters.append(waiter)
         group.size_bytes += len(job_body)
         if is_full(len(group.bodies), group.size_bytes, self._limits):
@@ -110,18 +120,19 @@ class GroupCommitter:
         if group is None:
             return
         # A caller cancelled before its group left is not published (nobody would answer it).
-        kept = [(b, w) for b, w in zip(group.bodies, group.waiters, strict=True) if not w.done()]
+        kept = [(b, i, w) for b, i, w in zip(group.bodies, group.ids, group.waiters, strict=True) if not w.done()]
         if not kept:
             return
         self._waiting += 1  # counted from now: a job submitted next turn waits for more company
-        task = asyncio.get_running_loop().create_task(self._send([b for b, _ in kept], [w for _, w in kept]))
+        task = asyncio.get_running_loop().create_task(
+            self._send(group_body([b for b, _, _ in kept], [i for _, i, _ in kept]), [w for _, _, w in kept])
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, bodies: list[bytes], waiters: list[asyncio.Future[None]]) -> None:
-        body, message_type = group_body(bodies)
+    async def _send(self, message: GroupMessage, waiters: list[asyncio.Future[None]]) -> None:
         try:
-            await self._publish(body, message_type)
+            await self._publish(message)
         except asyncio.CancelledError:
             for waiter in waiters:
                 waiter.cancel()

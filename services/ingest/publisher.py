@@ -12,14 +12,13 @@ A failed publish fails every job of its message, each with the contract's error.
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import aiormq
 from aio_pika.exceptions import AMQPError
 from faststream.rabbit import RabbitBroker
 from pamqp.commands import Basic
 
-from services.ingest.publish_groups import GroupCommitter, GroupLimits
+from services.ingest.publish_groups import GroupCommitter, GroupLimits, GroupMessage
 from shared.contracts import SmsJob
 from shared.errors import ErrorCode, GatewayError
 from shared.topology import ACCEPTED_EXCHANGE
@@ -40,7 +39,7 @@ class JobPublisher:
 
     async def publish(self, job: SmsJob) -> None:
         try:
-            await self._groups.submit(job.model_dump_json().encode())
+            await self._groups.submit(job.model_dump_json().encode(), str(job.message_id))
         except (PublishRefused, *PUBLISH_ERRORS) as exc:
             # A new error per caller: the callers of one group share the cause, not the raise.
             raise GatewayError(ErrorCode.INTERNAL_ERROR, BROKER_UNAVAILABLE, retry_after=1) from exc
@@ -49,16 +48,16 @@ class JobPublisher:
         """Publishes what is grouped and waits for the confirms under way."""
         await self._groups.close()
 
-    async def _publish_message(self, body: bytes, message_type: str) -> None:
+    async def _publish_message(self, message: GroupMessage) -> None:
         async with asyncio.timeout(self._timeout):
             confirm = await self._broker.publish(
-                body,
+                message.body,
                 exchange=ACCEPTED_EXCHANGE,
                 persist=True,
                 mandatory=True,
-                message_id=uuid.uuid4().hex,
+                message_id=message.message_id,
                 content_type="application/json",
-                message_type=message_type,
+                message_type=message.message_type,
             )
         if not isinstance(confirm, Basic.Ack):
             raise PublishRefused(type(confirm).__name__)

@@ -17,6 +17,7 @@ from services.ingest.publish_groups import (
     SINGLE_JOB_TYPE,
     GroupCommitter,
     GroupLimits,
+    GroupMessage,
     flush_delay,
     group_body,
     is_full,
@@ -55,8 +56,8 @@ class Recorder:
         self.release.set()
         self.published = asyncio.Event()
 
-    async def publish(self, body: bytes, message_type: str) -> None:
-        self.messages.append((body, message_type))
+    async def publish(self, message: GroupMessage) -> None:
+        self.messages.append((message.body, message.message_type))
         self.published.set()
         await self.release.wait()
         if self.fail is not None:
@@ -67,16 +68,20 @@ def bodies(n: int) -> list[bytes]:
     return [job(i).model_dump_json().encode() for i in range(n)]
 
 
+def submit(committer: GroupCommitter, body: bytes) -> asyncio.Future[None]:
+    return asyncio.ensure_future(committer.submit(body, SmsJob.model_validate_json(body).message_id.hex))
+
+
 def test_one_job_goes_as_a_plain_job_and_more_as_a_batch_of_the_same_jobs() -> None:
     one = bodies(1)
-    assert group_body(one) == (one[0], SINGLE_JOB_TYPE)
+    assert group_body(one, ["id-1"]) == GroupMessage(one[0], SINGLE_JOB_TYPE, "id-1")
     three = bodies(3)
-    body, kind = group_body(three)
-    assert kind == BATCH_TYPE
-    batch = SmsJobBatch.model_validate_json(body)
+    message = group_body(three, ["id-1", "id-2", "id-3"])
+    assert (message.message_type, message.message_id) == (BATCH_TYPE, "batch-id-1")
+    batch = SmsJobBatch.model_validate_json(message.body)
     assert [j.model_dump_json().encode() for j in batch.jobs] == three
     with pytest.raises(ValueError):
-        group_body([])
+        group_body([], [])
 
 
 @given(
@@ -99,7 +104,7 @@ async def test_jobs_submitted_in_one_turn_share_one_message_and_each_waits_for_i
     recorder = Recorder()
     recorder.release.clear()
     committer = GroupCommitter(recorder.publish, GroupLimits(max_jobs=100))
-    submits = [asyncio.ensure_future(committer.submit(b)) for b in bodies(5)]
+    submits = [submit(committer, b) for b in bodies(5)]
     await recorder.published.wait()
     assert len(recorder.messages) == 1 and recorder.messages[0][1] == BATCH_TYPE
     assert not any(s.done() for s in submits), "nobody is answered before the confirm"
@@ -112,14 +117,14 @@ async def test_a_lone_job_on_an_idle_publisher_leaves_alone_as_a_plain_job() -> 
     recorder = Recorder()
     committer = GroupCommitter(recorder.publish, GroupLimits(max_wait_seconds=60))
     (body,) = bodies(1)
-    await asyncio.wait_for(committer.submit(body), timeout=30)  # far below the 60 s max wait
+    await asyncio.wait_for(submit(committer, body), timeout=30)  # far below the 60 s max wait
     assert recorder.messages == [(body, SINGLE_JOB_TYPE)]
 
 
 async def test_groups_are_cut_at_max_jobs() -> None:
     recorder = Recorder()
     committer = GroupCommitter(recorder.publish, GroupLimits(max_jobs=4))
-    await asyncio.gather(*(committer.submit(b) for b in bodies(10)))
+    await asyncio.gather(*(submit(committer, b) for b in bodies(10)))
     sizes = sorted(len(SmsJobBatch.model_validate_json(b).jobs) if t == BATCH_TYPE else 1 for b, t in recorder.messages)
     assert sizes == [2, 4, 4]
 
@@ -128,7 +133,7 @@ async def test_groups_are_cut_at_max_bytes() -> None:
     recorder = Recorder()
     jobs = bodies(6)
     committer = GroupCommitter(recorder.publish, GroupLimits(max_bytes=2 * len(jobs[0])))
-    await asyncio.gather(*(committer.submit(b) for b in jobs))
+    await asyncio.gather(*(submit(committer, b) for b in jobs))
     assert all(len(SmsJobBatch.model_validate_json(b).jobs) <= 2 for b, t in recorder.messages if t == BATCH_TYPE)
     assert (
         sum(len(SmsJobBatch.model_validate_json(b).jobs) if t == BATCH_TYPE else 1 for b, t in recorder.messages) == 6
@@ -139,11 +144,11 @@ async def test_while_a_publish_awaits_its_confirm_the_next_jobs_gather_into_one_
     recorder = Recorder()
     recorder.release.clear()
     committer = GroupCommitter(recorder.publish, GroupLimits(max_wait_seconds=0.05))
-    first = asyncio.ensure_future(committer.submit(bodies(1)[0]))
+    first = submit(committer, bodies(1)[0])
     await recorder.published.wait()
     later = []
     for body in bodies(3):  # one per loop turn, while the first is unconfirmed
-        later.append(asyncio.ensure_future(committer.submit(body)))
+        later.append(submit(committer, body))
         await asyncio.sleep(0)
     recorder.release.set()
     await asyncio.gather(first, *later)
@@ -154,7 +159,7 @@ async def test_while_a_publish_awaits_its_confirm_the_next_jobs_gather_into_one_
 async def test_a_failed_publish_fails_every_job_of_its_message() -> None:
     recorder = Recorder(fail=ConnectionError("broker gone"))
     committer = GroupCommitter(recorder.publish, GroupLimits())
-    answers = await asyncio.gather(*(committer.submit(b) for b in bodies(4)), return_exceptions=True)
+    answers = await asyncio.gather(*(submit(committer, b) for b in bodies(4)), return_exceptions=True)
     assert len(recorder.messages) == 1
     assert all(isinstance(a, ConnectionError) for a in answers)
 
@@ -163,8 +168,8 @@ async def test_a_caller_gone_before_its_group_left_is_not_published() -> None:
     recorder = Recorder()
     committer = GroupCommitter(recorder.publish, GroupLimits())
     kept, dropped = bodies(2)
-    staying = asyncio.ensure_future(committer.submit(kept))
-    leaving = asyncio.ensure_future(committer.submit(dropped))
+    staying = submit(committer, kept)
+    leaving = submit(committer, dropped)
     await asyncio.sleep(0)  # both joined the open group
     leaving.cancel()
     await staying
@@ -174,8 +179,8 @@ async def test_a_caller_gone_before_its_group_left_is_not_published() -> None:
 async def test_close_sends_the_open_group() -> None:
     recorder = Recorder()
     committer = GroupCommitter(recorder.publish, GroupLimits())
-    submit = asyncio.ensure_future(committer.submit(bodies(1)[0]))
+    pending = submit(committer, bodies(1)[0])
     await asyncio.sleep(0)
     await committer.close()
-    await submit
+    await pending
     assert len(recorder.messages) == 1
