@@ -40,6 +40,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--recipients", type=int, default=BULK_RECIPIENTS, help="recipients a request (1: single-recipient sends)"
+    )
+    parser.add_argument(
+        "--broker-pid",
+        type=int,
+        default=0,
+        help="also report this process's CPU per request (RabbitMQ's beam.smp; shared, so only indicative)",
+    )
     args = parser.parse_args()
     if wrk_path() is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
@@ -52,26 +61,37 @@ def main() -> int:
             env.wait_topology()
             assert gateway.process is not None
             pids = [gateway.process.pid, *gateway.worker_pids()]
-            target = Target("127.0.0.1", gateway.port, "/api/v1/sms/send", send_body(BULK_RECIPIENTS), env.api_key)
+            target = Target("127.0.0.1", gateway.port, "/api/v1/sms/send", send_body(args.recipients), env.api_key)
             run_wrk(target, seconds=2, connections=args.connections, threads=1)  # warm-up
             env.purge_queues()
             env.reset_redis()
             figures = []
+            broker_figures = []
             for round_no in range(1, args.rounds + 1):
                 before = cpu_seconds(pids)
+                broker_before = cpu_seconds([args.broker_pid]) if args.broker_pid else 0.0
                 result = run_wrk(target, seconds=args.seconds, connections=args.connections, threads=1)
                 used = cpu_seconds(pids) - before
+                broker_used = cpu_seconds([args.broker_pid]) - broker_before if args.broker_pid else 0.0
                 if result.failed or not result.ok:
                     print(f"round {round_no}: {result.failed} failed, {result.ok} ok", file=sys.stderr)
                     return 1
                 figures.append(used / result.ok * 1000)
-                print(f"  round {round_no}: {figures[-1]:.2f} CPU ms per {BULK_RECIPIENTS}-recipient send", flush=True)
-                env.purge_queues()
+                broker_figures.append(broker_used / result.ok * 1000)
+                messages, jobs = env.take_queued()
+                broker = f" (+ broker {broker_figures[-1]:.3f})" if args.broker_pid else ""
+                print(
+                    f"  round {round_no}: {figures[-1]:.3f}{broker} CPU ms per {args.recipients}-recipient send; "
+                    f"{result.ok / args.seconds:.0f} req/s; {jobs} jobs in {messages} broker messages",
+                    flush=True,
+                )
                 env.reset_redis()
         finally:
             gateway.stop()
     print(
-        f"median {statistics.median(figures):.2f} CPU ms per {BULK_RECIPIENTS}-recipient send "
+        f"median {statistics.median(figures):.3f} CPU ms per {args.recipients}-recipient send"
+        + (f" (+ broker {statistics.median(broker_figures):.3f})" if args.broker_pid else "")
+        + " "
         f"({Path(__file__).resolve().parents[1]}); load average {os.getloadavg()[0]:.1f}"
     )
     return 0

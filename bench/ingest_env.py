@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import httpx
+import msgspec
 import redis
 
 from shared import accounts as store
@@ -110,6 +111,13 @@ class Server:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+class _Envelope(msgspec.Struct):
+    jobs: list[msgspec.Raw] | None = None
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
 
 
 @dataclass
@@ -203,7 +211,41 @@ class BenchEnv:
 
     def queued_jobs(self) -> int:
         """Jobs in the dispatch queue: what the gateway really queued."""
-        return asyncio.run(self._queues(purge=False))[0]
+        return self.take_queued()[1]
+
+    def take_queued(self) -> tuple[int, int]:
+        """Takes every message off the dispatch queue (and purges the ledger's): the messages
+        and the jobs in them (group commit puts several jobs in one `SmsJobBatch`)."""
+        return asyncio.run(self._take_queued())
+
+    async def _take_queued(self) -> tuple[int, int]:
+        connection = await aio_pika.connect(self.amqp_url)
+        try:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=1000)
+            dispatch, *others = ACCEPTED_QUEUES
+            queue = await channel.declare_queue(dispatch, passive=True)
+            expected = queue.declaration_result.message_count or 0
+            messages = jobs = 0
+            if expected:
+                done = asyncio.Event()
+
+                async def count(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                    nonlocal messages, jobs
+                    envelope = _envelope.decode(message.body)
+                    messages += 1
+                    jobs += len(envelope.jobs) if envelope.jobs is not None else 1
+                    if messages >= expected:
+                        done.set()
+
+                tag = await queue.consume(count, no_ack=True)
+                await asyncio.wait_for(done.wait(), timeout=120)
+                await queue.cancel(tag)
+            for name in others:
+                await (await channel.declare_queue(name, passive=True)).purge()
+            return messages, jobs
+        finally:
+            await connection.close()
 
     def purge_queues(self) -> None:
         """Nothing consumes the accepted queues here; purge them so RabbitMQ's memory stays flat."""

@@ -107,12 +107,15 @@ class Bench:
             self.errors.append(f"{server} {label}: {failed} requests failed or answered non-200")
             print(f"    !! {failed} failed/non-200 answers from {server}", flush=True)
         if server == "gateway":
-            queued = self.env.queued_jobs()
+            messages, queued = self.env.take_queued()
             if queued < ok:
                 problem = f"{ok} answered 200 but only {queued} jobs in the queue"
                 self.errors.append(f"gateway {label}: {problem}")
                 print(f"    !! {problem}", flush=True)
-            self.env.purge_queues()
+            elif messages:
+                print(
+                    f"    {queued} jobs in {messages} broker messages ({queued / messages:.1f} a message)", flush=True
+                )
             self.env.reset_redis()
 
     def warm_up(self) -> None:

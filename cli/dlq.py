@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from cli.queue_moves import move_to, ready_count, take
 from cli.table import json_option, print_table
-from shared.contracts import DeadLetter, SmsJob
+from shared.contracts import DeadLetter, SmsJob, SmsJobBatch
 from shared.settings import ServiceSettings
 from shared.topology import DEAD_LETTER_QUEUE, DISPATCH_QUEUE
 
@@ -79,6 +79,20 @@ def read_entry(body: bytes, headers: Mapping[str, Any]) -> DeadLetterEntry:
         except ValidationError:
             sms = None
         when = death.get("time")
+        batch = _job_batch(body) if sms is None else None
+        if batch is not None:
+            # Ingest's group commit: several jobs in one message, replayed as they were.
+            return DeadLetterEntry(
+                reason=str(death.get("reason", "unknown")),
+                dead_lettered_at=when if isinstance(when, datetime) else None,
+                message_id=None,
+                attempts=max(job.attempt for job in batch.jobs),
+                recipients=sum(len(job.recipients) for job in batch.jobs),
+                detail=f"a batch of {len(batch.jobs)} jobs, dead-lettered by the broker from "
+                f"{death.get('queue', '?')} ({death.get('count', 1)} time(s))",
+                replay_body=body,
+                by_broker=True,
+            )
         return DeadLetterEntry(
             reason=str(death.get("reason", "unknown")),
             dead_lettered_at=when if isinstance(when, datetime) else None,
@@ -90,6 +104,13 @@ def read_entry(body: bytes, headers: Mapping[str, Any]) -> DeadLetterEntry:
             by_broker=True,
         )
     return DeadLetterEntry("unreadable", None, None, None, None, "not a dead letter this version knows", None)
+
+
+def _job_batch(body: bytes) -> SmsJobBatch | None:
+    try:
+        return SmsJobBatch.model_validate_json(body)
+    except ValidationError:
+        return None
 
 
 def _run(work: Callable[[AbstractChannel, AbstractQueue], Awaitable[T]]) -> T:

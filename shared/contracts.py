@@ -59,6 +59,20 @@ class SmsJob(Contract):
         return self.prices.get(country, self.default_price)
 
 
+class SmsJobBatch(Contract):
+    """Send requests one ingest accepted together: one broker message and one publisher
+    confirm for all of them (group commit, `services/ingest/publisher.py`).
+
+    Each job is exactly the `SmsJob` it would have been alone; consumers treat the jobs as
+    separate jobs. Ingest publishes a group of one as a plain `SmsJob` (message type
+    "SmsJob/1"), a larger one as this ("SmsJobBatch/1"); consumers accept both, told apart
+    by the body: only a batch has `jobs`.
+    """
+
+    schema_version: Literal[1] = 1
+    jobs: list[SmsJob] = Field(min_length=1)
+
+
 RecipientStatus = Literal["sent", "retrying", "failed", "dead_lettered"]
 
 
@@ -92,6 +106,16 @@ class OutcomeEvent(Contract):
         description="The job's `replay` count: attempts restart at 1 when an operator replays "
         "a dead letter, so (replay, attempt) orders a recipient's attempts for the ledger.",
     )
+
+
+class OutcomeBatch(Contract):
+    """The outcome events of every job of one delivered `SmsJobBatch`, published as one
+    message with one confirm. Each event keeps its own `event_id` (per job attempt), so
+    consumers deduplicate event by event exactly as for a plain `OutcomeEvent`, which a
+    delivery of one job still produces."""
+
+    schema_version: Literal[1] = 1
+    events: list[OutcomeEvent] = Field(min_length=1)
 
 
 # --- Ledger reads (request/reply over RabbitMQ; the ledger owns the ClickHouse data) ---

@@ -5,10 +5,10 @@ service calls `declare_topology` at start: declarations are idempotent, so which
 service starts first builds the whole topology and the ingest service's mandatory
 publishes always find their queues.
 
-    ingest ──SmsJob──▶ [rsms.accepted] (fanout)
+    ingest ──SmsJob | SmsJobBatch──▶ [rsms.accepted] (fanout)
                           ├──▶ rsms.dispatch.jobs      ──▶ dispatcher
                           └──▶ rsms.ledger.accepted    ──▶ ledger (audit trail)
-    dispatcher ──OutcomeEvent──▶ [rsms.outcomes] (fanout)
+    dispatcher ──OutcomeEvent | OutcomeBatch──▶ [rsms.outcomes] (fanout)
                           └──▶ rsms.ledger.outcomes    ──▶ ledger (per-recipient rows)
     dispatcher retry ──▶ rsms.dispatch.retry.<n> (TTL) ──dead-letter──▶ rsms.dispatch.jobs
     dispatcher give-up / poison ──▶ rsms.dispatch.dead (operator: `rsms dlq`)

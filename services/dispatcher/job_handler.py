@@ -1,9 +1,13 @@
-"""The broker side of one delivered job: read, dispatch, publish, then ack (or hand back).
+"""The broker side of one delivery: read, dispatch, publish, then ack (or hand back).
 
-A job is acknowledged only after every message its attempt produced (outcome event,
-retry, dead letter) is confirmed by the broker. It is handed back untouched (nack with
-requeue, no attempt spent) when the provider refuses the whole account or when Redis or
-RabbitMQ fail under it; a job that cannot be read is dead-lettered at once.
+A delivery is one job or a batch of them (ingest's group commit); the jobs of a batch are
+dispatched concurrently, as separate jobs would be. The delivery is acknowledged only after
+every message its jobs' attempts produced (their outcome events, as one message; retries,
+dead letters) is confirmed by the broker. It is handed back whole (nack with requeue, no
+attempt spent) when the provider refuses the whole account or when Redis or RabbitMQ fail
+under any of its jobs: the jobs already sent are settled in their send markers, so the
+redelivery publishes their outcomes (same event ids) without sending them again. A job
+that cannot be read, or that the dispatcher fails on otherwise, is dead-lettered alone.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ from redis.exceptions import RedisError
 
 from services.dispatcher.acknowledger import Acknowledger
 from services.dispatcher.circuit_breaker import CircuitBreaker
-from services.dispatcher.job_dispatcher import JobDispatcher
-from services.dispatcher.job_reader import delivered_before, read_job
+from services.dispatcher.job_dispatcher import DispatchResult, JobDispatcher
+from services.dispatcher.job_reader import delivered_before, read_jobs
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.outbox import Outbox
 from services.dispatcher.provider import ProviderAccountError
-from shared.contracts import DeadLetter
+from shared.contracts import DeadLetter, SmsJob
 from shared.log import get_logger
 
 log = get_logger(__name__)
@@ -77,24 +81,59 @@ class JobHandler:
             metrics.in_flight.dec()
 
     async def _handle(self, message: RabbitMessage) -> None:
-        job = read_job(message.body)
-        if isinstance(job, DeadLetter):
-            await self._outbox.publish_dead_letter(job)
-            await self._acks.ack(message)
-            self._metrics.jobs.labels("invalid").inc()
-            self._metrics.dead_lettered.labels(job.reason).inc()
-            log.warning("invalid job dead-lettered", detail=job.detail)
-            return
-        try:
-            redelivered = bool(message.raw_message.redelivered) or delivered_before(message.raw_message.headers or {})
-            result = await self._dispatcher.dispatch(job, redelivered=redelivered)
-        except ProviderAccountError as exc:
-            self._breaker.trip(exc.state)
+        items = read_jobs(message.body)
+        redelivered = bool(message.raw_message.redelivered) or delivered_before(message.raw_message.headers or {})
+        jobs = [item for item in items if isinstance(item, SmsJob)]
+        unreadable = [item for item in items if isinstance(item, DeadLetter)]
+        # Every job runs to its end, even when another fails: a job cancelled between its
+        # claim and its record would leave recipients whose outcome is unknown.
+        answers = await self._dispatch_all(jobs, redelivered)
+        account_errors = [a for a in answers if isinstance(a, ProviderAccountError)]
+        if account_errors:
+            # The whole delivery goes back: the jobs that were sent are settled in their
+            # markers, so the redelivery publishes their outcomes without sending again.
+            self._breaker.trip(account_errors[0].state)
             await self._acks.nack(message)
             self._metrics.jobs.labels("requeued").inc()
             return
-        await self._outbox.publish_result(result)
+        for answer in answers:
+            if isinstance(answer, INFRASTRUCTURE_ERRORS):
+                raise answer  # `handle` hands the whole delivery back
+        results: list[tuple[SmsJob, DispatchResult]] = []
+        for job, answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, DispatchResult):
+                results.append((job, answer))
+            elif isinstance(answer, Exception):
+                # A job this dispatcher cannot dispatch must not hold up its batch: it is
+                # dead-lettered alone. Recipients it sent are settled in their markers, so
+                # a replay does not send them again.
+                unreadable.append(_failed_dead_letter(job, answer))
+            else:
+                raise answer  # a BaseException (cancellation): nothing is acknowledged
+        await self._outbox.publish_results([result for _, result in results], dead_letters=unreadable)
         await self._acks.ack(message)  # only now: its events are confirmed
+        for letter in unreadable:
+            self._metrics.jobs.labels("invalid").inc()
+            self._metrics.dead_lettered.labels(letter.reason).inc()
+            log.warning(
+                "invalid job dead-lettered",
+                detail=letter.detail,
+                message_id=str(letter.message_id) if letter.message_id else None,
+            )
+        for job, result in results:
+            self._account(job, result)
+
+    async def _dispatch_all(self, jobs: list[SmsJob], redelivered: bool) -> list[DispatchResult | BaseException]:
+        if len(jobs) == 1:  # the common case without group commit: no gather machinery
+            try:
+                return [await self._dispatcher.dispatch(jobs[0], redelivered=redelivered)]
+            except Exception as exc:
+                return [exc]
+        return await asyncio.gather(
+            *(self._dispatcher.dispatch(job, redelivered=redelivered) for job in jobs), return_exceptions=True
+        )
+
+    def _account(self, job: SmsJob, result: DispatchResult) -> None:
         if job.attempt == 1:
             lag = (datetime.now(UTC) - job.accepted_at).total_seconds()
             self._metrics.accept_to_send.observe(max(0.0, lag))
@@ -153,3 +192,14 @@ class JobHandler:
                 "could not hand the job back; the broker will redeliver it",
                 error=type(exc).__name__,
             )
+
+
+def _failed_dead_letter(job: SmsJob, error: Exception) -> DeadLetter:
+    return DeadLetter(
+        reason="invalid_job",
+        detail=f"the dispatcher failed on this job ({type(error).__name__}); its other jobs went on",
+        dead_lettered_at=datetime.now(UTC),
+        message_id=job.message_id,
+        attempts=job.attempt,
+        job=job,
+    )

@@ -1,7 +1,10 @@
-"""Turns a delivered body into a job, or into a dead letter saying why it cannot be one.
+"""Turns a delivered body into jobs, or into dead letters saying why they cannot be jobs.
 
-A body that is not JSON, not a job, or a schema version this dispatcher does not know is
-dead-lettered at once: requeueing it would only crash-loop every dispatcher on it.
+A body is one `SmsJob` or an `SmsJobBatch` of them (ingest's group commit); only a batch
+has `jobs`. A body that is not JSON, not a job, or a schema version this dispatcher does not
+know is dead-lettered at once: requeueing it would only crash-loop every dispatcher on it.
+In a batch each job is read on its own, so one it cannot read is dead-lettered alone and
+the others are dispatched.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from pydantic import ValidationError
 
 from shared.contracts import DeadLetter, SmsJob
@@ -17,16 +21,44 @@ from shared.contracts import DeadLetter, SmsJob
 _MAX_KEPT_BODY = 64 * 1024
 
 
+class _Envelope(msgspec.Struct):
+    """Just enough of a body to tell a batch (which has `jobs`) from a single job."""
+
+    jobs: list[msgspec.Raw] | None = None
+    schema_version: int = 1
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+KNOWN_BATCH_VERSION = 1
+
+
+def read_jobs(body: bytes) -> list[SmsJob | DeadLetter]:
+    """The jobs of a delivered body, each a job or the dead letter of what could not be one."""
+    try:
+        envelope = _envelope.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return [read_job(body)]  # not a batch: whatever it is, read_job says why
+    if envelope.jobs is None:
+        return [read_job(body)]
+    if envelope.schema_version != KNOWN_BATCH_VERSION or not envelope.jobs:
+        return [_unreadable(body, f"schema_version: a batch of version {envelope.schema_version}, or empty")]
+    return [read_job(bytes(raw)) for raw in envelope.jobs]
+
+
+def _unreadable(body: bytes, detail: str) -> DeadLetter:
+    return DeadLetter(
+        reason="invalid_job",
+        detail=detail,
+        dead_lettered_at=datetime.now(UTC),
+        body=body[:_MAX_KEPT_BODY].decode("utf-8", errors="replace"),
+    )
+
+
 def read_job(body: bytes) -> SmsJob | DeadLetter:
     try:
         return SmsJob.model_validate_json(body)
     except ValidationError as exc:
-        return DeadLetter(
-            reason="invalid_job",
-            detail=_describe(exc),
-            dead_lettered_at=datetime.now(UTC),
-            body=body[:_MAX_KEPT_BODY].decode("utf-8", errors="replace"),
-        )
+        return _unreadable(body, _describe(exc))
 
 
 def delivered_before(headers: Mapping[str, Any]) -> bool:

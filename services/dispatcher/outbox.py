@@ -18,6 +18,7 @@ caller waits for the broker's confirm of its own messages (a nack raises Deliver
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Sequence
 from typing import cast
 
 import aiormq
@@ -30,6 +31,7 @@ from shared.contracts import Contract, DeadLetter
 from shared.topology import DEAD_LETTER_QUEUE, OUTCOMES_EXCHANGE, retry_queue
 
 JSON = "application/json"
+OUTCOME_BATCH_OPEN = b'{"schema_version":1,"events":['  # shared.contracts.OutcomeBatch
 PERSISTENT = 2
 
 
@@ -61,6 +63,29 @@ class Outbox:
             sends.append(self.publish_dead_letter(result.held))
         await asyncio.gather(*sends)
 
+    async def publish_results(self, results: Sequence[DispatchResult], dead_letters: Sequence[DeadLetter] = ()) -> None:
+        """The attempts of one delivery's jobs: their outcome events as one message (one
+        `OutcomeEvent` alone, an `OutcomeBatch` for more), each job's retry and dead letters
+        as today. Returns once the broker confirmed all of them."""
+        if len(results) == 1 and not dead_letters:
+            await self.publish_result(results[0])
+            return
+        sends: list[Awaitable[None]] = [self.publish_dead_letter(letter) for letter in dead_letters]
+        if len(results) == 1:
+            sends.append(self._publish(results[0].event, exchange=OUTCOMES_EXCHANGE.name, routing_key=""))
+        elif results:
+            # The events' own JSON spliced in: each encoded once, as a lone event would be.
+            body = OUTCOME_BATCH_OPEN + b",".join(r.event.model_dump_json().encode() for r in results) + b"]}"
+            sends.append(self._publish_body(body, exchange=OUTCOMES_EXCHANGE.name, routing_key="", message_id=None))
+        for result in results:
+            if result.retry is not None:
+                sends.append(self._publish(result.retry, routing_key=retry_queue(result.retry_delay_ms).name))
+            if result.dead_letter is not None:
+                sends.append(self.publish_dead_letter(result.dead_letter))
+            if result.held is not None:
+                sends.append(self.publish_dead_letter(result.held))
+        await asyncio.gather(*sends)
+
     async def publish_dead_letter(self, dead_letter: DeadLetter) -> None:
         await self._publish(dead_letter, routing_key=DEAD_LETTER_QUEUE.name)
 
@@ -69,19 +94,27 @@ class Outbox:
         await self._publish(message, routing_key=routing_key, exchange=exchange)
 
     async def _publish(self, message: Contract, *, routing_key: str, exchange: str = "") -> None:
+        await self._publish_body(
+            message.model_dump_json().encode(),
+            exchange=exchange,
+            routing_key=routing_key,
+            message_id=str(getattr(message, "event_id", "")) or None,
+        )
+
+    async def _publish_body(self, body: bytes, *, exchange: str, routing_key: str, message_id: str | None) -> None:
         if self._channel is None:
             raise RuntimeError("Outbox.start() was not called")
         # Asked each time: after a reconnect the robust channel has a new one underneath.
         # aiormq's abstract channel does not declare `wait`; its one implementation does.
         channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
         await channel.basic_publish(
-            message.model_dump_json().encode(),
+            body,
             exchange=exchange,
             routing_key=routing_key,
             properties=spec.Basic.Properties(
                 content_type=JSON,
                 delivery_mode=PERSISTENT,
-                message_id=str(getattr(message, "event_id", "")) or None,
+                message_id=message_id,
             ),
             mandatory=True,
             timeout=self._timeout,

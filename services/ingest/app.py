@@ -27,6 +27,7 @@ from services.ingest.idempotency import IdempotencyStore
 from services.ingest.metrics import IngestMetrics
 from services.ingest.openapi import SECURITY_COMPONENTS
 from services.ingest.pricing import PriceTable
+from services.ingest.publish_groups import GroupLimits
 from services.ingest.publisher import JobPublisher
 from services.ingest.ratelimit import Limits, RateLimiter
 from services.ingest.routes import message_status, send_sms, usage
@@ -72,11 +73,20 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             redis, ttl_seconds=settings.idempotency_ttl_seconds, wait_seconds=settings.publish_timeout_seconds
         )
         accepted = AcceptedMessages(redis, ttl_seconds=settings.accepted_status_ttl_seconds)
+        publisher = JobPublisher(
+            broker,
+            timeout=settings.publish_timeout_seconds,
+            limits=GroupLimits(
+                max_jobs=settings.publish_group_max_jobs,
+                max_bytes=settings.publish_group_max_bytes,
+                max_wait_seconds=settings.publish_group_max_wait_ms / 1000,
+            ),
+        )
         send_service = SendService(
             access=access,
             limiter=RateLimiter(redis, slot_seconds=settings.concurrency_slot_seconds),
             idempotency=idempotency,
-            publisher=JobPublisher(broker, timeout=settings.publish_timeout_seconds),
+            publisher=publisher,
             prices=PriceTable(settings.currency, settings.default_price_per_segment, settings.prices_per_segment),
             accepted=accepted,
         )
@@ -100,6 +110,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             watcher.cancel()
             connector.cancel()
             await idempotency.close()
+            await publisher.close()
             await broker.stop()
             await redis.aclose()
 

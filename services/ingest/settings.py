@@ -43,6 +43,18 @@ class IngestSettings(ServiceSettings):
         10.0, description="A send body not received this long after its headers is refused with 408."
     )
     publish_timeout_seconds: float = Field(5.0, description="Wait this long for RabbitMQ's confirm.")
+    publish_group_max_jobs: int = Field(
+        64, ge=1, description="Jobs accepted close together share one broker message and confirm: at most this many."
+    )
+    publish_group_max_bytes: int = Field(
+        1_048_576, ge=1, description="A group leaves once its jobs' JSON reaches this size."
+    )
+    publish_group_max_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        description="While a publish awaits its confirm, a new group waits this long for more jobs "
+        "(an idle gateway never waits: a group then leaves at the next event-loop turn).",
+    )
     redis_timeout_seconds: float = Field(2.0, description="Redis connect and command timeout.")
     ledger_query_timeout_seconds: float = Field(10.0, description="Wait this long for the ledger's answer.")
     idempotency_ttl_seconds: int = Field(86_400, description="How long an Idempotency-Key is remembered.")

@@ -5,6 +5,12 @@ building a pydantic object for each would cost more than inserting it. So the bo
 validated with msgspec structs that mirror `shared.contracts` field for field
 (`tests/ledger/test_rows.py` keeps the two in step).
 
+A body may also be a batch (`SmsJobBatch`, `OutcomeBatch`: ingest's group commit and
+the dispatcher's one outcome message per delivery); it becomes one chunk holding every
+job's or event's rows, keyed by the same per-job/per-event keys, so deduplication does not
+depend on how the events were grouped on the wire. A batch with one event the ledger
+cannot record is rejected whole (it is kept intact for an operator in the dead-letter queue).
+
 An outcome event is not turned into rows here at all: it goes to ClickHouse as JSON, into
 `sms_outcome_events`, and a materialized view there fans it out into `sms_outcomes`
 (`schema.py`). Building and serialising a dozen Python columns per recipient cost more than
@@ -86,6 +92,24 @@ class SmsJobBody(msgspec.Struct, frozen=True):
     schema_version: KNOWN_SCHEMA_VERSION = 1
 
 
+class SmsJobBatchBody(msgspec.Struct, frozen=True):
+    jobs: list[SmsJobBody]
+    schema_version: KNOWN_SCHEMA_VERSION = 1
+
+
+class OutcomeBatchBody(msgspec.Struct, frozen=True, gc=False):
+    events: list[OutcomeEventBody]
+    schema_version: KNOWN_SCHEMA_VERSION = 1
+
+
+class _Envelope(msgspec.Struct):
+    """Just enough of a body to tell a batch from a single event: only a batch has
+    `jobs` (`SmsJobBatch`) or `events` (`OutcomeBatch`)."""
+
+    jobs: msgspec.Raw = msgspec.Raw(b"")  # empty: absent
+    events: msgspec.Raw = msgspec.Raw(b"")
+
+
 class ReceiptEventBody(msgspec.Struct, frozen=True):
     event_id: UUID
     message_id: UUID
@@ -114,7 +138,16 @@ class InboundMessageBody(msgspec.Struct, frozen=True):
     schema_version: KNOWN_SCHEMA_VERSION = 1
 
 
-_Body = TypeVar("_Body", OutcomeEventBody, SmsJobBody, ReceiptEventBody, InboundMessageBody)
+_Body = TypeVar(
+    "_Body",
+    OutcomeEventBody,
+    SmsJobBody,
+    ReceiptEventBody,
+    InboundMessageBody,
+    SmsJobBatchBody,
+    OutcomeBatchBody,
+    _Envelope,
+)
 
 
 class EventRejected(ValueError):
@@ -141,6 +174,9 @@ _encoder = msgspec.json.Encoder()
 _job_decoder = msgspec.json.Decoder(SmsJobBody)
 _receipt_decoder = msgspec.json.Decoder(ReceiptEventBody)
 _inbound_decoder = msgspec.json.Decoder(InboundMessageBody)
+_job_batch_decoder = msgspec.json.Decoder(SmsJobBatchBody)
+_outcome_batch_decoder = msgspec.json.Decoder(OutcomeBatchBody)
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
 
 
 def _decoded(decoder: msgspec.json.Decoder[_Body], body: bytes, what: str) -> _Body:
@@ -153,14 +189,27 @@ def _decoded(decoder: msgspec.json.Decoder[_Body], body: bytes, what: str) -> _B
 
 
 def outcome_rows(body: bytes) -> RowChunk:
-    event = _decoded(_outcome_decoder, body, "outcome event")
-    _check_fits_the_table(event)
+    """An `OutcomeEvent`, or an `OutcomeBatch` of them: one chunk either way, its key naming
+    every event (by the same per-event key), its body one JSON object per event."""
+    if not _envelope_decoder_of(body).events:
+        events = [_decoded(_outcome_decoder, body, "outcome event")]
+    else:
+        batch = _decoded(_outcome_batch_decoder, body, "outcome batch")
+        if not batch.events:
+            raise EventRejected("outcome batch: no events")
+        events = batch.events
+    for event in events:
+        _check_fits_the_table(event)
     return RowChunk(
         table=OUTCOMES_TABLE,
-        key=f"{event.event_id}:{event.replay}:{event.attempt}",
-        row_count=len(event.outcomes),
-        body=_encoder.encode(event),
+        key="\n".join(f"{e.event_id}:{e.replay}:{e.attempt}" for e in events),
+        row_count=sum(len(e.outcomes) for e in events),
+        body=b"\n".join(_encoder.encode(e) for e in events),
     )
+
+
+def _envelope_decoder_of(body: bytes) -> _Envelope:
+    return _decoded(_envelope_decoder, body, "event")
 
 
 def _check_fits_the_table(event: OutcomeEventBody) -> None:
@@ -176,31 +225,37 @@ def _check_fits_the_table(event: OutcomeEventBody) -> None:
 
 
 def request_rows(body: bytes) -> RowChunk:
-    job = _decoded(_job_decoder, body, "accepted job")
-    recipient_count = len(job.recipients)
+    """An `SmsJob`, or an `SmsJobBatch` of them (ingest's group commit): one row per job."""
+    if not _envelope_decoder_of(body).jobs:
+        jobs = [_decoded(_job_decoder, body, "accepted job")]
+    else:
+        jobs = _decoded(_job_batch_decoder, body, "accepted job batch").jobs
+        if not jobs:
+            raise EventRejected("accepted job batch: no jobs")
+    counts = [len(job.recipients) for job in jobs]
     return RowChunk(
         table=REQUESTS_TABLE,
-        key=f"{job.message_id}:{job.attempt}",
-        row_count=1,
+        key="\n".join(f"{job.message_id}:{job.attempt}" for job in jobs),
+        row_count=len(jobs),
         columns=[
-            [job.message_id],
-            [job.project],
-            [job.key_id],
-            [job.tag],
-            [job.sender],
-            [job.recipients],
-            [recipient_count],
-            [job.message if job.store_body else ""],
-            [job.store_body],
-            [job.encoding],
-            [job.segments],
-            [job.segments * recipient_count],
-            [job.prices],
-            [job.default_price],
-            [job.currency],
-            [job.estimated_cost],
-            [job.test],
-            [job.accepted_at],
+            [job.message_id for job in jobs],
+            [job.project for job in jobs],
+            [job.key_id for job in jobs],
+            [job.tag for job in jobs],
+            [job.sender for job in jobs],
+            [job.recipients for job in jobs],
+            counts,
+            [job.message if job.store_body else "" for job in jobs],
+            [job.store_body for job in jobs],
+            [job.encoding for job in jobs],
+            [job.segments for job in jobs],
+            [job.segments * count for job, count in zip(jobs, counts, strict=True)],
+            [job.prices for job in jobs],
+            [job.default_price for job in jobs],
+            [job.currency for job in jobs],
+            [job.estimated_cost for job in jobs],
+            [job.test for job in jobs],
+            [job.accepted_at for job in jobs],
         ],
     )
 

@@ -14,12 +14,12 @@ from faststream.message import StreamMessage
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.subscriber import RabbitSubscriber
-from pydantic import BaseModel, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from services.webhooks.batcher import EventBatcher, NotDelivered
 from services.webhooks.delivery import Deliverer
 from services.webhooks.endpoints import EndpointDirectory
-from services.webhooks.events import inbound_events, outcome_events, receipt_events
+from services.webhooks.events import by_project, inbound_events, outcome_message_events, receipt_events
 from services.webhooks.http_client import WebhookClient
 from services.webhooks.metrics import WebhooksMetrics
 from services.webhooks.outbox import WebhookOutbox
@@ -29,6 +29,7 @@ from services.webhooks.slots import ProjectSlots
 from shared.broker_connection import connect_when_available
 from shared.contracts import (
     InboundMessage,
+    OutcomeBatch,
     OutcomeEvent,
     ReceiptEvent,
     WebhookDeadLetter,
@@ -55,6 +56,11 @@ from shared.topology import (
 # back to its queue after this pause, so a broker in trouble is not met with a hot loop.
 INFRA_BACKOFF_SECONDS = 1.0
 QUEUE_POLL_SECONDS = 5.0
+# What each source queue's bodies are: an outcome message is one event or a batch of them
+# (told apart by their fields: only a batch has `events`).
+OUTCOME_MESSAGE: TypeAdapter[OutcomeEvent | OutcomeBatch] = TypeAdapter(OutcomeEvent | OutcomeBatch)
+RECEIPT: TypeAdapter[ReceiptEvent] = TypeAdapter(ReceiptEvent)
+INBOUND: TypeAdapter[InboundMessage] = TypeAdapter(InboundMessage)
 
 
 async def keep_body_undecoded(message: StreamMessage[Any]) -> bytes:
@@ -101,28 +107,36 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
     async def take_events(
         message: RabbitMessage,
         source: str,
-        contract: type[BaseModel],
+        contract: TypeAdapter[Any],
         to_events: Callable[[Any], list[WebhookEvent]],
     ) -> None:
         try:
-            events = to_events(contract.model_validate_json(message.body))
+            events = to_events(contract.validate_json(message.body))
         except ValidationError as error:
             await dead_letter_unreadable(message.body, source, error)
             await message.ack()
             return
         # Events of a project without a webhook go no further (nor do non-final ones).
-        if not events or endpoints.get(events[0].project) is None:
+        projects = {p: e for p, e in by_project(events).items() if endpoints.get(p) is not None}
+        if not projects:
             await message.ack()
             return
-        metrics.events.labels(source).inc(len(events))
-        try:
-            await batcher.submit(events[0].project, events)
-        except NotDelivered:
-            if batcher.closing:
-                return  # left unacknowledged: back to the queue when the connection closes
-            await asyncio.sleep(INFRA_BACKOFF_SECONDS)
-            await message.nack(requeue=True)
-            return
+        metrics.events.labels(source).inc(sum(len(e) for e in projects.values()))
+        outcomes = await asyncio.gather(
+            *(batcher.submit(project, project_events) for project, project_events in projects.items()),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, NotDelivered):
+                # The projects whose events were taken get them again on the redelivery
+                # (at least once; the receiver dedupes by the events' stable ids).
+                if batcher.closing:
+                    return  # left unacknowledged: back to the queue when the connection closes
+                await asyncio.sleep(INFRA_BACKOFF_SECONDS)
+                await message.nack(requeue=True)
+                return
+            if isinstance(outcome, BaseException):
+                raise outcome
         await message.ack()
 
     def source(queue: RabbitQueue, exchange: RabbitExchange) -> RabbitSubscriber:
@@ -141,15 +155,15 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
 
     @source(WEBHOOK_OUTCOMES_QUEUE, OUTCOMES_EXCHANGE)
     async def on_outcome(body: bytes) -> None:
-        await take_events(current_message(), "outcomes", OutcomeEvent, outcome_events)
+        await take_events(current_message(), "outcomes", OUTCOME_MESSAGE, outcome_message_events)
 
     @source(WEBHOOK_RECEIPTS_QUEUE, RECEIPTS_EXCHANGE)
     async def on_receipt(body: bytes) -> None:
-        await take_events(current_message(), "receipts", ReceiptEvent, receipt_events)
+        await take_events(current_message(), "receipts", RECEIPT, receipt_events)
 
     @source(WEBHOOK_INBOUND_QUEUE, INBOUND_EXCHANGE)
     async def on_inbound(body: bytes) -> None:
-        await take_events(current_message(), "inbound", InboundMessage, inbound_events)
+        await take_events(current_message(), "inbound", INBOUND, inbound_events)
 
     @broker.subscriber(
         WEBHOOK_RETRIES_QUEUE,

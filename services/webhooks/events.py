@@ -1,7 +1,8 @@
 """What a project's webhook is told: outcome events, receipts and inbound messages mapped
 to webhook events. Plain functions of the broker messages.
 
-- an outcome: one event per recipient the attempt settled (`sent` → message.sent;
+- an outcome (an event, or a batch of events: the dispatcher's one message per delivered
+  job batch): one event per recipient the attempt settled (`sent` → message.sent;
   `failed` and `dead_lettered` → message.failed); `retrying` is not an event yet.
 - a receipt: final ones only (`delivered` → message.delivered; undelivered, expired,
   rejected, deleted → message.failed); accepted/unknown are not final.
@@ -15,7 +16,14 @@ from __future__ import annotations
 
 import uuid
 
-from shared.contracts import InboundMessage, OutcomeEvent, ReceiptEvent, WebhookEvent, WebhookEventType
+from shared.contracts import (
+    InboundMessage,
+    OutcomeBatch,
+    OutcomeEvent,
+    ReceiptEvent,
+    WebhookEvent,
+    WebhookEventType,
+)
 
 OUTCOME_TYPES: dict[str, WebhookEventType] = {
     "sent": "message.sent",
@@ -48,6 +56,23 @@ def outcome_events(event: OutcomeEvent) -> list[WebhookEvent]:
         for outcome in event.outcomes
         if outcome.status in OUTCOME_TYPES
     ]
+
+
+def outcome_message_events(message: OutcomeEvent | OutcomeBatch) -> list[WebhookEvent]:
+    """An outcome message off the broker: one `OutcomeEvent`, or an `OutcomeBatch` of the
+    events of one delivered job batch (which may be of several projects)."""
+    if isinstance(message, OutcomeEvent):
+        return outcome_events(message)
+    return [webhook_event for event in message.events for webhook_event in outcome_events(event)]
+
+
+def by_project(events: list[WebhookEvent]) -> dict[str, list[WebhookEvent]]:
+    """The events of one broker message, per project (in their order): each project's go
+    to its own URL."""
+    projects: dict[str, list[WebhookEvent]] = {}
+    for event in events:
+        projects.setdefault(event.project, []).append(event)
+    return projects
 
 
 def receipt_events(receipt: ReceiptEvent) -> list[WebhookEvent]:

@@ -12,7 +12,7 @@ import aio_pika
 from click.testing import CliRunner
 
 from cli.dlq import dlq, read_entry
-from shared.contracts import DeadLetter, SmsJob
+from shared.contracts import DeadLetter, SmsJob, SmsJobBatch
 from shared.topology import DEAD_LETTER_QUEUE, DISPATCH_QUEUE
 from tests.dispatcher.harness import declare, make_job, numbers
 from tests.support.queues import depth
@@ -69,6 +69,16 @@ def test_a_job_the_broker_dead_lettered_takes_the_latest_reason_and_replays_as_i
     )
     assert entry.dead_lettered_at == at
     assert DISPATCH_QUEUE.name in entry.detail
+    assert entry.replay_body == body
+
+
+def test_a_job_batch_the_broker_dead_lettered_replays_as_it_was() -> None:
+    jobs = [make_job(numbers(2)), make_job(numbers(3, start=10))]
+    body = SmsJobBatch(jobs=jobs).model_dump_json().encode()
+    headers = {"x-death": [{"reason": "delivery_limit", "queue": DISPATCH_QUEUE.name, "count": 1}]}
+    entry = read_entry(body, headers)
+    assert (entry.reason, entry.message_id, entry.attempts, entry.recipients) == ("delivery_limit", None, 1, 5)
+    assert "a batch of 2 jobs" in entry.detail and entry.by_broker
     assert entry.replay_body == body
 
 

@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 from services.dispatcher.http_provider import classify_status
 from services.dispatcher.job_dispatcher import delivery_from_marker, marker_for
-from services.dispatcher.job_reader import delivered_before, read_job
+from services.dispatcher.job_reader import delivered_before, read_job, read_jobs
 from services.dispatcher.provider import Delivery, DeliveryStatus, ProviderAccountError
 from services.dispatcher.retry_policy import RetryPolicy
 from services.dispatcher.settings import DispatcherSettings
-from shared.contracts import DeadLetter
+from shared.contracts import DeadLetter, SmsJobBatch
 from shared.provider_state import ProviderState
 
 
@@ -56,6 +56,23 @@ def test_an_invalid_job_becomes_a_dead_letter_without_its_contents():
     assert isinstance(letter, DeadLetter) and letter.reason == "invalid_job"
     assert "message_id: Field required" in letter.detail
     assert "+4791234567" not in letter.detail and "secret" not in letter.detail
+
+
+def test_a_batch_is_read_job_by_job_and_a_job_it_cannot_read_is_dead_lettered_alone():
+    from tests.dispatcher.harness import make_job, numbers
+
+    jobs = [make_job(numbers(2, start=10 * n)) for n in range(3)]
+    assert read_jobs(jobs[0].model_dump_json().encode()) == [jobs[0]]
+    assert read_jobs(SmsJobBatch(jobs=jobs).model_dump_json().encode()) == jobs
+    poison = b'{"recipients": ["+4791234567"], "message": "secret"}'
+    body = b'{"schema_version":1,"jobs":[' + jobs[0].model_dump_json().encode() + b"," + poison + b","
+    body += jobs[2].model_dump_json().encode() + b"]}"
+    first, letter, third = read_jobs(body)
+    assert (first, third) == (jobs[0], jobs[2])
+    assert isinstance(letter, DeadLetter) and letter.reason == "invalid_job" and letter.body == poison.decode()
+    for unreadable in (b"not json", b'{"schema_version":2,"jobs":[{}]}', b'{"schema_version":1,"jobs":[]}'):
+        (whole,) = read_jobs(unreadable)
+        assert isinstance(whole, DeadLetter) and whole.reason == "invalid_job"
 
 
 def test_acks_cover_only_settled_tags_and_never_a_job_in_flight():

@@ -25,7 +25,15 @@ from services.ledger.schema import (
     RECEIPTS_TABLE,
     REQUEST_COLUMNS,
 )
-from shared.contracts import InboundMessage, OutcomeEvent, ReceiptEvent, RecipientOutcome, SmsJob
+from shared.contracts import (
+    InboundMessage,
+    OutcomeBatch,
+    OutcomeEvent,
+    ReceiptEvent,
+    RecipientOutcome,
+    SmsJob,
+    SmsJobBatch,
+)
 from tests.ledger.support import make_inbound, make_job, make_outcome, make_receipt, numbers
 
 
@@ -137,3 +145,46 @@ def test_an_inbound_message_the_ledger_cannot_record_is_rejected(replace):
     body = make_inbound("acme", "STOP", action="opt_out").model_dump_json().replace(*replace)
     with pytest.raises(EventRejected):
         inbound_rows(body.encode())
+
+
+def test_a_job_batch_becomes_the_rows_its_jobs_would_each_have_been():
+    # Ingest's group commit: one SmsJobBatch on the wire, the same audit rows as one job each.
+    jobs = [make_job(recipients=numbers(n + 1, start=40_000_000 + 10 * n), store_body=n % 2 == 0) for n in range(3)]
+    batch = SmsJobBatch(jobs=jobs)
+    chunk = request_rows(batch.model_dump_json().encode())
+    alone = [request_rows(job.model_dump_json().encode()) for job in jobs]
+    assert (chunk.table, chunk.row_count) == (alone[0].table, 3)
+    assert chunk.columns == [[c for a in alone for c in a.columns[i]] for i in range(len(REQUEST_COLUMNS))]
+    assert chunk.key.split("\n") == [a.key for a in alone]
+
+
+def test_an_outcome_batch_goes_to_clickhouse_as_one_json_object_per_event():
+    events = [make_outcome(make_job(recipients=numbers(n + 1)), attempt=n + 1) for n in range(3)]
+    chunk = outcome_rows(OutcomeBatch(events=events).model_dump_json().encode())
+    assert (chunk.table, chunk.row_count) == (OUTCOMES_TABLE, 6)
+    assert chunk.key.split("\n") == [outcome_rows(e.model_dump_json().encode()).key for e in events]
+    assert chunk.body is not None
+    assert [OutcomeEvent.model_validate_json(line) for line in chunk.body.split(b"\n")] == events
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"schema_version": 1, "jobs": []}',
+        b'{"schema_version": 2, "jobs": [{}]}',
+        b'{"schema_version": 1, "jobs": [{"message_id": "nope"}]}',
+    ],
+)
+def test_a_job_batch_the_ledger_cannot_read_is_rejected(body):
+    with pytest.raises(EventRejected):
+        request_rows(body)
+
+
+def test_an_outcome_batch_with_an_event_the_table_cannot_hold_is_rejected_whole():
+    good = make_outcome(make_job())
+    bad = good.model_dump_json().replace('"occurred_at":"20', '"occurred_at":"28', 1)
+    body = b'{"schema_version":1,"events":[' + good.model_dump_json().encode() + b"," + bad.encode() + b"]}"
+    with pytest.raises(EventRejected):
+        outcome_rows(body)
+    with pytest.raises(EventRejected):
+        outcome_rows(b'{"schema_version":1,"events":[]}')

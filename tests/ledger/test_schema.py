@@ -129,3 +129,22 @@ def test_the_analysts_example_queries_run_and_count_a_duplicate_once(clickhouse)
     assert [(r[0], r[1], r[3]) for r in failures] == [("NO", 3, 0)]
     assert [(r[1], r[2], r[3]) for r in per_tag] == [(job.tag, 3, 3)]
     assert len(audit) == 2
+
+
+def test_batches_land_as_the_rows_of_their_jobs_and_events_and_a_redelivery_counts_once(clickhouse):
+    from shared.contracts import OutcomeBatch, SmsJobBatch
+
+    writer = LedgerWriter(open_client(clickhouse.dsn), clickhouse.database)
+    writer.migrate()
+    jobs = [make_job(recipients=numbers(2, start=40_000_000 + 10 * n)) for n in range(3)]
+    requests = request_rows(SmsJobBatch(jobs=jobs).model_dump_json().encode())
+    outcomes = outcome_rows(OutcomeBatch(events=[make_outcome(job) for job in jobs]).model_dump_json().encode())
+    writer.write_batch([requests, outcomes])
+    writer.write_batch([requests, outcomes])  # the same deliveries again
+    client = clickhouse.client()
+    db = clickhouse.database
+    assert client.query(f"SELECT count() FROM {db}.{REQUESTS_TABLE} FINAL").result_rows == [(3,)]
+    rows = client.query(f"SELECT message_id, recipient FROM {db}.{OUTCOMES_TABLE} FINAL").result_rows
+    assert sorted((str(m), r) for m, r in rows) == sorted(
+        (str(job.message_id), r) for job in jobs for r in job.recipients
+    )

@@ -15,7 +15,15 @@ from faststream.rabbit import RabbitBroker
 from services.webhooks.app import build_app
 from services.webhooks.settings import WebhooksSettings
 from shared import accounts as store
-from shared.contracts import Contract, InboundMessage, OutcomeEvent, ReceiptEvent, RecipientOutcome, RecipientStatus
+from shared.contracts import (
+    Contract,
+    InboundMessage,
+    OutcomeBatch,
+    OutcomeEvent,
+    ReceiptEvent,
+    RecipientOutcome,
+    RecipientStatus,
+)
 from shared.topology import (
     INBOUND_EXCHANGE,
     OUTCOMES_EXCHANGE,
@@ -80,7 +88,12 @@ def inbound(project: str | None, text: str = "Yes please") -> InboundMessage:
     )
 
 
-EXCHANGES = {OutcomeEvent: OUTCOMES_EXCHANGE, ReceiptEvent: RECEIPTS_EXCHANGE, InboundMessage: INBOUND_EXCHANGE}
+EXCHANGES = {
+    OutcomeEvent: OUTCOMES_EXCHANGE,
+    OutcomeBatch: OUTCOMES_EXCHANGE,
+    ReceiptEvent: RECEIPTS_EXCHANGE,
+    InboundMessage: INBOUND_EXCHANGE,
+}
 
 
 @contextlib.asynccontextmanager

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import rsms
+from shared.contracts import OutcomeBatch
 from shared.topology import WEBHOOK_DEAD_LETTER_QUEUE
 from tests.support.queues import depth
 from tests.webhooks.receiver import Receiver, free_port
@@ -121,6 +122,28 @@ async def test_outcomes_receipts_and_inbound_arrive_signed_as_events(
     # The outcome's two events came in one request; a project without a webhook got none.
     from_outcome = {was_sent["id"], next(e["id"] for e in by_type["message.failed"] if e["status"] == "failed")}
     assert any(from_outcome <= {e["id"] for e in batch} for batch in receiver.batches["acme"])
+    assert receiver.attempts["quiet"] == 0
+
+
+async def test_an_outcome_batch_reaches_each_project_once_per_recipient(
+    amqp_url: str, accounts_file: Path, receiver: Receiver
+) -> None:
+    # The dispatcher's one message for a delivered job batch: outcomes of several projects.
+    configure(accounts_file, receiver, ["acme", "fine"], without_webhook=("quiet",))
+    acme = [outcome("acme", {f"+479000001{n}": "sent"}) for n in range(3)]
+    fine = outcome("fine", {"+4790000020": "sent", "+4790000021": "failed"})
+    quiet = outcome("quiet", {"+4790000030": "sent"})
+    async with running_sender(sender_settings(amqp_url, accounts_file)), publisher(amqp_url) as broker:
+        await publish(broker, OutcomeBatch(events=[acme[0], fine, quiet, acme[1], acme[2]]))
+        await eventually(lambda: len(receiver.events("acme")) >= 3 and len(receiver.events("fine")) >= 2, "5 events")
+        await asyncio.sleep(0.5)  # anything more would be a bug: give it the chance to show
+
+    assert receiver.rejected == []
+    assert sorted(e["recipient"] for e in receiver.events("acme")) == ["+4790000010", "+4790000011", "+4790000012"]
+    assert sorted((e["recipient"], e["type"]) for e in receiver.events("fine")) == [
+        ("+4790000020", "message.sent"),
+        ("+4790000021", "message.failed"),
+    ]
     assert receiver.attempts["quiet"] == 0
 
 

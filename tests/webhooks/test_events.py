@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from services.webhooks.events import inbound_events, outcome_events, receipt_events
+from services.webhooks.events import (
+    by_project,
+    inbound_events,
+    outcome_events,
+    outcome_message_events,
+    receipt_events,
+)
+from shared.contracts import OutcomeBatch
 from tests.webhooks.support import inbound, outcome, receipt
 
 
@@ -82,3 +89,16 @@ def test_outbound_events_have_the_shared_field_names() -> None:
         "createdAt",
         "test",
     }
+
+
+def test_an_outcome_batch_gives_the_events_its_outcomes_would_each_have_given_per_project() -> None:
+    first = outcome("acme", {"+4790000001": "sent", "+4790000002": "retrying"})
+    second = outcome("other", {"+4790000003": "failed"})
+    third = outcome("acme", {"+4790000004": "sent"})
+    events = outcome_message_events(OutcomeBatch(events=[first, second, third]))
+    assert events == outcome_events(first) + outcome_events(second) + outcome_events(third)
+    assert outcome_message_events(first) == outcome_events(first)
+    projects = by_project(events)
+    assert list(projects) == ["acme", "other"]
+    assert [e.recipient for e in projects["acme"]] == ["+4790000001", "+4790000004"]
+    assert [e.recipient for e in projects["other"]] == ["+4790000003"]
