@@ -27,8 +27,8 @@ from shared.topology import (
     declare_webhook_queues,
     retry_queue,
     topology_queues,
-    work_queue,
     webhook_queues,
+    work_queue,
     work_queue_arguments,
 )
 
@@ -113,6 +113,7 @@ def test_retry_queues_wait_then_dead_letter_back_at_least_once(delay_ms: int) ->
 async def test_webhook_queues_lists_every_queue_the_sender_declares(amqp_url: str, rabbit_admin: Any) -> None:
     """`rsms migrate-topology` checks `webhook_queues`: a queue the sender declares but the
     list forgets would never be migrated."""
+    import asyncio
     import subprocess
     from urllib.parse import urlsplit
 
@@ -125,10 +126,13 @@ async def test_webhook_queues_lists_every_queue_the_sender_declares(amqp_url: st
     finally:
         await broker.stop()
     vhost = urlsplit(amqp_url).path.lstrip("/")
-    listed = subprocess.run(
-        [*rabbit_admin.exec_prefix, "rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "--no-table-headers"],
-        check=True,
-        capture_output=True,
-        text=True,
+    listed = (
+        await asyncio.to_thread(
+            subprocess.run,
+            [*rabbit_admin.exec_prefix, "rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "--no-table-headers"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     ).stdout.split()
     assert sorted(listed) == sorted(q.name for q in webhook_queues(WEBHOOK_DELAYS))
