@@ -13,7 +13,7 @@ publishes always find their queues.
     dispatcher retry ──▶ rsms.dispatch.retry.<n> (TTL) ──dead-letter──▶ rsms.dispatch.jobs
     dispatcher give-up / poison ──▶ rsms.dispatch.dead (operator: `rsms dlq`)
     ingest / rsms usage ──query──▶ rsms.ledger.queries ──reply──▶ caller
-    ledger, an event it cannot record ──▶ rsms.ledger.dead (operator)
+    ledger, an event it cannot record ──▶ rsms.ledger.dead (operator: `rsms ledger-dlq`)
     dispatcher ──ReceiptEvent──▶ [rsms.receipts] (fanout)
                           └──▶ rsms.ledger.receipts    ──▶ ledger (delivery status rows)
     dispatcher, a receipt not matched yet ──▶ rsms.receipts.retry (TTL) ──dead-letter──▶
