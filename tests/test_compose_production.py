@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from ipaddress import ip_address
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 import yaml
 from pydantic_settings import BaseSettings
 
@@ -274,3 +276,48 @@ def test_docker_compose_accepts_the_file_with_env_and_refuses_it_without(tmp_pat
     values = {name: value or "s3cret" for name, value in example_variables().items()}
     accepted = subprocess.run([*project, "config", "-q"], env={**environ, **values}, capture_output=True, text=True)
     assert accepted.returncode == 0, accepted.stderr
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not on PATH")
+def test_redis_accepts_the_sentinel_config_and_watches_the_primary_it_names(tmp_path: Path) -> None:
+    """The file as Redis 7 reads it (`redis-server … --sentinel`), with the compose name of the
+    primary swapped for a redis-server of this test's own."""
+    from tests.support.redis_server import RedisServer
+
+    def free_port() -> int:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    primary = RedisServer(free_port(), tmp_path / "primary", appendonly=False).start()
+    sentinel_port = free_port()
+    conf = (DEPLOY / "redis" / "sentinel.conf").read_text()
+    conf = conf.replace("redis-1 6379", f"127.0.0.1 {primary.port}").replace("port 26379", f"port {sentinel_port}")
+    conf = conf.replace("dir /data", f"dir {tmp_path}") + "bind 127.0.0.1\n"
+    (tmp_path / "sentinel.conf").write_text(conf)
+    sentinel = subprocess.Popen(
+        [str(shutil.which("redis-server")), str(tmp_path / "sentinel.conf"), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=sentinel_port, decode_responses=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert sentinel.poll() is None, "redis-server refused the sentinel config"
+            try:
+                watched = client.execute_command("SENTINEL", "MASTER", "rsms")
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "the sentinel never answered"
+                time.sleep(0.1)
+        fields = dict(zip(watched[::2], watched[1::2], strict=True)) if isinstance(watched, list) else watched
+        assert (fields["ip"], str(fields["port"]), str(fields["quorum"])) == ("127.0.0.1", str(primary.port), "2")
+        assert str(fields["down-after-milliseconds"]) == "5000"
+    finally:
+        client.close()
+        sentinel.terminate()
+        sentinel.wait(10)
+        primary.stop()
