@@ -9,6 +9,7 @@ import click
 from cli.accounts import accounts
 from cli.blocklist import blocklist
 from cli.dlq import dlq
+from cli.ledger_dlq import ledger_dlq
 from cli.migrate_topology import migrate_topology
 from cli.optouts import optouts
 from cli.provider_sim import provider_sim
@@ -35,6 +36,7 @@ rsms.add_command(serve_ingest)
 rsms.add_command(serve_dispatcher)
 rsms.add_command(serve_ledger)
 rsms.add_command(dlq)
+rsms.add_command(ledger_dlq)
 rsms.add_command(optouts)
 rsms.add_command(migrate_topology)
 rsms.add_command(provider_sim)

@@ -11,6 +11,10 @@ Nothing is lost at any step: an interrupted run leaves the messages on `<name>.m
 (never on no queue), and the next run moves them back. A second run finds nothing to do.
 The services must be stopped while it runs: a consumer would take messages mid-move, and a
 publisher would find the queue gone; the command refuses while a queue has consumers.
+
+The webhook sender's queues are checked when they exist, and never created: the sender
+declares them itself (shared/topology.py, `declare_webhook_queues`), so a gateway that
+never ran it gets none from this command either.
 """
 
 from __future__ import annotations
@@ -27,7 +31,16 @@ from faststream.rabbit import RabbitBroker, RabbitQueue
 from cli.queue_moves import move_all, ready_count
 from cli.table import json_option, print_table
 from shared.settings import ServiceSettings
-from shared.topology import RETRY_DELAYS_MS, declare_topology, holding_queue, retry_queue, topology_queues
+from shared.topology import (
+    RETRY_DELAYS_MS,
+    declare_topology,
+    declare_webhook_queues,
+    holding_queue,
+    retry_queue,
+    topology_queues,
+    webhook_queues,
+    webhook_retry_queue,
+)
 
 MIGRATING_SUFFIX = ".migrating"
 
@@ -99,7 +112,14 @@ async def inspect(connection: AbstractConnection, queues: list[RabbitQueue]) -> 
     return states
 
 
-async def migrate(amqp_url: str, queues: list[RabbitQueue], retry_delays_ms: tuple[int, ...]) -> list[QueueResult]:
+async def migrate(
+    amqp_url: str,
+    queues: list[RabbitQueue],
+    retry_delays_ms: tuple[int, ...],
+    webhook_delays_ms: tuple[int, ...] | None = None,
+) -> list[QueueResult]:
+    """Migrates `queues`; re-declares the topology, and the webhook sender's queues with
+    delay queues `webhook_delays_ms` unless None (the sender never ran here)."""
     connection = await aio_pika.connect(amqp_url)
     try:
         states = await inspect(connection, queues)
@@ -116,7 +136,7 @@ async def migrate(amqp_url: str, queues: list[RabbitQueue], retry_delays_ms: tup
                 out[state.name] = await move_all(channel, state.name, holding.name)
                 await _delete_empty(channel, state.name)
         await channel.close()
-        await _declare_topology(amqp_url, retry_delays_ms)
+        await _declare_topology(amqp_url, retry_delays_ms, webhook_delays_ms)
         # A fresh channel: RabbitMQ 3.10's channel keeps the state of a queue it published to,
         # and publishing to a classic queue re-declared as quorum under the same name on that
         # channel crashes it (function_clause in rabbit_classic_queue:update).
@@ -155,11 +175,15 @@ def _status(state: QueueState, *, moved_out: int, moved_back: int) -> str:
     return "migrated" if state.exists and not state.current else "resumed"
 
 
-async def _declare_topology(amqp_url: str, retry_delays_ms: tuple[int, ...]) -> None:
+async def _declare_topology(
+    amqp_url: str, retry_delays_ms: tuple[int, ...], webhook_delays_ms: tuple[int, ...] | None
+) -> None:
     broker = RabbitBroker(amqp_url)
     await broker.connect()
     try:
         await declare_topology(broker, retry_delays_ms=retry_delays_ms)
+        if webhook_delays_ms is not None:
+            await declare_webhook_queues(broker, webhook_delays_ms)
     finally:
         await broker.stop()
 
@@ -179,6 +203,30 @@ def _retry_delays() -> tuple[int, ...]:
     return tuple(sorted(set(DispatcherSettings().dispatcher_retry_delays_ms)))
 
 
+def _webhook_delays() -> tuple[int, ...]:
+    """Every delay the webhook sender may have declared a delay queue for: the configured
+    ones and the defaults (a deployment may have run with either)."""
+    from services.webhooks.settings import WebhooksSettings
+
+    default = WebhooksSettings.model_fields["webhooks_retry_delays_ms"].default
+    return tuple(sorted({*WebhooksSettings().webhooks_retry_delays_ms, *default}))
+
+
+def existing_webhook_queues(
+    amqp_url: str, delays_ms: tuple[int, ...]
+) -> tuple[list[RabbitQueue], tuple[int, ...] | None]:
+    """The webhook queues to check and the delays to re-declare: none and None where the
+    sender never ran (no queue of it exists); else all its queues but the delay queues,
+    and the delay queues that exist."""
+    candidates = webhook_queues(delays_ms)
+    found = asyncio.run(plan(amqp_url, candidates))
+    there = {state.name for state in found if state.exists or state.parked is not None}
+    if not there:
+        return [], None
+    kept = tuple(d for d in delays_ms if webhook_retry_queue(d).name in there)
+    return webhook_queues(kept), kept
+
+
 @click.command("migrate-topology")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
@@ -193,7 +241,8 @@ def migrate_topology(yes: bool, as_json: bool) -> None:
     found = asyncio.run(plan(amqp_url, [retry_queue(d) for d in unused]))
     kept = (d for d, state in zip(unused, found, strict=True) if state.exists or state.parked is not None)
     delays = tuple(sorted({*configured, *kept}))
-    queues = topology_queues(delays)
+    webhooks, webhook_delays = existing_webhook_queues(amqp_url, _webhook_delays())
+    queues = topology_queues(delays) + webhooks
     pending = [s for s in asyncio.run(plan(amqp_url, queues)) if s.needs_work]
     if pending and not yes:
         waiting = sum(s.waiting + (s.parked or 0) for s in pending)
@@ -201,7 +250,7 @@ def migrate_topology(yes: bool, as_json: bool) -> None:
             f"Re-declare {len(pending)} queue(s), moving {waiting} message(s)? Every service must be stopped.",
             abort=True,
         )
-    results = asyncio.run(migrate(amqp_url, queues, delays))
+    results = asyncio.run(migrate(amqp_url, queues, delays, webhook_delays))
     print_table(
         ["queue", "moved", "status"],
         [[r.name, r.moved, r.status] for r in results],

@@ -10,8 +10,15 @@ count of zero. A crash between the confirm and the ack leaves the message twice,
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
 import aio_pika
+import click
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.exceptions import ChannelNotFoundEntity
+
+T = TypeVar("T")
 
 # Set by the broker on each delivery from a quorum queue; a copy starts afresh.
 _BROKER_HEADERS = frozenset({"x-delivery-count"})
@@ -67,3 +74,36 @@ async def move_all(channel: AbstractChannel, source: str, target: str) -> int:
         await move_to(channel, message, target)
         moved += 1
     return moved
+
+
+async def on_queue(
+    amqp_url: str,
+    name: str,
+    work: Callable[[AbstractChannel, AbstractQueue], Awaitable[T]],
+    *,
+    missing: str,
+) -> T:
+    """Runs `work` on the existing queue `name` over a channel with publisher confirms (and
+    returns raised), then closes the connection: whatever `work` took and neither moved nor
+    acknowledged goes back to the queue. A queue that does not exist is `missing`, said to
+    the operator."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        try:
+            queue = await channel.get_queue(name, ensure=True)
+        except ChannelNotFoundEntity:
+            raise click.ClickException(missing) from None
+        return await work(channel, queue)
+    finally:
+        await connection.close()
+
+
+def last_death(headers: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The broker's most recent dead-lettering of a message (`x-death` lists the newest
+    first: a message that went through a delay queue also carries its `expired` entry);
+    None for a message no queue dead-lettered."""
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+        return deaths[0]
+    return None

@@ -4,78 +4,131 @@ rsms webhooks                          run it (RSMS_WEBHOOKS_*; `rsms up` does)
 rsms webhooks list [--json]            dead-lettered deliveries: project, events, attempts, last error
 rsms webhooks replay [--project P]     send them again once the receiver is fixed
 
-Dead letters are deliveries still not taken after the last attempt
-(RSMS_WEBHOOKS_MAX_ATTEMPTS). `list` looks without taking anything; `replay` puts them
-back on the sender's retries queue with their attempts reset.
+`rsms.webhooks.dead` holds two kinds of message: deliveries still not taken after the last
+attempt (RSMS_WEBHOOKS_MAX_ATTEMPTS), a `WebhookDeadLetter`; and events or deliveries the
+broker dead-lettered itself from one of the sender's queues at the delivery limit (as they
+were, with `x-death`). `list` takes nothing off the queue; `replay` puts a give-up back on
+the sender's retries queue with its attempts reset, and a broker dead letter back on the
+queue it came from, as it was. Reading never requeues (cli/queue_moves.py): the queue is a
+quorum queue, and RabbitMQ 4 or a policy counts each requeue against its delivery limit.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import aio_pika
 import click
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
-from aio_pika.exceptions import ChannelNotFoundEntity
 from pydantic import ValidationError
 
+from cli.queue_moves import last_death, move_to, on_queue, take
 from cli.table import json_option, print_table
-from shared.contracts import WebhookDeadLetter
+from shared.contracts import WebhookDeadLetter, WebhookDelivery
 from shared.settings import ServiceSettings
-from shared.topology import WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_RETRIES_QUEUE
+from shared.topology import WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_RETRIES_QUEUE, webhook_queues
 
 T = TypeVar("T")
 
 
-def _run(work: Callable[[AbstractChannel, AbstractQueue], Awaitable[T]]) -> T:
-    async def main() -> T:
-        connection = await aio_pika.connect(ServiceSettings().amqp_url)
+@dataclass(frozen=True, slots=True)
+class WebhookDeadEntry:
+    """One message on the webhook dead-letter queue, whichever kind, as `list` shows it."""
+
+    reason: str
+    dead_lettered_at: datetime | None
+    project: str | None
+    events: int | None
+    attempts: int | None
+    detail: str
+    # Where `replay` sends it and what: None, not replayable.
+    replay_to: str | None
+    replay_body: bytes | None = None  # None: the message itself, as it was
+
+
+def _is_webhook_queue(name: object) -> bool:
+    """Only the sender's own queues take a replayed broker dead letter (their names do not
+    depend on the configured delays, except the delay queues', which dead-letter nothing
+    here: their target is the retries queue)."""
+    return isinstance(name, str) and name in {q.name for q in webhook_queues(())}
+
+
+def read_entry(body: bytes, headers: Mapping[str, Any]) -> WebhookDeadEntry:
+    """A `WebhookDeadLetter` the sender published, or a message the broker dead-lettered."""
+    try:
+        letter: WebhookDeadLetter | None = WebhookDeadLetter.model_validate_json(body)
+    except ValidationError:
+        letter = None
+    if letter is not None:
+        delivery = letter.delivery
+        replayed = (
+            delivery.model_copy(update={"attempts": 0, "last_error": None, "replay": delivery.replay + 1})
+            if delivery
+            else None
+        )
+        return WebhookDeadEntry(
+            reason=letter.reason,
+            dead_lettered_at=letter.dead_lettered_at,
+            project=letter.project,
+            events=len(delivery.events) if delivery else None,
+            attempts=delivery.attempts if delivery else None,
+            detail=letter.detail,
+            replay_to=WEBHOOK_RETRIES_QUEUE.name if replayed else None,
+            replay_body=replayed.model_dump_json().encode() if replayed else None,
+        )
+    death = last_death(headers)
+    if death is not None:
         try:
-            channel = await connection.channel(publisher_confirms=True)
-            try:
-                queue = await channel.get_queue(WEBHOOK_DEAD_LETTER_QUEUE.name, ensure=True)
-            except ChannelNotFoundEntity:
-                raise click.ClickException("no webhook queues on this broker: the webhook sender never ran") from None
-            return await work(channel, queue)
-        finally:
-            # Whatever was taken and not acknowledged goes back to the queue.
-            await connection.close()
-
-    return asyncio.run(main())
-
-
-async def _take(
-    queue: AbstractQueue, limit: int | None
-) -> list[tuple[AbstractIncomingMessage, WebhookDeadLetter | None]]:
-    taken: list[tuple[AbstractIncomingMessage, WebhookDeadLetter | None]] = []
-    while limit is None or len(taken) < limit:
-        message = await queue.get(no_ack=False, fail=False)
-        if message is None:
-            break
-        try:
-            letter: WebhookDeadLetter | None = WebhookDeadLetter.model_validate_json(message.body)
+            delivery = WebhookDelivery.model_validate_json(body)
         except ValidationError:
-            letter = None
-        taken.append((message, letter))
-    return taken
+            delivery = None
+        when = death.get("time")
+        source = death.get("queue")
+        return WebhookDeadEntry(
+            reason=str(death.get("reason", "unknown")),
+            dead_lettered_at=when if isinstance(when, datetime) else None,
+            project=delivery.project if delivery else _project_of(body),
+            events=len(delivery.events) if delivery else None,
+            attempts=delivery.attempts if delivery else None,
+            detail=f"dead-lettered by the broker from {source or '?'} ({death.get('count', 1)} time(s))",
+            replay_to=source if _is_webhook_queue(source) else None,
+        )
+    return WebhookDeadEntry("unreadable", None, None, None, None, "not a dead letter this version knows", None)
 
 
-def _row(index: int, letter: WebhookDeadLetter | None) -> list[Any]:
-    if letter is None:
-        return [index, None, None, "unreadable", None, None, "not a dead letter this version knows"]
-    delivery = letter.delivery
-    detail = letter.detail if len(letter.detail) <= 80 else letter.detail[:77] + "..."
-    return [
-        index,
-        letter.dead_lettered_at,
-        letter.project,
-        letter.reason,
-        len(delivery.events) if delivery else None,
-        delivery.attempts if delivery else None,
-        detail,
-    ]
+def _project_of(body: bytes) -> str | None:
+    """The `project` of an event the broker dead-lettered (outcome, receipt, inbound)."""
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return None
+    project = decoded.get("project") if isinstance(decoded, dict) else None
+    return project if isinstance(project, str) else None
+
+
+def _run(work: Callable[[AbstractChannel, AbstractQueue], Awaitable[T]]) -> T:
+    return asyncio.run(
+        on_queue(
+            ServiceSettings().amqp_url,
+            WEBHOOK_DEAD_LETTER_QUEUE.name,
+            work,
+            missing="no webhook queues on this broker: the webhook sender never ran",
+        )
+    )
+
+
+def _entries(taken: list[AbstractIncomingMessage]) -> list[WebhookDeadEntry]:
+    return [read_entry(message.body, message.headers or {}) for message in taken]
+
+
+def _row(index: int, entry: WebhookDeadEntry) -> list[Any]:
+    detail = entry.detail if len(entry.detail) <= 80 else entry.detail[:77] + "..."
+    return [index, entry.dead_lettered_at, entry.project, entry.reason, entry.events, entry.attempts, detail]
 
 
 @click.group("webhooks", invoke_without_command=True)
@@ -95,12 +148,14 @@ def webhooks(ctx: click.Context) -> None:
 def list_dead_letters(project: str | None, limit: int | None, as_json: bool) -> None:
     """Deliveries given up on, oldest first; nothing is taken off the queue."""
 
-    async def work(_: AbstractChannel, queue: AbstractQueue) -> list[list[Any]]:
-        taken = await _take(queue, limit)
+    async def work(channel: AbstractChannel, queue: AbstractQueue) -> list[list[Any]]:
+        taken = await take(channel, queue)
+        for message in taken:  # each back to the tail, in order: the queue ends as it began
+            await move_to(channel, message, queue.name)
         return [
-            _row(i, letter)
-            for i, (_, letter) in enumerate(taken, 1)
-            if project is None or (letter is not None and letter.project == project)
+            _row(i, entry)
+            for i, entry in enumerate(_entries(taken)[:limit], 1)
+            if project is None or entry.project == project
         ]
 
     print_table(
@@ -119,30 +174,33 @@ def replay(project: str | None, limit: int | None) -> None:
 
     async def work(channel: AbstractChannel, queue: AbstractQueue) -> tuple[int, int, int]:
         replayed = events = skipped = 0
-        for message, letter in await _take(queue, limit):
-            if letter is None or letter.delivery is None:
+        taken = await take(channel, queue)
+        for looked, (message, entry) in enumerate(zip(taken, _entries(taken), strict=True)):
+            chosen = looked < (limit if limit is not None else len(taken))
+            if chosen and entry.replay_to is None:
                 skipped += 1
+            wanted = project is None or entry.project == project
+            if not chosen or entry.replay_to is None or not wanted:
+                await move_to(channel, message, queue.name)  # kept, at the tail, in order
                 continue
-            if project is not None and letter.project != project:
-                continue
-            delivery = letter.delivery.model_copy(
-                update={"attempts": 0, "last_error": None, "replay": letter.delivery.replay + 1}
-            )
-            await channel.default_exchange.publish(
-                aio_pika.Message(
-                    delivery.model_dump_json().encode(),
-                    content_type="application/json",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key=WEBHOOK_RETRIES_QUEUE.name,
-                mandatory=True,
-            )
-            await message.ack()  # only once the broker confirmed the republished delivery
+            if entry.replay_body is None:
+                await move_to(channel, message, entry.replay_to)  # as it was, `x-death` included
+            else:
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        entry.replay_body,
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=entry.replay_to,
+                    mandatory=True,
+                )
+                await message.ack()  # only once the broker confirmed the republished delivery
             replayed += 1
-            events += len(delivery.events)
+            events += entry.events or 0
         return replayed, events, skipped
 
     replayed_deliveries, replayed_events, skipped = _run(work)
     click.echo(f"Replayed {replayed_deliveries} delivery(ies), {replayed_events} event(s).")
     if skipped:
-        click.echo(f"Left {skipped} unreadable dead letter(s) on the queue (see `rsms webhooks list`).")
+        click.echo(f"Left {skipped} dead letter(s) that cannot be replayed on the queue (see `rsms webhooks list`).")

@@ -13,7 +13,7 @@ publishes always find their queues.
     dispatcher retry ──▶ rsms.dispatch.retry.<n> (TTL) ──dead-letter──▶ rsms.dispatch.jobs
     dispatcher give-up / poison ──▶ rsms.dispatch.dead (operator: `rsms dlq`)
     ingest / rsms usage ──query──▶ rsms.ledger.queries ──reply──▶ caller
-    ledger, an event it cannot record ──▶ rsms.ledger.dead (operator)
+    ledger, an event it cannot record ──▶ rsms.ledger.dead (operator: `rsms ledger-dlq`)
     dispatcher ──ReceiptEvent──▶ [rsms.receipts] (fanout)
                           └──▶ rsms.ledger.receipts    ──▶ ledger (delivery status rows)
     dispatcher, a receipt not matched yet ──▶ rsms.receipts.retry (TTL) ──dead-letter──▶
@@ -30,8 +30,8 @@ publishes always find their queues.
                           rsms.webhooks.retries ──▶ webhook sender (tries it again)
     webhook sender, after the last attempt ──▶ rsms.webhooks.dead (operator: `rsms webhooks`)
 
-Every queue that holds a message that matters is a quorum queue (replicated, durable, safe
-under publisher confirms), built by one of three functions that new queues must use too:
+Every queue is a quorum queue (replicated, durable, safe under publisher confirms; no
+queue lives on one node only), built by one of four functions that new queues must use too:
 
 - `work_queue(name, dead_letters=...)`: a queue a service consumes. It carries an explicit
   `x-delivery-limit` (`DELIVERY_LIMIT`) and dead-letters a message that reaches it to
@@ -46,6 +46,9 @@ under publisher confirms), built by one of three functions that new queues must 
   ack (`cli/queue_moves.py`), never by requeueing: every requeue counts against a quorum
   queue's delivery limit, which RabbitMQ 4 (or a policy) applies even to a queue that sets
   none, so peeking often enough would drop the message.
+- `request_queue(name, ttl_ms, delivery_limit)`: requests a caller waits on (the ledger's
+  queries); a message older than its TTL, or delivered `delivery_limit` times, is dropped,
+  since its caller has given up.
 
 Queue arguments cannot change in place: a deployment declared by an older version is moved
 to these arguments by `rsms migrate-topology` (cli/migrate_topology.py).
@@ -111,6 +114,18 @@ def delay_queue(name: str, delay_ms: int, target: str) -> RabbitQueue:
     )
 
 
+def request_queue(name: str, ttl_ms: int, delivery_limit: int) -> RabbitQueue:
+    """Requests whose caller waits for a reply: dropped once `ttl_ms` old, and after
+    `delivery_limit` deliveries (a query that keeps failing its consumer), since a late
+    answer reaches nobody. No dead-letter target: nothing there is worth keeping."""
+    return RabbitQueue(
+        name,
+        queue_type=QueueType.QUORUM,
+        durable=True,
+        arguments={"x-message-ttl": ttl_ms, "x-delivery-limit": delivery_limit},
+    )
+
+
 def holding_queue(name: str) -> RabbitQueue:
     """Kept for an operator; read by confirmed copy, never by requeue (see the module doc)."""
     return RabbitQueue(name, queue_type=QueueType.QUORUM, durable=True)
@@ -125,7 +140,15 @@ DISPATCH_QUEUE = work_queue("rsms.dispatch.jobs", dead_letters=DEAD_LETTER_QUEUE
 LEDGER_DEAD_LETTER_QUEUE = holding_queue("rsms.ledger.dead")
 LEDGER_ACCEPTED_QUEUE = work_queue("rsms.ledger.accepted", dead_letters=LEDGER_DEAD_LETTER_QUEUE.name)
 LEDGER_OUTCOMES_QUEUE = work_queue("rsms.ledger.outcomes", dead_letters=LEDGER_DEAD_LETTER_QUEUE.name)
-LEDGER_QUERIES_QUEUE = RabbitQueue("rsms.ledger.queries", queue_type=QueueType.CLASSIC)
+# Queries from ingest and the CLI, answered over direct reply-to. Quorum like the rest: a
+# classic queue lives on the node that declared it, and while that node was down every
+# service's declaration failed (`NOT_FOUND - home node ... of durable queue`), so none
+# could start anywhere. A query is worth nothing once its caller gave up: each carries its
+# caller's wait as `expiration`, and the queue's TTL drops whatever outlived every caller's
+# wait (`QUERY_TTL_MS`), so queries asked while no ledger runs do not pile up.
+QUERY_TTL_MS = 120_000
+QUERY_DELIVERY_LIMIT = 5
+LEDGER_QUERIES_QUEUE = request_queue("rsms.ledger.queries", QUERY_TTL_MS, QUERY_DELIVERY_LIMIT)
 
 LEDGER_RECEIPTS_QUEUE = work_queue("rsms.ledger.receipts", dead_letters=LEDGER_DEAD_LETTER_QUEUE.name)
 # Receipts nobody matched, kept for an operator (`rsms receipts unmatched`), and pending
@@ -140,9 +163,9 @@ RECEIPTS_RETRY_QUEUE = delay_queue("rsms.receipts.retry", RECEIPT_RETRY_DELAY_MS
 
 # The webhook sender's own copy of every outcome, receipt and inbound message (the
 # exchanges fan out), so a slow receiver delays nothing the ledger or the dispatcher does.
-# Classic, unlike the other dead letters: `rsms webhooks list` still peeks by get and
-# requeue, which a quorum queue would count against a delivery limit.
-WEBHOOK_DEAD_LETTER_QUEUE = RabbitQueue("rsms.webhooks.dead", queue_type=QueueType.CLASSIC, durable=True)
+# Deliveries given up on (`WebhookDeadLetter`) and events the broker dead-lettered at the
+# delivery limit (as they were, with `x-death`): `rsms webhooks list|replay` reads both.
+WEBHOOK_DEAD_LETTER_QUEUE = holding_queue("rsms.webhooks.dead")
 WEBHOOK_OUTCOMES_QUEUE = work_queue("rsms.webhooks.outcomes", dead_letters=WEBHOOK_DEAD_LETTER_QUEUE.name)
 WEBHOOK_RECEIPTS_QUEUE = work_queue("rsms.webhooks.receipts", dead_letters=WEBHOOK_DEAD_LETTER_QUEUE.name)
 WEBHOOK_INBOUND_QUEUE = work_queue("rsms.webhooks.inbound", dead_letters=WEBHOOK_DEAD_LETTER_QUEUE.name)
@@ -182,6 +205,19 @@ def topology_queues(retry_delays_ms: tuple[int, ...] = RETRY_DELAYS_MS) -> list[
     ]
 
 
+def webhook_queues(retry_delays_ms: tuple[int, ...]) -> list[RabbitQueue]:
+    """Every queue `declare_webhook_queues` declares: `rsms migrate-topology` checks those
+    that exist (it never creates them: see `declare_webhook_queues`)."""
+    return [
+        WEBHOOK_OUTCOMES_QUEUE,
+        WEBHOOK_RECEIPTS_QUEUE,
+        WEBHOOK_INBOUND_QUEUE,
+        WEBHOOK_RETRIES_QUEUE,
+        WEBHOOK_DEAD_LETTER_QUEUE,
+        *(webhook_retry_queue(delay) for delay in sorted(set(retry_delays_ms))),
+    ]
+
+
 async def declare_topology(broker: RabbitBroker, retry_delays_ms: tuple[int, ...] = RETRY_DELAYS_MS) -> None:
     accepted = await broker.declare_exchange(ACCEPTED_EXCHANGE)
     outcomes = await broker.declare_exchange(OUTCOMES_EXCHANGE)
@@ -210,7 +246,7 @@ async def declare_webhook_queues(broker: RabbitBroker, retry_delays_ms: tuple[in
     itself, so a gateway that never runs it (benchmarks, a deployment without webhooks)
     does not pile up copies nobody reads. From its first start on they are durable, and
     events wait there while it is down."""
-    sources = (
+    sources = (  # keep `webhook_queues` in step
         (WEBHOOK_OUTCOMES_QUEUE, OUTCOMES_EXCHANGE),
         (WEBHOOK_RECEIPTS_QUEUE, RECEIPTS_EXCHANGE),
         (WEBHOOK_INBOUND_QUEUE, INBOUND_EXCHANGE),

@@ -1,5 +1,5 @@
-"""`rsms migrate-topology` on a vhost an older version declared: classic dead-letter and
-retry queues, quorum work queues without a delivery limit, all holding messages."""
+"""`rsms migrate-topology` on a vhost an older version declared: classic dead-letter, retry
+and query queues, quorum work queues without a delivery limit, all holding messages."""
 
 from __future__ import annotations
 
@@ -16,8 +16,16 @@ from shared.topology import (
     DISPATCH_QUEUE,
     LEDGER_ACCEPTED_QUEUE,
     LEDGER_OUTCOMES_QUEUE,
+    LEDGER_QUERIES_QUEUE,
+    OUTCOMES_EXCHANGE,
+    RECEIPTS_EXCHANGE,
+    WEBHOOK_DEAD_LETTER_QUEUE,
+    WEBHOOK_OUTCOMES_QUEUE,
+    WEBHOOK_RECEIPTS_QUEUE,
+    WEBHOOK_RETRIES_QUEUE,
     retry_queue,
     topology_queues,
+    webhook_queues,
 )
 from tests.dispatcher.harness import make_job, numbers
 from tests.support.queues import depth, drain
@@ -147,3 +155,76 @@ async def test_a_service_waits_on_the_old_topology_and_starts_once_it_is_migrate
         starting.cancel()
         await broker.stop()
     assert await depth(amqp_url, DISPATCH_QUEUE.name) == 5
+
+
+async def _declare_old_webhook_and_query_queues(amqp_url: str) -> None:
+    """What the version before this one declared: a classic webhook dead-letter queue and a
+    classic query queue, the sender's work queues quorum but without a delivery limit, each
+    holding messages."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        for name in (WEBHOOK_DEAD_LETTER_QUEUE.name, LEDGER_QUERIES_QUEUE.name):
+            await channel.declare_queue(name, durable=True)  # classic
+        for queue, exchange in (
+            (WEBHOOK_OUTCOMES_QUEUE, OUTCOMES_EXCHANGE),
+            (WEBHOOK_RECEIPTS_QUEUE, RECEIPTS_EXCHANGE),
+        ):
+            declared = await channel.declare_queue(queue.name, durable=True, arguments={"x-queue-type": "quorum"})
+            source = await channel.declare_exchange(exchange.name, aio_pika.ExchangeType.FANOUT, durable=True)
+            await declared.bind(source)
+        for name, count in (
+            (WEBHOOK_DEAD_LETTER_QUEUE.name, 3),
+            (LEDGER_QUERIES_QUEUE.name, 2),
+            (WEBHOOK_OUTCOMES_QUEUE.name, 4),
+        ):
+            for i in range(count):
+                message = aio_pika.Message(f'{{"n": {i}}}'.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+                await channel.default_exchange.publish(message, routing_key=name)
+    finally:
+        await connection.close()
+
+
+async def test_the_classic_webhook_dead_letters_and_query_queue_move_to_quorum_without_losing_any(amqp_url) -> None:
+    await _declare_old_webhook_and_query_queues(amqp_url)
+
+    result = await _migrate(amqp_url)
+    assert result.exit_code == 0, result.output
+    rows = {r["queue"]: (r["moved"], r["status"]) for r in json.loads(result.output)}
+    assert rows[WEBHOOK_DEAD_LETTER_QUEUE.name] == (3, "migrated")
+    assert rows[LEDGER_QUERIES_QUEUE.name] == (2, "migrated")
+    assert rows[WEBHOOK_OUTCOMES_QUEUE.name] == (4, "migrated")
+    assert rows[WEBHOOK_RECEIPTS_QUEUE.name] == (0, "migrated")
+    assert rows[WEBHOOK_RETRIES_QUEUE.name] == (0, "declared")  # the sender's, as it declares it
+
+    dead = await drain(amqp_url, WEBHOOK_DEAD_LETTER_QUEUE.name, expect=3)
+    assert [m["body"] for m in dead] == [{"n": 0}, {"n": 1}, {"n": 2}]  # in order, as they were
+    assert await depth(amqp_url, WEBHOOK_OUTCOMES_QUEUE.name) == 4
+    # Old queries are stale: they are kept through the move, then expire on the new queue.
+    assert await depth(amqp_url, LEDGER_QUERIES_QUEUE.name) == 2
+    states = await plan(amqp_url, [*topology_queues(), *webhook_queues(())])
+    assert all(s.exists and s.current and s.parked is None for s in states), states
+
+    # The sender's bindings came back: an outcome published now reaches its queue too.
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(OUTCOMES_EXCHANGE.name)
+        await exchange.publish(aio_pika.Message(b'{"n": 99}'), "")
+    finally:
+        await connection.close()
+    assert await depth(amqp_url, WEBHOOK_OUTCOMES_QUEUE.name) == 5
+    assert await depth(amqp_url, LEDGER_OUTCOMES_QUEUE.name) == 1
+
+    again = await _migrate(amqp_url)
+    assert again.exit_code == 0, again.output
+    assert {(r["moved"], r["status"]) for r in json.loads(again.output)} == {(0, "up to date")}
+
+
+async def test_a_gateway_that_never_ran_the_webhook_sender_gets_none_of_its_queues(amqp_url) -> None:
+    await _declare_old_topology(amqp_url)
+    result = await _migrate(amqp_url)
+    assert result.exit_code == 0, result.output
+    assert not any(r["queue"].startswith("rsms.webhooks.") for r in json.loads(result.output))
+    states = await plan(amqp_url, webhook_queues(()))
+    assert not any(s.exists for s in states)

@@ -1,7 +1,9 @@
-"""The queue arguments: every queue that holds a message that matters is a quorum queue, and
-no consumed queue can drop a message at a delivery limit."""
+"""The queue arguments: every queue is a quorum queue (none lives on one node only), and no
+consumed queue can drop a message at a delivery limit."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from faststream.rabbit import RabbitQueue
 from hypothesis import given
@@ -14,12 +16,18 @@ from shared.topology import (
     LEDGER_ACCEPTED_QUEUE,
     LEDGER_DEAD_LETTER_QUEUE,
     LEDGER_OUTCOMES_QUEUE,
-    LEDGER_QUERIES_QUEUE,
     LEDGER_RECEIPTS_QUEUE,
     RECEIPTS_PENDING_QUEUE,
     RECEIPTS_UNMATCHED_QUEUE,
+    WEBHOOK_DEAD_LETTER_QUEUE,
+    WEBHOOK_INBOUND_QUEUE,
+    WEBHOOK_OUTCOMES_QUEUE,
+    WEBHOOK_RECEIPTS_QUEUE,
+    WEBHOOK_RETRIES_QUEUE,
+    declare_webhook_queues,
     retry_queue,
     topology_queues,
+    webhook_queues,
     work_queue,
     work_queue_arguments,
 )
@@ -30,10 +38,12 @@ WORK_QUEUES = [
     LEDGER_OUTCOMES_QUEUE,
     LEDGER_RECEIPTS_QUEUE,
     RECEIPTS_PENDING_QUEUE,
+    WEBHOOK_OUTCOMES_QUEUE,
+    WEBHOOK_RECEIPTS_QUEUE,
+    WEBHOOK_INBOUND_QUEUE,
+    WEBHOOK_RETRIES_QUEUE,
 ]
-# The ledger's query queue holds requests whose caller waits a few seconds at most, then
-# gives up: nothing there outlives its caller (issue 11's multi-node part may move it).
-NOT_QUORUM = {LEDGER_QUERIES_QUEUE.name}
+WEBHOOK_DELAYS = (1_000, 5_000)
 
 
 def _args(queue: RabbitQueue) -> dict[str, object]:
@@ -60,7 +70,7 @@ def test_work_queue_is_quorum_and_keeps_the_limit_it_is_given(limit: int, dead: 
 
 
 def test_every_consumed_queue_dead_letters_to_a_queue_of_the_topology() -> None:
-    queues = {q.name: q for q in topology_queues()}
+    queues = {q.name: q for q in topology_queues() + webhook_queues(WEBHOOK_DELAYS)}
     for queue in WORK_QUEUES:
         args = _args(queue)
         assert args["x-delivery-limit"] == DELIVERY_LIMIT, queue.name
@@ -69,18 +79,21 @@ def test_every_consumed_queue_dead_letters_to_a_queue_of_the_topology() -> None:
     for queue in (LEDGER_ACCEPTED_QUEUE, LEDGER_OUTCOMES_QUEUE, LEDGER_RECEIPTS_QUEUE):
         assert _args(queue)["x-dead-letter-routing-key"] == LEDGER_DEAD_LETTER_QUEUE.name
     assert _args(RECEIPTS_PENDING_QUEUE)["x-dead-letter-routing-key"] == RECEIPTS_UNMATCHED_QUEUE.name
+    for queue in (WEBHOOK_OUTCOMES_QUEUE, WEBHOOK_RECEIPTS_QUEUE, WEBHOOK_INBOUND_QUEUE, WEBHOOK_RETRIES_QUEUE):
+        assert _args(queue)["x-dead-letter-routing-key"] == WEBHOOK_DEAD_LETTER_QUEUE.name
 
 
-def test_every_queue_holding_a_message_that_matters_is_quorum() -> None:
-    for queue in topology_queues():
-        if queue.name not in NOT_QUORUM:
-            assert _args(queue)["x-queue-type"] == "quorum", queue.name
-            assert queue.durable, queue.name
+def test_every_queue_is_quorum() -> None:
+    # A classic queue lives on the node that declared it: while that node is down, every
+    # service declaring it fails (`NOT_FOUND - home node ... of durable queue`).
+    for queue in topology_queues() + webhook_queues(WEBHOOK_DELAYS):
+        assert _args(queue)["x-queue-type"] == "quorum", queue.name
+        assert queue.durable, queue.name
 
 
 def test_dead_letter_queues_have_no_dead_letter_target_of_their_own() -> None:
     # Nothing consumes them; an operator's reads never requeue (cli/queue_moves.py).
-    for queue in (DEAD_LETTER_QUEUE, LEDGER_DEAD_LETTER_QUEUE, RECEIPTS_UNMATCHED_QUEUE):
+    for queue in (DEAD_LETTER_QUEUE, LEDGER_DEAD_LETTER_QUEUE, RECEIPTS_UNMATCHED_QUEUE, WEBHOOK_DEAD_LETTER_QUEUE):
         assert _args(queue) == {"x-queue-type": "quorum"}
 
 
@@ -95,3 +108,31 @@ def test_retry_queues_wait_then_dead_letter_back_at_least_once(delay_ms: int) ->
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
+
+
+async def test_webhook_queues_lists_every_queue_the_sender_declares(amqp_url: str, rabbit_admin: Any) -> None:
+    """`rsms migrate-topology` checks `webhook_queues`: a queue the sender declares but the
+    list forgets would never be migrated."""
+    import asyncio
+    import subprocess
+    from urllib.parse import urlsplit
+
+    from faststream.rabbit import RabbitBroker
+
+    broker = RabbitBroker(amqp_url, logger=None)
+    await broker.connect()
+    try:
+        await declare_webhook_queues(broker, WEBHOOK_DELAYS)
+    finally:
+        await broker.stop()
+    vhost = urlsplit(amqp_url).path.lstrip("/")
+    listed = (
+        await asyncio.to_thread(
+            subprocess.run,
+            [*rabbit_admin.exec_prefix, "rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "--no-table-headers"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    ).stdout.split()
+    assert sorted(listed) == sorted(q.name for q in webhook_queues(WEBHOOK_DELAYS))
