@@ -49,9 +49,6 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "webhooks": WebhooksSettings,
     "admin": IngestSettings,  # `rsms accounts` reads RSMS_ACCOUNTS_FILE through it
 }
-# Settings other branches of issue 11 are adding right now: allowed here until they land
-# (then they are checked like every other name).
-PENDING_SETTINGS = {"ledger": {"RSMS_CLICKHOUSE_CLUSTER"}}
 
 
 def compose() -> dict[str, Any]:
@@ -237,7 +234,7 @@ def test_every_rsms_variable_is_a_setting_of_the_service_that_gets_it_and_parses
         settings_class = SETTINGS[service["command"][0] if name != "admin" else "admin"]
         known = {variable_name(settings_class, field) for field in settings_class.model_fields}
         variables = env(name)
-        unknown = set(variables) - known - PENDING_SETTINGS.get(name, set())
+        unknown = set(variables) - known
         assert not unknown, f"{name}: {sorted(unknown)} are not settings of {settings_class.__name__}"
         with monkeypatch.context() as patched:
             for key in [k for k in os.environ if k.startswith("RSMS_")]:
