@@ -14,14 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from shared.log import get_logger
+from shared.redis_connection import RedisClient
 
 log = get_logger(__name__)
 
-ADVICE = "run Redis with --appendonly yes (see the README: Redis must persist)"
+ADVICE = "run Redis with --appendonly yes (see the README: RedisClient must persist)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ def persistence_from(info: Mapping[str, Any], save_policy: str | None) -> RedisP
     )
 
 
-async def check_persistence(redis: Redis) -> RedisPersistence | None:
+async def check_persistence(redis: RedisClient) -> RedisPersistence | None:
     """What the Redis keeps over a restart; None while it does not answer (in 2 s)."""
     try:
         async with asyncio.timeout(2):
@@ -54,7 +54,7 @@ async def check_persistence(redis: Redis) -> RedisPersistence | None:
         return None
 
 
-async def _ask(redis: Redis) -> RedisPersistence:
+async def _ask(redis: RedisClient) -> RedisPersistence:
     info = await redis.info("persistence")
     save: str | None
     try:
@@ -67,11 +67,11 @@ async def _ask(redis: Redis) -> RedisPersistence:
 
 def readiness_detail(found: RedisPersistence | None) -> str:
     if found is None:
-        return "unknown: Redis does not answer"
+        return "unknown: RedisClient does not answer"
     return ("persists: " if found.persists else "DOES NOT PERSIST: ") + found.detail
 
 
-async def warn_unless_persistent(redis: Redis, service: str) -> RedisPersistence | None:
+async def warn_unless_persistent(redis: RedisClient, service: str) -> RedisPersistence | None:
     """Checks at start; logs a WARNING when Redis would lose the gateway's promises."""
     found = await check_persistence(redis)
     if found is not None and not found.persists:

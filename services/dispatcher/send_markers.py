@@ -43,7 +43,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from redis.asyncio import Redis
+from shared.redis_connection import RedisClient
 
 CLAIMED = "p"
 RETRYABLE = "t"
@@ -171,7 +171,7 @@ def marker_key(message_id: UUID) -> str:
 
 
 class SendMarkers:
-    def __init__(self, redis: Redis, ttl_seconds: int) -> None:
+    def __init__(self, redis: RedisClient, ttl_seconds: int) -> None:
         self._ttl = ttl_seconds
         self._apply = redis.register_script(_APPLY)
         self._pending: list[_Op] = []

@@ -14,7 +14,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.ingest.accepted import AcceptedMessages
@@ -36,6 +35,7 @@ from shared.broker_connection import connect_when_available
 from shared.errors import GatewayError
 from shared.ledger_queries import LedgerQueries
 from shared.log import configure_logging, get_logger
+from shared.redis_connection import connect
 from shared.redis_persistence import check_persistence, readiness_detail, warn_unless_persistent
 from shared.topology import declare_topology
 
@@ -50,7 +50,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        redis = Redis.from_url(
+        redis = connect(
             settings.redis_url,
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,

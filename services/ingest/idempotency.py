@@ -25,12 +25,12 @@ import json
 from dataclasses import dataclass
 from enum import Enum
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.errors import ErrorCode, GatewayError
 from shared.keys import KeyKind
 from shared.log import get_logger
+from shared.redis_connection import RedisClient
 
 log = get_logger(__name__)
 
@@ -103,7 +103,7 @@ def check_key(key: str) -> None:
 
 
 class IdempotencyStore:
-    def __init__(self, redis: Redis, *, ttl_seconds: int, wait_seconds: float, prefix: str = "rsms:idem") -> None:
+    def __init__(self, redis: RedisClient, *, ttl_seconds: int, wait_seconds: float, prefix: str = "rsms:idem") -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._wait = wait_seconds

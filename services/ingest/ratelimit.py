@@ -38,13 +38,13 @@ from decimal import ROUND_CEILING, Decimal
 from enum import IntEnum
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from shared.blocklist import BLOCKLIST_KEY
 from shared.optouts import opt_out_key
 from shared.provider_state import PROVIDER_STATE_KEY, ProviderState
+from shared.redis_connection import RedisClient
 
 WINDOW_MS = 60_000
 SPEND_KEY_TTL_SECONDS = 2 * 86_400
@@ -238,7 +238,7 @@ def to_micros(amount: Decimal) -> int:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, *, slot_seconds: int, prefix: str = "rsms:rl") -> None:
+    def __init__(self, redis: RedisClient, *, slot_seconds: int, prefix: str = "rsms:rl") -> None:
         self._redis = redis
         self._sha = redis.register_script(_SCRIPT).sha
         self._releases: list[tuple[Reservation, asyncio.Future[None]]] = []
