@@ -25,6 +25,7 @@ Cluster).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
@@ -33,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 RedisClient: TypeAlias = Redis | RedisCluster
 """What every Redis user is given: a client of one server (plain or through Sentinel) or of
@@ -165,6 +166,10 @@ class Durability:
     timeout_ms: int = 1000
 
 
+PRIMARY_ONLY = Durability()
+"""No replica asked for: one Redis, as on a developer's machine."""
+
+
 class NotConfirmed(RedisError):
     """The write reached the primary but not `Durability.replicas` replicas in time: a
     failover now could lose it, so the caller must act as if it was not stored."""
@@ -221,3 +226,26 @@ async def _on_node_of(client: RedisCluster, key: str, commands: Sequence[Sequenc
                 await client.nodes_manager.initialize()
             raise command.result
     return [command.result for command in queued]
+
+
+class ConfirmedScript:
+    """A Lua script whose writes `write_confirmed` waits for (as redis-py's `Script` runs
+    one, but with WAIT on the same connection). Redis loses its script cache on a restart
+    and a promoted replica may never have loaded it: on NOSCRIPT the script (which then
+    did not run) is loaded on the node of its first key and called once more."""
+
+    def __init__(self, client: RedisClient, script: str, durability: Durability) -> None:
+        self._client = client
+        self._script = script
+        self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts so
+        self.durability = durability
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        call = ("EVALSHA", self._sha, len(keys), *keys, *args)
+        try:
+            (answer,) = await write_confirmed(self._client, keys[0], [call], self.durability)
+        except NoScriptError:
+            _sha, answer = await write_confirmed(
+                self._client, keys[0], [("SCRIPT", "LOAD", self._script), call], self.durability
+            )
+        return answer

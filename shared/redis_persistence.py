@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from shared.log import get_logger
@@ -55,10 +56,19 @@ async def check_persistence(redis: RedisClient) -> RedisPersistence | None:
 
 
 async def _ask(redis: RedisClient) -> RedisPersistence:
-    info = await redis.info("persistence")
+    if isinstance(redis, RedisCluster):
+        # Every master holds some of the keys: the cluster keeps what its weakest keeps.
+        found = [await _ask_node(redis, node) for node in redis.get_primaries()]
+        return min(found, key=lambda f: (f.persists, "AOF" in f.detail))
+    return await _ask_node(redis, None)
+
+
+async def _ask_node(redis: RedisClient, node: ClusterNode | None) -> RedisPersistence:
+    on_node: dict[str, Any] = {} if node is None else {"target_nodes": node}
+    info = await redis.info("persistence", **on_node)
     save: str | None
     try:
-        value = (await redis.config_get("save")).get("save", "")
+        value = (await redis.config_get("save", **on_node)).get("save", "")
         save = value.decode() if isinstance(value, bytes) else str(value)
     except ResponseError:  # CONFIG disabled, as managed Redis services do
         save = None

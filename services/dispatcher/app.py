@@ -122,7 +122,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         state_ttl_seconds=settings.provider_state_ttl_seconds,
         on_change=metrics.circuit_changed,
     )
-    markers = SendMarkers(redis, settings.dispatcher_marker_ttl_seconds)
+    markers = SendMarkers(redis, settings.dispatcher_marker_ttl_seconds, settings.redis_durability())
     handler = JobHandler(
         JobDispatcher(
             live_provider,

@@ -69,7 +69,10 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         )
         access = AccessControl(accounts, defaults, settings.trusted_proxies)
         idempotency = IdempotencyStore(
-            redis, ttl_seconds=settings.idempotency_ttl_seconds, wait_seconds=settings.publish_timeout_seconds
+            redis,
+            ttl_seconds=settings.idempotency_ttl_seconds,
+            wait_seconds=settings.publish_timeout_seconds,
+            durability=settings.redis_durability(),
         )
         accepted = AcceptedMessages(redis, ttl_seconds=settings.accepted_status_ttl_seconds)
         send_service = SendService(

@@ -1,0 +1,265 @@
+"""Redis in its production topologies, built from the installed `redis-server` on free
+ports with data in a temp dir of the test's own (never the machine's 127.0.0.1:6379):
+
+- `SentinelSet`: a primary, a replica and three sentinels watching them (service "rsms");
+- `RedisClusterSet`: a Redis Cluster of three masters, each with a replica.
+
+Every process is started here and stopped by its PID (`stop`); `kill_primary` /
+`kill_master` are kill -9, for the failover tests.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+SERVICE = "rsms"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10_000 > 65_535:
+            port = random.randint(20_000, 50_000)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
+def _binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("`redis-server` is not on PATH (it is installed wherever Redis is)")
+    return binary
+
+
+def _until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except (redis.RedisError, OSError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class _Node:
+    """One redis-server (or sentinel) process with its own directory and config file."""
+
+    def __init__(self, directory: Path, port: int, config: list[str], *, sentinel: bool = False) -> None:
+        self.port = port
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config_file = directory / ("sentinel.conf" if sentinel else "redis.conf")
+        self.config_file.write_text("\n".join([f"port {port}", "bind 127.0.0.1", f'dir "{directory}"', *config]) + "\n")
+        arguments = [_binary(), str(self.config_file), *(["--sentinel"] if sentinel else [])]
+        self.process: subprocess.Popen[bytes] = subprocess.Popen(
+            arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+
+    def wait_answering(self) -> None:
+        def answers() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis on port {self.port} exited with {self.process.returncode}")
+            with self.client() as client:
+                return bool(client.ping())
+
+        _until(answers, f"redis on port {self.port}")
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.alive:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+_DATA_NODE = ["appendonly yes", "appendfsync everysec", 'save ""', "protected-mode no"]
+
+
+class SentinelSet:
+    """A primary and a replica under three sentinels; `url` is the gateway's RSMS_REDIS_URL."""
+
+    def __init__(self, root: Path, *, down_after_ms: int = 1000) -> None:
+        self.primary = _Node(root / "primary", free_port(), _DATA_NODE)
+        self.primary.wait_answering()
+        self.replica = _Node(root / "replica", free_port(), [*_DATA_NODE, f"replicaof 127.0.0.1 {self.primary.port}"])
+        self.replica.wait_answering()
+        self.sentinels = [
+            _Node(
+                root / f"sentinel{i}",
+                free_port(),
+                [
+                    f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2",
+                    f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
+                    f"sentinel failover-timeout {SERVICE} 10000",
+                    f"sentinel parallel-syncs {SERVICE} 1",
+                ],
+                sentinel=True,
+            )
+            for i in range(3)
+        ]
+        for node in self.sentinels:
+            node.wait_answering()
+        hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.sentinels)
+        self.url = f"redis+sentinel://{hosts}/{SERVICE}/0"
+        self.wait_ready()
+
+    def primary_port(self) -> int:
+        """The port the sentinels name as primary now."""
+        with self.sentinels[0].client() as client:
+            _host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+            return int(port)
+
+    def wait_ready(self) -> None:
+        """Every sentinel knows the replica and the other sentinels, the replica is in sync."""
+
+        def ready() -> bool:
+            for node in self.sentinels:
+                with node.client() as client:
+                    info = client.execute_command("SENTINEL", "MASTER", SERVICE)
+                    fields = dict(zip(info[::2], info[1::2], strict=True)) if isinstance(info, list) else info
+                    if int(fields["num-slaves"]) < 1 or int(fields["num-other-sentinels"]) < 2:
+                        return False
+            with self.replica.client() as client:
+                return client.info("replication").get("master_link_status") == "up"
+
+        _until(ready, "the sentinels to know the replica and each other")
+
+    def kill_primary(self) -> _Node:
+        """kill -9 the current primary; answers the node that was killed."""
+        port = self.primary_port()
+        node = self.primary if self.primary.port == port else self.replica
+        node.kill()
+        return node
+
+    def wait_failed_over(self, old_port: int, timeout: float = 60) -> int:
+        return int(_until(lambda: (p := self.primary_port()) != old_port and p, "the sentinels' failover", timeout))
+
+    def nodes(self) -> list[_Node]:
+        return [self.primary, self.replica, *self.sentinels]
+
+    def stop(self) -> None:
+        for node in self.nodes():
+            node.stop()
+
+
+class RedisClusterSet:
+    """Three masters and three replicas in one Redis Cluster; `url` is the RSMS_REDIS_URL."""
+
+    def __init__(self, root: Path, *, node_timeout_ms: int = 2000) -> None:
+        self.nodes = [
+            _Node(
+                root / f"node{i}",
+                free_cluster_port(),
+                [
+                    *_DATA_NODE,
+                    "cluster-enabled yes",
+                    "cluster-config-file nodes.conf",
+                    f"cluster-node-timeout {node_timeout_ms}",
+                ],
+            )
+            for i in range(6)
+        ]
+        for node in self.nodes:
+            node.wait_answering()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("`redis-cli` is not on PATH")
+        subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[:3])
+        self.wait_ok()
+
+    def wait_ok(self, timeout: float = 60) -> None:
+        """Every live node sees the cluster as ok, with three masters and every replica in sync."""
+
+        def ok() -> bool:
+            for node in self.nodes:
+                if not node.alive:
+                    continue
+                with node.client() as client:
+                    if client.cluster("info")["cluster_state"] != "ok":
+                        return False
+                    replication = client.info("replication")
+                    if replication["role"] == "slave" and replication.get("master_link_status") != "up":
+                        return False
+            return True
+
+        _until(ok, "the cluster to be ok", timeout)
+
+    def master_of(self, key: str) -> _Node:
+        """The live node that is master of `key`'s slot now."""
+        for node in self.nodes:
+            if not node.alive:
+                continue
+            with node.client() as client:
+                slot = client.cluster("keyslot", key)
+                for start, end, master, *_ in client.cluster("slots"):
+                    if start <= slot <= end:
+                        port = int(master[1])
+                        return next(n for n in self.nodes if n.port == port)
+        raise RuntimeError("no live node")
+
+    def masters(self) -> list[_Node]:
+        found = []
+        for node in self.nodes:
+            if node.alive:
+                with node.client() as client:
+                    if client.info("replication")["role"] == "master":
+                        found.append(node)
+        return found
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
