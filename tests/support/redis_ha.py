@@ -1,11 +1,11 @@
 """Redis in its production topologies, built from the installed `redis-server` on free
 ports with data in a temp dir of the test's own (never the machine's 127.0.0.1:6379):
 
-- `SentinelSet`: a primary, a replica and three sentinels watching them (service "rsms");
-- `RedisClusterSet`: a Redis Cluster of three masters, each with a replica.
+- `SentinelSet`: a primary, its replicas and three sentinels watching them (service "rsms");
+- `RedisClusterSet`: a Redis Cluster of three masters, each with its replicas.
 
-Every process is started here and stopped by its PID (`stop`); `kill_primary` /
-`kill_master` are kill -9, for the failover tests.
+Every process is started here and stopped by its PID (`stop`); a node's `kill` is kill -9,
+for the failover tests.
 """
 
 from __future__ import annotations
@@ -115,22 +115,27 @@ _DATA_NODE = ["appendonly yes", "appendfsync everysec", 'save ""', "protected-mo
 
 
 class SentinelSet:
-    """A primary and a replica under three sentinels; `url` is the gateway's RSMS_REDIS_URL."""
+    """A primary and its replicas under three sentinels; `url` is the gateway's RSMS_REDIS_URL.
 
-    def __init__(self, root: Path, *, down_after_ms: int = 1000) -> None:
-        self.primary = _Node(root / "primary", free_port(), _DATA_NODE)
-        self.primary.wait_answering()
-        self.replica = _Node(root / "replica", free_port(), [*_DATA_NODE, f"replicaof 127.0.0.1 {self.primary.port}"])
-        self.replica.wait_answering()
+    With two replicas, one is left to confirm writes (WAIT 1) after the other is promoted."""
+
+    def __init__(self, root: Path, *, replicas: int = 1, down_after_ms: int = 1000) -> None:
+        primary = _Node(root / "primary", free_port(), _DATA_NODE)
+        primary.wait_answering()
+        self.data_nodes = [primary]
+        for i in range(replicas):
+            replica = _Node(root / f"replica{i}", free_port(), [*_DATA_NODE, f"replicaof 127.0.0.1 {primary.port}"])
+            replica.wait_answering()
+            self.data_nodes.append(replica)
         self.sentinels = [
             _Node(
                 root / f"sentinel{i}",
                 free_port(),
                 [
-                    f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2",
+                    f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2",
                     f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
                     f"sentinel failover-timeout {SERVICE} 10000",
-                    f"sentinel parallel-syncs {SERVICE} 1",
+                    f"sentinel parallel-syncs {SERVICE} {replicas}",
                 ],
                 sentinel=True,
             )
@@ -140,41 +145,44 @@ class SentinelSet:
             node.wait_answering()
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.sentinels)
         self.url = f"redis+sentinel://{hosts}/{SERVICE}/0"
-        self.wait_ready()
+        self.wait_ready(replicas)
 
-    def primary_port(self) -> int:
-        """The port the sentinels name as primary now."""
+    def primary(self) -> _Node:
+        """The node the sentinels name as primary now."""
         with self.sentinels[0].client() as client:
             _host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
-            return int(port)
+        return next(node for node in self.data_nodes if node.port == int(port))
 
-    def wait_ready(self) -> None:
-        """Every sentinel knows the replica and the other sentinels, the replica is in sync."""
+    def wait_ready(self, replicas: int, timeout: float = 60) -> None:
+        """Every sentinel knows the primary's `replicas` replicas and the other sentinels,
+        and the replicas are in sync."""
 
         def ready() -> bool:
             for node in self.sentinels:
                 with node.client() as client:
                     info = client.execute_command("SENTINEL", "MASTER", SERVICE)
                     fields = dict(zip(info[::2], info[1::2], strict=True)) if isinstance(info, list) else info
-                    if int(fields["num-slaves"]) < 1 or int(fields["num-other-sentinels"]) < 2:
+                    if int(fields["num-slaves"]) < replicas or int(fields["num-other-sentinels"]) < 2:
                         return False
-            with self.replica.client() as client:
-                return client.info("replication").get("master_link_status") == "up"
+            with self.primary().client() as client:
+                return int(client.info("replication")["connected_slaves"]) >= replicas
 
-        _until(ready, "the sentinels to know the replica and each other")
+        _until(ready, "the sentinels to know the replicas and each other", timeout)
 
-    def kill_primary(self) -> _Node:
-        """kill -9 the current primary; answers the node that was killed."""
-        port = self.primary_port()
-        node = self.primary if self.primary.port == port else self.replica
-        node.kill()
-        return node
+    def wait_failed_over(self, killed: _Node, timeout: float = 60) -> _Node:
+        """The new primary, once the sentinels name one and it answers as primary."""
 
-    def wait_failed_over(self, old_port: int, timeout: float = 60) -> int:
-        return int(_until(lambda: (p := self.primary_port()) != old_port and p, "the sentinels' failover", timeout))
+        def promoted() -> _Node | None:
+            node = self.primary()
+            if node is killed:
+                return None
+            with node.client() as client:
+                return node if client.info("replication")["role"] == "master" else None
+
+        return _until(promoted, "the sentinels' failover", timeout)  # type: ignore[no-any-return]
 
     def nodes(self) -> list[_Node]:
-        return [self.primary, self.replica, *self.sentinels]
+        return [*self.data_nodes, *self.sentinels]
 
     def stop(self) -> None:
         for node in self.nodes():
@@ -182,9 +190,10 @@ class SentinelSet:
 
 
 class RedisClusterSet:
-    """Three masters and three replicas in one Redis Cluster; `url` is the RSMS_REDIS_URL."""
+    """Three masters with `replicas` replicas each in one Redis Cluster; `url` is the
+    gateway's RSMS_REDIS_URL."""
 
-    def __init__(self, root: Path, *, node_timeout_ms: int = 2000) -> None:
+    def __init__(self, root: Path, *, replicas: int = 1, node_timeout_ms: int = 2000) -> None:
         self.nodes = [
             _Node(
                 root / f"node{i}",
@@ -196,7 +205,7 @@ class RedisClusterSet:
                     f"cluster-node-timeout {node_timeout_ms}",
                 ],
             )
-            for i in range(6)
+            for i in range(3 * (1 + replicas))
         ]
         for node in self.nodes:
             node.wait_answering()
@@ -210,7 +219,7 @@ class RedisClusterSet:
                 "create",
                 *(f"127.0.0.1:{node.port}" for node in self.nodes),
                 "--cluster-replicas",
-                "1",
+                str(replicas),
                 "--cluster-yes",
             ],
             check=True,
@@ -250,6 +259,18 @@ class RedisClusterSet:
                         port = int(master[1])
                         return next(n for n in self.nodes if n.port == port)
         raise RuntimeError("no live node")
+
+    def wait_failed_over(self, killed: _Node, key: str, timeout: float = 60) -> _Node:
+        """The new master of `key`'s slot, once the cluster is ok again without `killed`."""
+
+        def promoted() -> _Node | None:
+            node = self.master_of(key)
+            if node is killed:
+                return None
+            self.wait_ok(timeout=0.5)
+            return node
+
+        return _until(promoted, "the cluster's failover", timeout)  # type: ignore[no-any-return]
 
     def masters(self) -> list[_Node]:
         found = []
