@@ -52,7 +52,8 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         redis = connect(
             settings.redis_url,
-            socket_timeout=settings.redis_timeout_seconds,
+            # A confirmed write waits for its replicas on top of the command's own time.
+            socket_timeout=settings.redis_timeout_seconds + settings.redis_wait_timeout_ms / 1000,
             socket_connect_timeout=settings.redis_timeout_seconds,
         )
         broker = RabbitBroker(

@@ -91,7 +91,7 @@ async def send_until_accepted(client: httpx.AsyncClient, request: Request, heade
         response = await post(client, request, headers)
         if response is not None and response.status_code == 200:
             request.accepted_at = time.monotonic()
-            request.message_id = response.json()["messageId"]
+            request.message_id = response.json()["data"]["messageId"]
             return
         await asyncio.sleep(0.2)  # a 5xx (Redis unreachable), a 429, a dropped connection: retry
 
@@ -182,8 +182,11 @@ async def failover_under_load(
     free_port: Callable[[], int],
 ) -> dict[str, Any]:
     await declare(amqp_url)
-    durability = {"RSMS_REDIS_WAIT_REPLICAS": "1", "RSMS_REDIS_WAIT_TIMEOUT_MS": "1000"}
-    keys = add_project(accounts_file, limits=ProjectLimits(requests_per_minute=100_000, concurrent_requests=200))
+    durability = {"RSMS_REDIS_WAIT_REPLICAS": "1", "RSMS_REDIS_WAIT_TIMEOUT_MS": "500"}
+    keys = add_project(
+        accounts_file,
+        limits=ProjectLimits(requests_per_minute=100_000, tag_requests_per_minute=100_000, concurrent_requests=200),
+    )
     dispatcher = Dispatcher(
         {
             "RSMS_AMQP_URL": amqp_url,
@@ -281,7 +284,7 @@ async def replay_all(ingest: ServedIngest, load: Load, headers: dict[str, str]) 
             response = await post(client, request, headers)
             assert response is not None
             replayed += 1
-            if response.status_code != 200 or response.json()["messageId"] != request.message_id:
+            if response.status_code != 200 or response.json()["data"]["messageId"] != request.message_id:
                 different += 1
     return {"replayed": replayed, "different": different}
 

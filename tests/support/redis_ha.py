@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.crc import key_slot
 
 SERVICE = "rsms"
 
@@ -65,6 +66,14 @@ def _until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def _replicas_confirm(primary: _Node, replicas: int, key: str = "redis-ha:probe") -> bool:
+    """Whether `replicas` replicas acknowledge a write at once: for a few seconds after
+    its first sync a replica acknowledges late (it rewrites its append-only file)."""
+    with primary.client() as client:
+        client.set(key, "1")
+        return int(client.execute_command("WAIT", replicas, 200)) >= replicas
 
 
 class _Node:
@@ -164,8 +173,7 @@ class SentinelSet:
                     fields = dict(zip(info[::2], info[1::2], strict=True)) if isinstance(info, list) else info
                     if int(fields["num-slaves"]) < replicas or int(fields["num-other-sentinels"]) < 2:
                         return False
-            with self.primary().client() as client:
-                return int(client.info("replication")["connected_slaves"]) >= replicas
+            return _replicas_confirm(self.primary(), replicas)
 
         _until(ready, "the sentinels to know the replicas and each other", timeout)
 
@@ -189,11 +197,23 @@ class SentinelSet:
             node.stop()
 
 
+def _own_key(client: redis.Redis) -> str:
+    """A key in a slot the node `client` talks to serves."""
+    own = client.cluster("myid")
+    ranges = [(start, end) for start, end, master, *_ in client.cluster("slots") if master[2] == own]
+    return next(
+        key
+        for key in (f"redis-ha:probe:{i}" for i in range(100_000))
+        if any(start <= key_slot(key.encode()) <= end for start, end in ranges)
+    )
+
+
 class RedisClusterSet:
     """Three masters with `replicas` replicas each in one Redis Cluster; `url` is the
     gateway's RSMS_REDIS_URL."""
 
     def __init__(self, root: Path, *, replicas: int = 1, node_timeout_ms: int = 2000) -> None:
+        self.replicas = replicas
         self.nodes = [
             _Node(
                 root / f"node{i}",
@@ -230,8 +250,10 @@ class RedisClusterSet:
         self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[:3])
         self.wait_ok()
 
-    def wait_ok(self, timeout: float = 60) -> None:
-        """Every live node sees the cluster as ok, with three masters and every replica in sync."""
+    def wait_ok(self, timeout: float = 60, replicas: int | None = None) -> None:
+        """Every live node sees the cluster as ok, and `replicas` (all) of each master's
+        replicas confirm its writes."""
+        replicas = self.replicas if replicas is None else replicas
 
         def ok() -> bool:
             for node in self.nodes:
@@ -243,6 +265,8 @@ class RedisClusterSet:
                     replication = client.info("replication")
                     if replication["role"] == "slave" and replication.get("master_link_status") != "up":
                         return False
+                if replication["role"] == "master" and not _replicas_confirm(node, replicas, _own_key(client)):
+                    return False
             return True
 
         _until(ok, "the cluster to be ok", timeout)
@@ -267,7 +291,7 @@ class RedisClusterSet:
             node = self.master_of(key)
             if node is killed:
                 return None
-            self.wait_ok(timeout=0.5)
+            self.wait_ok(timeout=0.5, replicas=1)
             return node
 
         return _until(promoted, "the cluster's failover", timeout)  # type: ignore[no-any-return]
