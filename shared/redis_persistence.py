@@ -58,6 +58,7 @@ async def check_persistence(redis: RedisClient) -> RedisPersistence | None:
 async def _ask(redis: RedisClient) -> RedisPersistence:
     if isinstance(redis, RedisCluster):
         # Every master holds some of the keys: the cluster keeps what its weakest keeps.
+        await redis.initialize()  # the client learns the masters at its first command
         found = [await _ask_node(redis, node) for node in redis.get_primaries()]
         return min(found, key=lambda f: (f.persists, "AOF" in f.detail))
     return await _ask_node(redis, None)
