@@ -1,7 +1,7 @@
 """Every Redis user of the gateway on a Sentinel-managed primary and on a Redis Cluster:
 scripts whose keys share a slot, scripts loaded again after SCRIPT FLUSH (as on a promoted
-replica, which never had them), writes confirmed by a replica (WAIT), the persistence
-check, and a database number the cluster cannot have refused."""
+replica, which never had them), writes confirmed by a replica (WAIT) and the persistence
+check."""
 
 from __future__ import annotations
 
@@ -117,7 +117,3 @@ async def test_every_redis_user_works_and_scripts_come_back_after_a_flush(redis_
         await raw.aclose()
         await text.aclose()
 
-
-def test_a_database_other_than_0_is_refused_for_a_cluster() -> None:
-    with pytest.raises(ValueError, match="only database 0"):
-        connect("redis+cluster://127.0.0.1:7000/1")
