@@ -151,8 +151,16 @@ def connect(
         )
         primary: Redis = sentinel.master_for(target.service, redis_class=Redis, db=target.db)
         return primary
-    (host, port), *_ = target.hosts
-    return Redis(host=host, port=port, db=target.db, ssl=target.tls, **common)
+    # As from_url has always built it: a failed command fails at once (no retries with
+    # backoff, which Redis() adds by default), so a job goes back to the queue at once.
+    # The URL carries the credentials, the database and TLS.
+    plain: Redis = Redis.from_url(
+        url,
+        decode_responses=decode_responses,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_connect_timeout,
+    )
+    return plain
 
 
 # --- writes a replica has confirmed ----------------------------------------------------

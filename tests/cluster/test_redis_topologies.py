@@ -116,4 +116,3 @@ async def test_every_redis_user_works_and_scripts_come_back_after_a_flush(redis_
     finally:
         await raw.aclose()
         await text.aclose()
-

@@ -76,3 +76,15 @@ def test_a_write_counts_once_the_asked_replicas_have_it() -> None:
     assert confirmed(2, Durability(replicas=1))
     assert not confirmed(0, Durability(replicas=1))
     assert not confirmed(1, Durability(replicas=2))
+
+
+async def test_a_plain_url_builds_the_client_redis_py_builds_from_it() -> None:
+    from shared.redis_connection import connect
+
+    client = connect("redis://u:p%40w@127.0.0.1:6380/3", socket_timeout=1.5)
+    try:
+        options = client.connection_pool.connection_kwargs
+        assert (options["username"], options["password"], options["db"], options["port"]) == ("u", "p@w", 3, 6380)
+        assert options["socket_timeout"] == 1.5
+    finally:
+        await client.aclose()
