@@ -182,6 +182,11 @@ class NotConfirmed(RedisError):
     """The write reached the primary but not `Durability.replicas` replicas in time: a
     failover now could lose it, so the caller must act as if it was not stored."""
 
+    def __init__(self, message: str, replies: list[Any]) -> None:
+        super().__init__(message)
+        self.replies = replies
+        """The commands' replies: what the primary did (to undo only what was done)."""
+
 
 def confirmed(acknowledged: int, durability: Durability) -> bool:
     """Whether WAIT's answer (replicas that have the write) meets the setting."""
@@ -209,7 +214,7 @@ async def write_confirmed(
     if wait:
         acknowledged = int(replies.pop())
         if not confirmed(acknowledged, durability):
-            raise NotConfirmed(f"{acknowledged} of {durability.replicas} replicas confirmed the write")
+            raise NotConfirmed(f"{acknowledged} of {durability.replicas} replicas confirmed the write", replies)
     return replies
 
 

@@ -162,7 +162,9 @@ class IdempotencyStore:
             (taken,) = await write_confirmed(
                 self._redis, name, [("SET", name, pending, "NX", "EX", self._ttl)], self._durability
             )
-        except NotConfirmed:
+        except NotConfirmed as unconfirmed:
+            if not unconfirmed.replies[0]:
+                return False  # another request holds the key: nothing was written to confirm
             with contextlib.suppress(RedisError):
                 await self._redis.delete(name)
             raise

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from services.dispatcher.send_markers import CLAIMED, SendMarkers, marker_key
 from services.ingest.idempotency import IdempotencyStore
 from services.ingest.ratelimit import AdmissionQuery, Limits, RateLimiter, Verdict
+from shared.errors import GatewayError
 from shared.redis_connection import Durability, NotConfirmed, connect, write_confirmed
 
 ONE_REPLICA = Durability(replicas=1, timeout_ms=50)
@@ -38,6 +39,11 @@ async def test_an_unconfirmed_idempotency_claim_is_withdrawn_so_a_retry_is_not_l
         # With the primary's word enough, the same key is claimed normally.
         plain = IdempotencyStore(client, ttl_seconds=60, wait_seconds=0.2)
         assert await plain.claim("acme", "live", "key-1", "print") is None
+        assert len(await client.keys("rsms:idem:*")) == 1
+        # A request finding the key held wrote nothing: it waits for the holder as ever,
+        # and leaves that claim alone.
+        with pytest.raises(GatewayError, match="still being processed"):
+            await store.claim("acme", "live", "key-1", "print")
         assert len(await client.keys("rsms:idem:*")) == 1
     finally:
         await client.aclose()
