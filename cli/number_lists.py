@@ -8,20 +8,20 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
-from redis.asyncio import Redis
 
 from services.ingest.validation import E164
+from shared.redis_connection import RedisClient, connect
 from shared.settings import ServiceSettings
 
 S = TypeVar("S")
 T = TypeVar("T")
 
 
-def run_on(store: Callable[[Redis], S], action: Callable[[S], Awaitable[T]]) -> T:
+def run_on(store: Callable[[RedisClient], S], action: Callable[[S], Awaitable[T]]) -> T:
     """`action` on the list `store` builds over the configured Redis; the connection closed after."""
 
     async def main() -> T:
-        redis = Redis.from_url(ServiceSettings().redis_url)
+        redis = connect(ServiceSettings().redis_url)
         try:
             return await action(store(redis))
         finally:

@@ -31,6 +31,7 @@ from services.ledger.settings import LedgerSettings
 from services.provider_sim.settings import ProviderSimSettings
 from services.webhooks.settings import WebhooksSettings
 from shared import accounts as store
+from shared.redis_connection import parse_redis_url
 
 COLOURS = ("cyan", "green", "yellow", "magenta", "blue", "red")
 DEMO_PROJECT = "demo"
@@ -51,8 +52,12 @@ class Listener:
 
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
+    return _host_reachable(parts.hostname or "localhost", parts.port or default_port)
+
+
+def _host_reachable(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((parts.hostname or "localhost", parts.port or default_port), 2):
+        with socket.create_connection((host, port), 2):
             return True
     except OSError:
         return False
@@ -67,9 +72,10 @@ def check_dependencies(settings: IngestSettings) -> list[str]:
             "  Start it:  rabbitmq-server -detached      (Debian/Ubuntu: apt-get install rabbitmq-server)\n"
             "  or point RSMS_AMQP_URL at yours, or run everything with `docker compose up`."
         )
-    if not _reachable(settings.redis_url, 6379):
+    redis_hosts = parse_redis_url(settings.redis_url).hosts
+    if not any(_host_reachable(host, port) for host, port in redis_hosts):
         problems.append(
-            f"Redis does not answer at {urlsplit(settings.redis_url).netloc}.\n"
+            f"Redis does not answer at {','.join(f'{host}:{port}' for host, port in redis_hosts)}.\n"
             "  Start it (it must persist: Idempotency-Keys outlive a restart only with its append-only file):\n"
             "    mkdir -p -m 700 var/redis && redis-server --daemonize yes --bind 127.0.0.1 --port 6379 "
             '--appendonly yes --dir "$PWD/var/redis"\n'

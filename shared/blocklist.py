@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from redis.asyncio import Redis
+from shared.redis_connection import RedisClient
 
 BLOCKLIST_KEY = "rsms:blocklist"
 
 
 class Blocklist:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
 
     async def add(self, numbers: Iterable[str]) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from redis.asyncio import Redis
+from shared.redis_connection import RedisClient
 
 OPT_OUT_KEY_PREFIX = "rsms:optout:"
 
@@ -25,7 +25,7 @@ class OptOuts:
     """Adding and removing are set operations: applying the same keyword twice (a carrier
     sending a message again) leaves the list as once."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
 
     async def add(self, project: str, numbers: Iterable[str]) -> int:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from redis.asyncio import Redis
-
 from shared.errors import ErrorCode
+from shared.redis_connection import RedisClient
 
 PROVIDER_STATE_KEY = "rsms:provider:state"
 
@@ -31,7 +30,7 @@ class ProviderState(StrEnum):
         }[self]
 
 
-async def write_provider_state(redis: Redis, state: ProviderState, ttl_seconds: int) -> None:
+async def write_provider_state(redis: RedisClient, state: ProviderState, ttl_seconds: int) -> None:
     """Record an account-wide failure (or clear it with `ProviderState.OK`).
 
     The failure expires unless renewed: a dispatcher that died while its circuit was open
@@ -43,7 +42,7 @@ async def write_provider_state(redis: Redis, state: ProviderState, ttl_seconds: 
         await redis.set(PROVIDER_STATE_KEY, state.value, ex=ttl_seconds)
 
 
-async def read_provider_state(redis: Redis) -> ProviderState:
+async def read_provider_state(redis: RedisClient) -> ProviderState:
     raw = await redis.get(PROVIDER_STATE_KEY)
     if raw is None:
         return ProviderState.OK

@@ -14,14 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from shared.log import get_logger
+from shared.redis_connection import RedisClient
 
 log = get_logger(__name__)
 
-ADVICE = "run Redis with --appendonly yes (see the README: Redis must persist)"
+ADVICE = "run Redis with --appendonly yes (see the README: RedisClient must persist)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ def persistence_from(info: Mapping[str, Any], save_policy: str | None) -> RedisP
     )
 
 
-async def check_persistence(redis: Redis) -> RedisPersistence | None:
+async def check_persistence(redis: RedisClient) -> RedisPersistence | None:
     """What the Redis keeps over a restart; None while it does not answer (in 2 s)."""
     try:
         async with asyncio.timeout(2):
@@ -54,11 +55,21 @@ async def check_persistence(redis: Redis) -> RedisPersistence | None:
         return None
 
 
-async def _ask(redis: Redis) -> RedisPersistence:
-    info = await redis.info("persistence")
+async def _ask(redis: RedisClient) -> RedisPersistence:
+    if isinstance(redis, RedisCluster):
+        # Every master holds some of the keys: the cluster keeps what its weakest keeps.
+        await redis.initialize()  # the client learns the masters at its first command
+        found = [await _ask_node(redis, node) for node in redis.get_primaries()]
+        return min(found, key=lambda f: (f.persists, "AOF" in f.detail))
+    return await _ask_node(redis, None)
+
+
+async def _ask_node(redis: RedisClient, node: ClusterNode | None) -> RedisPersistence:
+    on_node: dict[str, Any] = {} if node is None else {"target_nodes": node}
+    info = await redis.info("persistence", **on_node)
     save: str | None
     try:
-        value = (await redis.config_get("save")).get("save", "")
+        value = (await redis.config_get("save", **on_node)).get("save", "")
         save = value.decode() if isinstance(value, bytes) else str(value)
     except ResponseError:  # CONFIG disabled, as managed Redis services do
         save = None
@@ -67,11 +78,11 @@ async def _ask(redis: Redis) -> RedisPersistence:
 
 def readiness_detail(found: RedisPersistence | None) -> str:
     if found is None:
-        return "unknown: Redis does not answer"
+        return "unknown: RedisClient does not answer"
     return ("persists: " if found.persists else "DOES NOT PERSIST: ") + found.detail
 
 
-async def warn_unless_persistent(redis: Redis, service: str) -> RedisPersistence | None:
+async def warn_unless_persistent(redis: RedisClient, service: str) -> RedisPersistence | None:
     """Checks at start; logs a WARNING when Redis would lose the gateway's promises."""
     found = await check_persistence(redis)
     if found is not None and not found.persists:

@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
+
+from shared.redis_connection import Durability, parse_redis_url
 
 ENV_PREFIX = "RSMS_"
 ENV_FILE = ".env"
@@ -59,7 +61,30 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=ENV_FILE, extra="ignore")
 
     amqp_url: str = Field("amqp://guest:guest@localhost:5672/", description="RabbitMQ.")
-    redis_url: str = Field("redis://localhost:6379/0", description="Redis.")
+    redis_url: str = Field(
+        "redis://localhost:6379/0",
+        description="Redis: redis://host:port/db, redis+sentinel://host:port[,host:port…]/service[/db] "
+        "or redis+cluster://host:port[,host:port…] (README: Redis with Sentinel or Cluster).",
+    )
+    redis_wait_replicas: int = Field(
+        0,
+        ge=0,
+        description="Replicas that must confirm an Idempotency-Key claim or a send marker (WAIT) before "
+        "it counts; 0: the primary's word is enough (one Redis, no replica).",
+    )
+    redis_wait_timeout_ms: int = Field(
+        500, ge=1, description="How long such a write waits for its replicas before it counts as not stored."
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, url: str) -> str:
+        parse_redis_url(url)  # its ValueError says what is wrong, once, at start
+        return url
+
+    def redis_durability(self) -> Durability:
+        return Durability(self.redis_wait_replicas, self.redis_wait_timeout_ms)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_format: Literal["json", "console"] = Field(
         "json", description="json: one object a line; console: for people (`rsms up` uses it)."

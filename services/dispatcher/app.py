@@ -11,7 +11,6 @@ from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from pydantic import ValidationError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.dispatcher.acknowledger import Acknowledger
@@ -42,6 +41,7 @@ from shared.log import get_logger
 from shared.ops_server import OpsServer
 from shared.optouts import OptOuts
 from shared.queue_depths import watch_queue_depths
+from shared.redis_connection import connect
 from shared.redis_persistence import check_persistence, readiness_detail, warn_unless_persistent
 from shared.topology import (
     DEAD_LETTER_QUEUE,
@@ -87,7 +87,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         apply_types=False,
     )
     subscriber = broker.subscriber(DISPATCH_QUEUE, ack_policy=AckPolicy.MANUAL, decoder=_raw_body)
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = connect(settings.redis_url, decode_responses=True)
     retry_policy = RetryPolicy(settings.dispatcher_max_attempts, settings.dispatcher_retry_delays_ms)
     outbox = Outbox(broker, settings.dispatcher_publish_timeout_seconds)
     # The carrier report sink: what a provider adapter hands receipts and inbound SMS to.
@@ -122,7 +122,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         state_ttl_seconds=settings.provider_state_ttl_seconds,
         on_change=metrics.circuit_changed,
     )
-    markers = SendMarkers(redis, settings.dispatcher_marker_ttl_seconds)
+    markers = SendMarkers(redis, settings.dispatcher_marker_ttl_seconds, settings.redis_durability())
     handler = JobHandler(
         JobDispatcher(
             live_provider,

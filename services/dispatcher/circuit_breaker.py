@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.dispatcher.consumer_gate import ConsumerGate
 from services.dispatcher.provider import Provider
 from shared.log import get_logger
 from shared.provider_state import ProviderState, write_provider_state
+from shared.redis_connection import RedisClient
 
 log = get_logger(__name__)
 
@@ -27,7 +27,7 @@ class CircuitBreaker:
     def __init__(
         self,
         provider: Provider,
-        redis: Redis,
+        redis: RedisClient,
         gate: ConsumerGate,
         probe_interval_seconds: float,
         state_ttl_seconds: int,

@@ -20,10 +20,9 @@ from datetime import datetime
 from typing import cast
 from uuid import UUID
 
-from redis.asyncio import Redis
-
 from services.dispatcher.receipts import PartReport, RecipientState, SentPart, is_final
 from shared.contracts import ReceiptStatus
+from shared.redis_connection import RedisClient
 
 PUBLISHED = "published"
 
@@ -37,7 +36,7 @@ def state_key(part: SentPart) -> str:
 
 
 class RedisReceiptStore:
-    def __init__(self, redis: Redis, ttl_seconds: int) -> None:
+    def __init__(self, redis: RedisClient, ttl_seconds: int) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._writes: set[asyncio.Task[None]] = set()

@@ -1,6 +1,6 @@
 """Per message-and-recipient send markers in Redis: what a redelivered job must not redo.
 
-One hash per message (`rsms:dispatch:markers:<message id>`), one field per recipient:
+One hash per message (`rsms:dispatch:{rsms:dispatch}:markers:<message id>`), one field per recipient:
 
     p          claimed before the send; its outcome was not recorded (in flight, or a
                crash between the send and the record): the outcome is unknown
@@ -16,7 +16,7 @@ A claim is atomic with respect to every other dispatcher (a Lua script): it turn
 Markers live in Redis, and a Redis can come back empty (no persistence, a lost disk) or
 without its last writes (an RDB snapshot, the last second of an AOF). So the marker store
 has a generation: the script keeps the Redis server's run id and the time it first saw it
-(`rsms:dispatch:generation`). Every restart of the server starts a new generation. A
+(`rsms:dispatch:{rsms:dispatch}:generation`). Every restart of the server starts a new generation. A
 recipient without a marker is then known never to have been sent only if its job cannot
 have been worked on before the generation began: see `markers_may_be_lost`. Otherwise
 its outcome is unknown, like "p", and `JobDispatcher` resends it only where the provider
@@ -43,7 +43,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from redis.asyncio import Redis
+from shared.redis_connection import PRIMARY_ONLY, ConfirmedScript, Durability, RedisClient
 
 CLAIMED = "p"
 RETRYABLE = "t"
@@ -52,7 +52,10 @@ BLOCKED = "b"
 INVALID = "i"
 HELD_PREFIX = "u:"
 
-GENERATION_KEY = "rsms:dispatch:generation"
+MARKERS_SLOT_TAG = "{rsms:dispatch}"
+"""Every marker hash and the generation share one hash tag: one script call claims and
+records for many messages, and in a Redis Cluster a script's keys must share a slot."""
+GENERATION_KEY = f"rsms:dispatch:{MARKERS_SLOT_TAG}:generation"
 
 # KEYS[1] is the generation hash, then one marker hash per op. ARGV: ttl, then per marker
 # key: an op ("c" claim, "r" record, "u" record only where still claimed), a count n, for a
@@ -167,13 +170,14 @@ _Op = tuple[str, str, list[str], "asyncio.Future[_Answer]"]
 
 
 def marker_key(message_id: UUID) -> str:
-    return f"rsms:dispatch:markers:{message_id.hex}"
+    return f"rsms:dispatch:{MARKERS_SLOT_TAG}:markers:{message_id.hex}"
 
 
 class SendMarkers:
-    def __init__(self, redis: Redis, ttl_seconds: int) -> None:
+    def __init__(self, redis: RedisClient, ttl_seconds: int, durability: Durability = PRIMARY_ONLY) -> None:
         self._ttl = ttl_seconds
-        self._apply = redis.register_script(_APPLY)
+        # A claim must outlive a failover before its recipients are sent: WAIT for replicas.
+        self._apply = ConfirmedScript(redis, _APPLY, durability)
         self._pending: list[_Op] = []
         self._flush_scheduled = False
         self._calls: set[asyncio.Task[None]] = set()

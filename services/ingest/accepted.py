@@ -20,11 +20,11 @@ from decimal import Decimal
 from uuid import UUID
 
 import msgspec
-from redis.asyncio import Redis
 
 from services.ingest.ratelimit import KeyWrite
 from shared.contracts import MessageStatusReport, RecipientStatusRow, SmsJob
 from shared.countries import country_of
+from shared.redis_connection import RedisClient
 
 
 class AcceptedRecord(msgspec.Struct, frozen=True):
@@ -87,7 +87,7 @@ def queued_report(project: str, message_id: UUID, record: AcceptedRecord) -> Mes
 
 
 class AcceptedMessages:
-    def __init__(self, redis: Redis, *, ttl_seconds: int, prefix: str = "rsms:accepted") -> None:
+    def __init__(self, redis: RedisClient, *, ttl_seconds: int, prefix: str = "rsms:accepted") -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._prefix = prefix

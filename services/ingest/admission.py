@@ -78,7 +78,7 @@ class Admission:
 
     def to_release(self) -> Reservation:
         held = self.answers.reservation
-        kept = Reservation(held.key_id, held.slot) if self.spend_kept else held
+        kept = Reservation(held.project, held.key_id, held.slot) if self.spend_kept else held
         return replace(kept, record=self.record)
 
 

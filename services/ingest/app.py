@@ -14,7 +14,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.ingest.accepted import AcceptedMessages
@@ -37,6 +36,7 @@ from shared.broker_connection import connect_when_available
 from shared.errors import GatewayError
 from shared.ledger_queries import LedgerQueries
 from shared.log import configure_logging, get_logger
+from shared.redis_connection import connect
 from shared.redis_persistence import check_persistence, readiness_detail, warn_unless_persistent
 from shared.topology import declare_topology
 
@@ -51,9 +51,10 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        redis = Redis.from_url(
+        redis = connect(
             settings.redis_url,
-            socket_timeout=settings.redis_timeout_seconds,
+            # A confirmed write waits for its replicas on top of the command's own time.
+            socket_timeout=settings.redis_timeout_seconds + settings.redis_wait_timeout_ms / 1000,
             socket_connect_timeout=settings.redis_timeout_seconds,
         )
         broker = RabbitBroker(
@@ -70,7 +71,10 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         )
         access = AccessControl(accounts, defaults, settings.trusted_proxies)
         idempotency = IdempotencyStore(
-            redis, ttl_seconds=settings.idempotency_ttl_seconds, wait_seconds=settings.publish_timeout_seconds
+            redis,
+            ttl_seconds=settings.idempotency_ttl_seconds,
+            wait_seconds=settings.publish_timeout_seconds,
+            durability=settings.redis_durability(),
         )
         accepted = AcceptedMessages(redis, ttl_seconds=settings.accepted_status_ttl_seconds)
         publisher = JobPublisher(

@@ -25,12 +25,12 @@ import json
 from dataclasses import dataclass
 from enum import Enum
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.errors import ErrorCode, GatewayError
 from shared.keys import KeyKind
 from shared.log import get_logger
+from shared.redis_connection import PRIMARY_ONLY, Durability, NotConfirmed, RedisClient, write_confirmed
 
 log = get_logger(__name__)
 
@@ -103,8 +103,17 @@ def check_key(key: str) -> None:
 
 
 class IdempotencyStore:
-    def __init__(self, redis: Redis, *, ttl_seconds: int, wait_seconds: float, prefix: str = "rsms:idem") -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        *,
+        ttl_seconds: int,
+        wait_seconds: float,
+        prefix: str = "rsms:idem",
+        durability: Durability = PRIMARY_ONLY,
+    ) -> None:
         self._redis = redis
+        self._durability = durability
         self._ttl = ttl_seconds
         self._wait = wait_seconds
         self._prefix = prefix
@@ -126,7 +135,7 @@ class IdempotencyStore:
             if held is not None:
                 decide(held, fingerprint)
                 return held.response
-            if await self._redis.set(name, pending, nx=True, ex=self._ttl):
+            if await self._claim_confirmed(name, pending):
                 return None
             raw = await self._redis.get(name)
             record = IdempotencyRecord.decode(raw) if raw is not None else None
@@ -145,13 +154,29 @@ class IdempotencyStore:
                         )
                     await asyncio.sleep(0.05)
 
+    async def _claim_confirmed(self, name: str, pending: str) -> bool:
+        """SET NX, confirmed by the replicas the setting asks for. A claim they do not
+        confirm could vanish in a failover, and the client's retry would then be sent
+        again: so it is withdrawn, and the request fails as if Redis had (nothing queued)."""
+        try:
+            (taken,) = await write_confirmed(
+                self._redis, name, [("SET", name, pending, "NX", "EX", self._ttl)], self._durability
+            )
+        except NotConfirmed as unconfirmed:
+            if not unconfirmed.replies[0]:
+                return False  # another request holds the key: nothing was written to confirm
+            with contextlib.suppress(RedisError):
+                await self._redis.delete(name)
+            raise
+        return bool(taken)
+
     async def complete(self, project: str, kind: KeyKind, key: str, fingerprint: str, response: StoredResponse) -> None:
         """Record the response of a published job. Never raises: if Redis fails, the record
         is kept in memory and written when Redis answers again."""
         name = self._name(project, kind, key)
         record = IdempotencyRecord(fingerprint, response)
         try:
-            await self._redis.set(name, record.encode(), ex=self._ttl)
+            await self._write(name, record)
         except RedisError:
             log.warning("idempotency_record_deferred", project=project)
             self._unwritten[name] = record
@@ -184,9 +209,14 @@ class IdempotencyStore:
 
     async def _write_unwritten(self) -> None:
         for name, record in list(self._unwritten.items()):
-            await self._redis.set(name, record.encode(), ex=self._ttl)
+            await self._write(name, record)
             del self._unwritten[name]
             log.info("idempotency_record_written")
+
+    async def _write(self, name: str, record: IdempotencyRecord) -> None:
+        """The response, confirmed like the claim; until it is, the claim (confirmed) keeps
+        a retry waiting rather than sent again."""
+        await write_confirmed(self._redis, name, [("SET", name, record.encode(), "EX", self._ttl)], self._durability)
 
     def _name(self, project: str, kind: KeyKind, key: str) -> str:
         digest = hashlib.sha256(key.encode()).hexdigest()

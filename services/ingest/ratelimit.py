@@ -38,13 +38,13 @@ from decimal import ROUND_CEILING, Decimal
 from enum import IntEnum
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from shared.blocklist import BLOCKLIST_KEY
 from shared.optouts import opt_out_key
 from shared.provider_state import PROVIDER_STATE_KEY, ProviderState
+from shared.redis_connection import RedisClient
 
 WINDOW_MS = 60_000
 SPEND_KEY_TTL_SECONDS = 2 * 86_400
@@ -212,6 +212,7 @@ class Reservation:
     """What an admitted request holds until it ends (its concurrency slot, its spend), and
     what it leaves behind then."""
 
+    project: str
     key_id: str
     slot: str
     spend_key: str = ""
@@ -233,12 +234,39 @@ class AdmissionAnswers:
     """What to give back when the request ends (nothing when it was not admitted)."""
 
 
+def slot_tag(project: str) -> str:
+    """The hash tag of a project's keys: the script touches several of them, and in a Redis
+    Cluster a script's keys must share one hash slot."""
+    return "{" + (project or "-") + "}"
+
+
+def rate_keys(prefix: str, project: str, key_id: str, tag: str | None, *, read: bool) -> list[str]:
+    """The script's KEYS: the key's send (or read) window, the tag's window, the key's
+    concurrency slots, and the prefix of the project's daily spend counters."""
+    project_keys = f"{prefix}:{slot_tag(project)}"
+    return [
+        f"{project_keys}:{'read' if read else 'key'}:{key_id}",
+        f"{project_keys}:tag:{tag or ''}",
+        concurrency_key(prefix, project, key_id),
+        spend_prefix(prefix, project),
+    ]
+
+
+def concurrency_key(prefix: str, project: str, key_id: str) -> str:
+    return f"{prefix}:{slot_tag(project)}:conc:{key_id}"
+
+
+def spend_prefix(prefix: str, project: str) -> str:
+    """The script appends `:<day>`: the same hash tag, so the same slot."""
+    return f"{prefix}:{slot_tag(project)}:spend"
+
+
 def to_micros(amount: Decimal) -> int:
     return int((amount * MICROS).to_integral_value(rounding=ROUND_CEILING))
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, *, slot_seconds: int, prefix: str = "rsms:rl") -> None:
+    def __init__(self, redis: RedisClient, *, slot_seconds: int, prefix: str = "rsms:rl") -> None:
         self._redis = redis
         self._sha = redis.register_script(_SCRIPT).sha
         self._releases: list[tuple[Reservation, asyncio.Future[None]]] = []
@@ -256,7 +284,16 @@ class RateLimiter:
 
         def fill(pipe: Pipeline) -> None:
             self._queue_script(
-                pipe, query.key_id, query.tag, query.limits, slot, admit=True, spend=spend, cost=cost, read=query.read
+                pipe,
+                query.project,
+                query.key_id,
+                query.tag,
+                query.limits,
+                slot,
+                admit=True,
+                spend=spend,
+                cost=cost,
+                read=query.read,
             )
             if recipients:
                 pipe.smismember(BLOCKLIST_KEY, recipients)
@@ -281,6 +318,7 @@ class RateLimiter:
             provider_state=ProviderState(state.decode()) if state else ProviderState.OK,
             spend=SpendAnswer(spend_verdict, Decimal(spent) / MICROS),
             reservation=Reservation(
+                query.project,
                 query.key_id,
                 rate.slot,
                 f"{self._spend_prefix(spend.project)}:{day}" if reserved and spend else "",
@@ -288,12 +326,12 @@ class RateLimiter:
             ),
         )
 
-    async def peek(self, key_id: str, limits: Limits, *, read: bool = False) -> RateDecision:
+    async def peek(self, project: str, key_id: str, limits: Limits, *, read: bool = False) -> RateDecision:
         """The key's usage (of its read window when `read`), recording nothing (for the
         headers of early refusals)."""
 
         def fill(pipe: Pipeline) -> None:
-            self._queue_script(pipe, key_id, None, limits, "", admit=False, spend=None, cost=0, read=read)
+            self._queue_script(pipe, project, key_id, None, limits, "", admit=False, spend=None, cost=0, read=read)
 
         results = await self._round_trip(fill)
         return self._decision(results[0], "")
@@ -319,6 +357,7 @@ class RateLimiter:
     def _queue_script(
         self,
         pipe: Pipeline,
+        project: str,
         key_id: str,
         tag: str | None,
         limits: Limits,
@@ -329,12 +368,7 @@ class RateLimiter:
         cost: int,
         read: bool,
     ) -> None:
-        keys = [
-            f"{self._prefix}:{'read' if read else 'key'}:{key_id}",
-            f"{self._prefix}:tag:{tag or ''}",
-            f"{self._prefix}:conc:{key_id}",
-            self._spend_prefix(spend.project if spend else ""),
-        ]
+        keys = rate_keys(self._prefix, project, key_id, tag, read=read)
         args: list[int | str] = [
             WINDOW_MS,
             limits.reads_per_minute if read else limits.requests_per_minute,
@@ -350,7 +384,7 @@ class RateLimiter:
         pipe.evalsha(self._sha, len(keys), *keys, *args)
 
     def _spend_prefix(self, project: str) -> str:
-        return f"{self._prefix}:spend:{project}"
+        return spend_prefix(self._prefix, project)
 
     @staticmethod
     def _decision(result: list[Any], slot: str) -> RateDecision:
@@ -389,7 +423,9 @@ class RateLimiter:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for reservation, _ in batch:
                         if reservation.slot:
-                            pipe.zrem(f"{self._prefix}:conc:{reservation.key_id}", reservation.slot)
+                            pipe.zrem(
+                                concurrency_key(self._prefix, reservation.project, reservation.key_id), reservation.slot
+                            )
                         if reservation.spend_micros:
                             pipe.decrby(reservation.spend_key, reservation.spend_micros)
                         if reservation.record is not None:

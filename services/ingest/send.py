@@ -98,7 +98,9 @@ class SendService:
         """Count a status or usage read against the key's read limit (not its send limit);
         like `admit`, raises `RateLimited`, and the caller must `release` what it returns."""
         limits = self._access.limits_for(caller.project)
-        return Admission(await self._count(AdmissionQuery(key_id=caller.key.id, limits=limits, read=True)))
+        return Admission(
+            await self._count(AdmissionQuery(key_id=caller.key.id, limits=limits, project=caller.project_id, read=True))
+        )
 
     async def _count(self, query: AdmissionQuery) -> AdmissionAnswers:
         try:
@@ -113,7 +115,7 @@ class SendService:
         the headers of early refusals."""
         limits = self._access.limits_for(caller.project)
         try:
-            return await self._limiter.peek(caller.key.id, limits, read=read)
+            return await self._limiter.peek(caller.project_id, caller.key.id, limits, read=read)
         except RedisError:
             return RateDecision.untracked(limits.reads_per_minute if read else limits.requests_per_minute)
 

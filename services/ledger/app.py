@@ -12,7 +12,6 @@ from faststream import AckPolicy, FastStream
 from faststream.message import StreamMessage
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
-from redis.asyncio import Redis
 
 from services.ledger.batcher import RowBatcher
 from services.ledger.clickhouse import LedgerWriter, StorageUnavailable, answers, open_client
@@ -29,6 +28,7 @@ from shared.contracts import LedgerReply
 from shared.log import get_logger
 from shared.ops_server import OpsServer
 from shared.queue_depths import watch_queue_depths
+from shared.redis_connection import connect
 from shared.topology import (
     ACCEPTED_EXCHANGE,
     INBOUND_EXCHANGE,
@@ -146,7 +146,7 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
         )
 
     # The status page's only use of Redis: the provider state the dispatcher keeps there.
-    redis = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    redis = connect(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     status = StatusSources(
         services=settings.ledger_status_services,
         own_readiness=ready,

@@ -18,13 +18,13 @@ from typing import Any, Literal
 
 import httpx
 from faststream.rabbit import RabbitBroker, RabbitQueue
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.ledger.clickhouse import StorageUnavailable
 from services.ledger.reads import LedgerReader
 from shared.provider_state import read_provider_state
 from shared.queue_depths import queue_depth
+from shared.redis_connection import RedisClient
 from shared.topology import (
     DEAD_LETTER_QUEUE,
     DISPATCH_QUEUE,
@@ -125,7 +125,7 @@ class StatusSources:
         own_readiness: Callable[[], Awaitable[bool]],
         reader: Callable[[], LedgerReader | None],
         broker: RabbitBroker,
-        redis: Redis,
+        redis: RedisClient,
     ) -> None:
         self._services = dict(services)
         self._own_readiness = own_readiness

@@ -37,7 +37,7 @@ def answers(
         blocked=blocked,
         provider_state=state,
         spend=SpendAnswer(spend, Decimal("99.50")),
-        reservation=Reservation("key_1", rate.slot, "rsms:rl:spend:acme:20000" if reserved else "", reserved),
+        reservation=Reservation("acme", "key_1", rate.slot, "rsms:rl:{acme}:spend:20000" if reserved else "", reserved),
     )
 
 
@@ -122,9 +122,9 @@ def test_provider_outage_refuses_live_sends_only() -> None:
 
 def test_an_unpublished_request_gives_its_spend_back_a_published_one_keeps_it() -> None:
     admission = Admission(answers(spend=SpendVerdict.RESERVED, reserved=1_340_000), plan())
-    assert admission.to_release() == Reservation("key_1", "slot-1", "rsms:rl:spend:acme:20000", 1_340_000)
+    assert admission.to_release() == Reservation("acme", "key_1", "slot-1", "rsms:rl:{acme}:spend:20000", 1_340_000)
     admission.keep_spend()
-    assert admission.to_release() == Reservation("key_1", "slot-1")
+    assert admission.to_release() == Reservation("acme", "key_1", "slot-1")
 
 
 def test_a_published_request_leaves_its_status_record_in_the_release() -> None:
@@ -132,7 +132,7 @@ def test_a_published_request_leaves_its_status_record_in_the_release() -> None:
     record = KeyWrite("rsms:accepted:acme:id", b"{}", 3600)
     admission.keep_spend()
     admission.leave(record)
-    assert admission.to_release() == Reservation("key_1", "slot-1", record=record)
+    assert admission.to_release() == Reservation("acme", "key_1", "slot-1", record=record)
 
 
 def test_idempotency_decisions() -> None:

@@ -139,7 +139,7 @@ async def test_the_daily_spend_cap_forbids_what_would_exceed_it_and_counts_only_
 
     redis = aioredis.Redis.from_url(redis_url)
     try:
-        [spend_key] = [key async for key in redis.scan_iter(f"*spend:{keys.project}:*")]
+        [spend_key] = [key async for key in redis.scan_iter(f"*{{{keys.project}}}:spend:*")]
         assert int(await redis.get(spend_key)) == 1_000_000  # 1.00 in millionths: the refusal reserved nothing
     finally:
         await redis.aclose()

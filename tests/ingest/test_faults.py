@@ -80,7 +80,7 @@ async def test_broker_down_answers_the_contract_error_and_releases_the_slot(
             assert error["code"] == "INTERNAL_ERROR"
             assert "broker" in error["message"] and "nothing was queued" in error["message"]
         redis = aioredis.Redis.from_url(redis_url)
-        assert await redis.zcard(f"rsms:rl:conc:{keys.live_key_id}") == 0
+        assert await redis.zcard(f"rsms:rl:{{{keys.project}}}:conc:{keys.live_key_id}") == 0
         await redis.aclose()
         await proxy.restore()
         assert (await send_until_ok(client, keys.live_key)).status_code == 200

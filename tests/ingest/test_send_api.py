@@ -359,7 +359,7 @@ async def test_concurrency_limit_and_slots_are_released(
         codes = [r.status_code for r in statuses]
         assert set(codes) <= {200, 429} and codes.count(200) >= 3
         redis = aioredis.Redis.from_url(redis_url)
-        assert await redis.zcard(f"rsms:rl:conc:{keys.live_key_id}") == 0
+        assert await redis.zcard(f"rsms:rl:{{{keys.project}}}:conc:{keys.live_key_id}") == 0
         await redis.aclose()
         # Every slot came back: sequential requests all pass.
         for _ in range(5):

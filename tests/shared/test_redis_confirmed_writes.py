@@ -1,0 +1,77 @@
+"""Writes that must outlive a failover, on a Redis without replicas: WAIT answers 0, so a
+setting that asks for a replica treats them as not stored; and scripts come back after
+Redis lost its script cache (SCRIPT FLUSH, as after a restart or on a promoted replica)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from services.dispatcher.send_markers import CLAIMED, SendMarkers, marker_key
+from services.ingest.idempotency import IdempotencyStore
+from services.ingest.ratelimit import AdmissionQuery, Limits, RateLimiter, Verdict
+from shared.errors import GatewayError
+from shared.redis_connection import Durability, NotConfirmed, connect, write_confirmed
+
+ONE_REPLICA = Durability(replicas=1, timeout_ms=50)
+
+
+async def test_a_write_no_replica_confirms_raises_not_confirmed(redis_url: str) -> None:
+    client = connect(redis_url)
+    try:
+        with pytest.raises(NotConfirmed):
+            await write_confirmed(client, "k", [("SET", "k", "v")], ONE_REPLICA)
+        assert await write_confirmed(client, "k2", [("SET", "k2", "v", "NX")], Durability()) == [True]
+        assert await client.get("k2") == b"v"
+    finally:
+        await client.aclose()
+
+
+async def test_an_unconfirmed_idempotency_claim_is_withdrawn_so_a_retry_is_not_left_waiting(redis_url: str) -> None:
+    client = connect(redis_url)
+    store = IdempotencyStore(client, ttl_seconds=60, wait_seconds=0.2, durability=ONE_REPLICA)
+    try:
+        with pytest.raises(NotConfirmed):
+            await store.claim("acme", "live", "key-1", "print")
+        assert await client.keys("rsms:idem:*") == []
+        # With the primary's word enough, the same key is claimed normally.
+        plain = IdempotencyStore(client, ttl_seconds=60, wait_seconds=0.2)
+        assert await plain.claim("acme", "live", "key-1", "print") is None
+        assert len(await client.keys("rsms:idem:*")) == 1
+        # A request finding the key held wrote nothing: it waits for the holder as ever,
+        # and leaves that claim alone.
+        with pytest.raises(GatewayError, match="still being processed"):
+            await store.claim("acme", "live", "key-1", "print")
+        assert len(await client.keys("rsms:idem:*")) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_an_unconfirmed_marker_claim_fails_the_claim(redis_url: str) -> None:
+    client = connect(redis_url, decode_responses=True)
+    try:
+        with pytest.raises(NotConfirmed):
+            await SendMarkers(client, 60, ONE_REPLICA).claim(uuid.uuid4(), ["+4712345678"])
+    finally:
+        await client.aclose()
+
+
+async def test_scripts_are_loaded_again_after_redis_lost_them(redis_url: str) -> None:
+    client = connect(redis_url, decode_responses=True)
+    markers = SendMarkers(client, 60)
+    limiter = RateLimiter(connect(redis_url), slot_seconds=30)
+    limits = Limits(10, 10, 5, 10)
+    message = uuid.uuid4()
+    try:
+        assert (await markers.claim(message, ["+4712345678"])).markers == [""]
+        await limiter.admit(AdmissionQuery("key_1", limits, project="acme"))
+        await Redis.from_url(redis_url).script_flush()
+        assert await client.script_exists("0" * 40) == [False]
+        assert (await markers.claim(message, ["+4712345678"])).markers == [CLAIMED]
+        assert await client.hget(marker_key(message), "+4712345678") == CLAIMED
+        answers = await limiter.admit(AdmissionQuery("key_1", limits, project="acme"))
+        assert answers.rate.verdict is Verdict.ADMITTED and answers.rate.remaining == 8
+    finally:
+        await client.aclose()
