@@ -119,7 +119,7 @@ class RowBatcher(Generic[Item]):
             written = await self._write_until_done(chunks, rows, len(items))
             try:
                 await (self._settle if written else self._hand_back)(items)
-            except Exception as error:  # noqa: BLE001 -- the loop must outlive a broken channel
+            except Exception as error:  # the loop must outlive a broken channel
                 # Left unsettled: the broker returns them when their channel closes.
                 self._log.error("ledger.settle_failed", messages=len(items), error=repr(error)[:500])
 
