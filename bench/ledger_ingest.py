@@ -23,6 +23,7 @@ with a small last batch the drain would include up to that wait.
     .venv/bin/python -m bench.ledger_ingest [--rounds 3] [--events 200] [--recipients 1000]
     .venv/bin/python -m bench.ledger_ingest --events 20000 --recipients 1 --jobs   # issue 10's shape
 
+`--loop asyncio` runs it on asyncio's loop (as the ledger did before it moved to uvloop).
 `--jobs` publishes each event's accepted job as well (two deliveries a message, as in
 production). Each round also prints the ledger's CPU per event (the bench process's CPU
 time while it drains, chDB's threads included; nothing else runs in it meanwhile) and the
@@ -51,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import uvloop
 from faststream.rabbit import RabbitBroker
 
 from cli.table import print_table
@@ -422,9 +424,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--prefetch", type=int, default=defaults["ledger_prefetch"].default)
     parser.add_argument("--jobs", action="store_true", help="publish each event's accepted job as well")
     parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the first round's drain")
+    parser.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the event loop (the ledger runs on uvloop)"
+    )
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     configure_logging("ledger-bench", "WARNING", "console")
-    asyncio.run(main(parse_args()))
+    arguments = parse_args()
+    if arguments.loop == "uvloop":
+        uvloop.run(main(arguments))
+    else:
+        asyncio.run(main(arguments))
