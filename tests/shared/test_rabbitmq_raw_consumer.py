@@ -8,15 +8,8 @@ import asyncio
 from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 
 from shared.rabbitmq import RawDelivery, ack_on_channel, consume_raw
+from tests.ledger.support import eventually
 from tests.support.queues import depth
-
-
-async def _eventually(check, what: str, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_consumers_on_one_channel_object_share_one_run_of_tags_and_one_multiple_ack_settles_them(amqp_url):
@@ -37,7 +30,7 @@ async def test_consumers_on_one_channel_object_share_one_run_of_tags_and_one_mul
         consumers = [await consume_raw(broker, queue.name, channel, collect) for queue in queues]
         for i in range(6):
             await broker.publish(b"x", queue=queues[i % 2].name, persist=True)
-        await _eventually(lambda: len(got) == 6, "six deliveries")
+        await eventually(lambda: len(got) == 6, interval=0.02, what="six deliveries")
 
         # Assumption: the raw delivery is aio-pika's, with its body, tag and aiormq channel.
         assert all(message.body == b"x" for message in got)
@@ -68,11 +61,11 @@ async def test_prefetch_bounds_the_unsettled_deliveries_of_each_consumer(amqp_ur
         for _ in range(8):
             await broker.publish(b"x", queue=queue.name, persist=True)
         consumer = await consume_raw(broker, queue.name, Channel(prefetch_count=3), collect)
-        await _eventually(lambda: len(got) == 3, "the prefetch window")
+        await eventually(lambda: len(got) == 3, interval=0.02, what="the prefetch window")
         await asyncio.sleep(0.3)
         assert len(got) == 3, "no more than the prefetch while none is settled"
         await ack_on_channel(got[-1].channel, 3, multiple=True)
-        await _eventually(lambda: len(got) == 6, "the next window after a multiple-ack")
+        await eventually(lambda: len(got) == 6, interval=0.02, what="the next window after a multiple-ack")
         await consumer.cancel()
     finally:
         await broker.stop()
