@@ -21,6 +21,14 @@ as every flush has `ledger_batch_rows` waiting, as with the default 1,000-recipi
 with a small last batch the drain would include up to that wait.
 
     .venv/bin/python -m bench.ledger_ingest [--rounds 3] [--events 200] [--recipients 1000]
+    .venv/bin/python -m bench.ledger_ingest --events 20000 --recipients 1 --jobs   # issue 10's shape
+
+`--loop asyncio` runs it on asyncio's loop (as the ledger did before it moved to uvloop).
+`--jobs` publishes each event's accepted job as well (two deliveries a message, as in
+production). Each round also prints the ledger's CPU per event (the bench process's CPU
+time while it drains, chDB's threads included; nothing else runs in it meanwhile) and the
+load average. `--profile FILE` records the first round's drain with py-spy (raw collapsed
+stacks, for `bench.profile_summary` or flamegraph tools).
 
 Runs in a throw-away RabbitMQ vhost and a temp chDB directory; leaves nothing behind.
 """
@@ -30,18 +38,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import uvloop
 from faststream.rabbit import RabbitBroker
 
 from cli.table import print_table
@@ -55,14 +67,15 @@ from services.ledger.schema import (
     OUTCOME_EVENTS_TABLE,
     OUTCOME_ROWS_VIEW,
     OUTCOMES_TABLE,
+    REQUESTS_TABLE,
     SCHEMA_MIGRATIONS,
     RowsView,
     view_statements,
 )
 from services.ledger.settings import LedgerSettings
-from shared.contracts import OutcomeEvent, RecipientOutcome
+from shared.contracts import OutcomeEvent, RecipientOutcome, SmsJob
 from shared.log import configure_logging
-from shared.topology import OUTCOMES_EXCHANGE, declare_topology
+from shared.topology import ACCEPTED_EXCHANGE, OUTCOMES_EXCHANGE, declare_topology
 
 DATABASE = "rsms_bench"
 BARE_TABLE = "bare_outcomes"
@@ -79,10 +92,34 @@ def rabbitmqctl(*args: str) -> None:
 
 
 def make_events(count: int, recipients: int) -> list[bytes]:
+    return [outcome for outcome, _ in make_messages(count, recipients)]
+
+
+def make_messages(count: int, recipients: int) -> list[tuple[bytes, bytes]]:
+    """(outcome event, accepted job) bodies of `count` messages."""
     now = datetime.now(UTC)
     bodies = []
     for i in range(count):
         message_id = uuid.uuid4()
+        numbers = [f"+47{40_000_000 + j}" for j in range(recipients)]
+        job = SmsJob(
+            message_id=message_id,
+            project=f"bench-{i % 5}",
+            key_id="bench",
+            tag=f"tag-{i % 7}",
+            sender="Bench",
+            recipients=numbers,
+            message="Bench message",
+            encoding="GSM-7",
+            segments=1,
+            prices={"NO": Decimal("0.67")},
+            default_price=Decimal("0.80"),
+            currency="NOK",
+            estimated_cost=Decimal("0.67") * recipients,
+            test=False,
+            store_body=False,
+            accepted_at=now,
+        )
         event = OutcomeEvent(
             event_id=uuid.uuid5(message_id, "1"),
             message_id=message_id,
@@ -105,7 +142,7 @@ def make_events(count: int, recipients: int) -> list[bytes]:
                 for j in range(recipients)
             ],
         )
-        bodies.append(event.model_dump_json().encode())
+        bodies.append((event.model_dump_json().encode(), job.model_dump_json().encode()))
     return bodies
 
 
@@ -201,35 +238,86 @@ def create_bare_tables(client: Any) -> None:
         client.command(statement)
 
 
-async def ledger_round(settings: LedgerSettings, bodies: list[bytes], rows: int) -> tuple[float, int]:
-    """Seconds until the ledger has written every row, and its mean batch size in rows."""
+@dataclass(frozen=True)
+class Drain:
+    seconds: float
+    cpu_seconds: float
+    mean_batch_rows: int
+
+
+async def ledger_round(
+    settings: LedgerSettings,
+    bodies: list[bytes],
+    rows: int,
+    jobs: list[bytes] | None = None,
+    profile: Path | None = None,
+) -> Drain:
+    """Time and CPU until the ledger has written every row, and its mean batch size in rows."""
+    jobs = jobs or []
     async with RabbitBroker(settings.amqp_url, logger=None) as broker:
         await declare_topology(broker)
         for body in bodies:
             await broker.publish(body, exchange=OUTCOMES_EXCHANGE, persist=True, content_type="application/json")
+        for body in jobs:
+            await broker.publish(body, exchange=ACCEPTED_EXCHANGE, persist=True, content_type="application/json")
     metrics = LedgerMetrics()
     app = build_app(settings, metrics)
-    consuming_from: list[float] = []
+    consuming_from: list[tuple[float, float]] = []
     # Runs after the ledger's own start hook (ClickHouse open, schema checked, topology
     # declared) and before the broker starts its consumers: the clock starts at consumption.
-    app.on_startup(lambda: consuming_from.append(time.perf_counter()))
+    app.on_startup(lambda: consuming_from.append((time.perf_counter(), time.process_time())))
+    spy = start_profiler(profile) if profile else None
     await app.start()
-    started = consuming_from[0]
+    started, cpu_started = consuming_from[0]
     try:
         deadline = started + ROUND_TIMEOUT_SECONDS
-        while written(metrics) < rows:
+        while written(metrics) < rows or written(metrics, REQUESTS_TABLE) < len(jobs):
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"ledger wrote {written(metrics)} of {rows} rows")
             await asyncio.sleep(0.005)
         seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
     finally:
+        if spy is not None:
+            stop_profiler(spy)
         await app.stop()
     batches = metrics.registry.get_sample_value("rsms_ledger_batch_rows_count") or 1.0
-    return seconds, max(1, round(written(metrics) / batches))
+    total = written(metrics) + written(metrics, REQUESTS_TABLE)
+    return Drain(seconds, cpu_seconds, max(1, round(total / batches)))
 
 
-def written(metrics: LedgerMetrics) -> float:
-    value = metrics.registry.get_sample_value("rsms_ledger_rows_written_total", {"table": OUTCOMES_TABLE})
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def start_profiler(output: Path) -> subprocess.Popen[bytes]:
+    """py-spy on this process (the ledger runs in it), raw collapsed stacks into `output`."""
+    spy = subprocess.Popen(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(os.getpid()),
+            "--format",
+            "raw",
+            "--threads",
+            "-o",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # attached before the clock starts
+    return spy
+
+
+def stop_profiler(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+    spy.wait(60)
+
+
+def written(metrics: LedgerMetrics, table: str = OUTCOMES_TABLE) -> float:
+    value = metrics.registry.get_sample_value("rsms_ledger_rows_written_total", {"table": table})
     return value or 0.0
 
 
@@ -267,15 +355,21 @@ async def run_rounds(args: argparse.Namespace, settings: LedgerSettings) -> None
 
     results = []
     batch_rows = args.batch_rows
+    print(f"load average at start: {load_average()}", flush=True)
     for number in range(1, args.rounds + 1):
-        bodies = make_events(args.events, args.recipients)
+        messages = make_messages(args.events, args.recipients)
+        bodies = [outcome for outcome, _ in messages]
+        jobs = [job for _, job in messages] if args.jobs else []
+        events = len(bodies) + len(jobs)
         # Alternate which goes first, so background merges of the other's parts and
         # anything else on the machine weigh on both alike.
         if number % 2 == 0:
             bare_seconds = bare_insert(client, bodies, batch_rows)
             raw_seconds = bare_raw_insert(client, bodies, batch_rows)
         before = client.command(f"SELECT count() FROM {DATABASE}.{OUTCOMES_TABLE}")
-        ledger_seconds, ledger_batch = await ledger_round(settings, bodies, rows)
+        profile = args.profile if number == 1 else None
+        drain = await ledger_round(settings, bodies, rows, jobs, profile)
+        ledger_seconds, ledger_batch = drain.seconds, drain.mean_batch_rows
         after = client.command(f"SELECT count() FROM {DATABASE}.{OUTCOMES_TABLE}")
         assert after - before == rows, f"ledger wrote {after - before} rows, expected {rows}"
         if number % 2 == 1:
@@ -283,9 +377,13 @@ async def run_rounds(args: argparse.Namespace, settings: LedgerSettings) -> None
             batch_rows = ledger_batch
             bare_seconds = bare_insert(client, bodies, batch_rows)
             raw_seconds = bare_raw_insert(client, bodies, batch_rows)
-        results.append((rows / ledger_seconds, rows / bare_seconds, rows / raw_seconds))
+        cpu_ms = 1000 * drain.cpu_seconds / events
+        results.append(
+            (rows / ledger_seconds, rows / bare_seconds, rows / raw_seconds, events / ledger_seconds, cpu_ms)
+        )
         print(
-            f"round {number}: ledger {rows / ledger_seconds:,.0f} rows/s "
+            f"round {number}: ledger {rows / ledger_seconds:,.0f} rows/s, {events / ledger_seconds:,.0f} events/s, "
+            f"{cpu_ms:.3f} CPU-ms/event{' (profiled)' if profile else ''} "
             f"(mean batch {ledger_batch:,} rows), bare insert {rows / bare_seconds:,.0f} rows/s, "
             f"bare raw_insert {rows / raw_seconds:,.0f} rows/s (batches of {batch_rows:,})",
             flush=True,
@@ -297,7 +395,12 @@ async def run_rounds(args: argparse.Namespace, settings: LedgerSettings) -> None
     print()
     print(
         f"{args.rounds} rounds of {args.events} events x {args.recipients} recipients "
-        f"= {rows:,} rows; ledger_batch_rows {args.batch_rows:,}; prefetch {args.prefetch}"
+        f"= {rows:,} rows{' (and as many accepted jobs)' if args.jobs else ''}; "
+        f"ledger_batch_rows {args.batch_rows:,}; prefetch {args.prefetch}; load average at end: {load_average()}"
+    )
+    print(
+        f"ledger median {statistics.median(r[3] for r in results):,.0f} events/s, "
+        f"{statistics.median(r[4] for r in results):.3f} CPU-ms/event"
     )
     print_table(
         ["path", "median rows/s", "target"],
@@ -319,9 +422,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--recipients", type=int, default=1000)
     parser.add_argument("--batch-rows", type=int, default=defaults["ledger_batch_rows"].default)
     parser.add_argument("--prefetch", type=int, default=defaults["ledger_prefetch"].default)
+    parser.add_argument("--jobs", action="store_true", help="publish each event's accepted job as well")
+    parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the first round's drain")
+    parser.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the event loop (the ledger runs on uvloop)"
+    )
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     configure_logging("ledger-bench", "WARNING", "console")
-    asyncio.run(main(parse_args()))
+    arguments = parse_args()
+    if arguments.loop == "uvloop":
+        uvloop.run(main(arguments))
+    else:
+        asyncio.run(main(arguments))

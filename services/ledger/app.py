@@ -8,17 +8,17 @@ import json
 import logging
 from typing import Any
 
-from faststream import AckPolicy, FastStream
-from faststream.message import StreamMessage
+from faststream import FastStream
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
 from services.ledger.batcher import RowBatcher
 from services.ledger.clickhouse import LedgerWriter, StorageUnavailable, answers, open_client
-from services.ledger.handlers import answer_query, record_event
+from services.ledger.handlers import answer_query
+from services.ledger.intake import EVENT_QUEUES, SETTLE_ERRORS, Delivery, EventIntake
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.reads import LedgerReader
-from services.ledger.rows import RowChunk, inbound_rows, outcome_rows, receipt_rows, request_rows
+from services.ledger.rows import RowChunk
 from services.ledger.settings import LedgerSettings
 from services.ledger.sql_passthrough import SqlPassthrough
 from services.ledger.status import StatusSources
@@ -28,18 +28,15 @@ from shared.contracts import LedgerReply
 from shared.log import get_logger
 from shared.ops_server import OpsServer
 from shared.queue_depths import watch_queue_depths
+from shared.rabbitmq import RawConsumer, consume_raw
 from shared.redis_connection import connect
 from shared.topology import (
-    ACCEPTED_EXCHANGE,
-    INBOUND_EXCHANGE,
     LEDGER_ACCEPTED_QUEUE,
     LEDGER_DEAD_LETTER_QUEUE,
     LEDGER_INBOUND_QUEUE,
     LEDGER_OUTCOMES_QUEUE,
     LEDGER_QUERIES_QUEUE,
     LEDGER_RECEIPTS_QUEUE,
-    OUTCOMES_EXCHANGE,
-    RECEIPTS_EXCHANGE,
     declare_topology,
 )
 
@@ -109,12 +106,6 @@ class LedgerStorage:
         return self._probe_client is not None and await asyncio.to_thread(answers, self._probe_client)
 
 
-async def keep_body_undecoded(message: StreamMessage[Any]) -> bytes:
-    """Handlers decode event bodies themselves (`rows.py`); FastStream's own JSON parse of a
-    1,000-recipient body would cost as much as the insert."""
-    return message.body
-
-
 def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) -> FastStream:
     """`metrics`: pass one in to read the ledger's counters from the same process (bench)."""
     log = get_logger("ledger")
@@ -126,8 +117,21 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
         graceful_timeout=settings.ledger_shutdown_seconds,
         log_level=logging.DEBUG,
     )
-    batcher = RowBatcher(
+
+    async def dead_letter(body: bytes, reason: str) -> None:
+        await broker.publish(
+            body,
+            queue=LEDGER_DEAD_LETTER_QUEUE.name,
+            persist=True,
+            headers={"x-rsms-reason": reason},
+            content_type="application/json",
+        )
+
+    intake = EventIntake(dead_letter, metrics, log)
+    batcher: RowBatcher[Delivery] = RowBatcher(
         storage.write,
+        intake.settle,
+        intake.hand_back,
         max_rows=settings.ledger_batch_rows,
         max_messages=settings.ledger_batch_messages,
         max_seconds=settings.ledger_batch_seconds,
@@ -136,6 +140,8 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
         metrics=metrics,
         logger=log,
     )
+    intake.batcher = batcher
+    consumers: list[RawConsumer] = []
 
     async def ready() -> bool:
         return (
@@ -170,89 +176,6 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
         pages={"/status": status_page, "/status.json": status_json},
     )
 
-    async def dead_letter(body: bytes, reason: str) -> None:
-        await broker.publish(
-            body,
-            queue=LEDGER_DEAD_LETTER_QUEUE.name,
-            persist=True,
-            headers={"x-rsms-reason": reason},
-            content_type="application/json",
-        )
-
-    event_subscriber: dict[str, Any] = {
-        "ack_policy": AckPolicy.MANUAL,
-        "no_reply": True,
-        "decoder": keep_body_undecoded,
-    }
-
-    @broker.subscriber(
-        LEDGER_ACCEPTED_QUEUE,
-        ACCEPTED_EXCHANGE,
-        channel=Channel(prefetch_count=settings.ledger_prefetch),
-        **event_subscriber,
-    )
-    async def on_accepted(message: RabbitMessage) -> None:
-        await record_event(
-            message,
-            queue=LEDGER_ACCEPTED_QUEUE.name,
-            decode=request_rows,
-            batcher=batcher,
-            dead_letter=dead_letter,
-            metrics=metrics,
-            log=log,
-        )
-
-    @broker.subscriber(
-        LEDGER_OUTCOMES_QUEUE,
-        OUTCOMES_EXCHANGE,
-        channel=Channel(prefetch_count=settings.ledger_prefetch),
-        **event_subscriber,
-    )
-    async def on_outcome(message: RabbitMessage) -> None:
-        await record_event(
-            message,
-            queue=LEDGER_OUTCOMES_QUEUE.name,
-            decode=outcome_rows,
-            batcher=batcher,
-            dead_letter=dead_letter,
-            metrics=metrics,
-            log=log,
-        )
-
-    @broker.subscriber(
-        LEDGER_RECEIPTS_QUEUE,
-        RECEIPTS_EXCHANGE,
-        channel=Channel(prefetch_count=settings.ledger_prefetch),
-        **event_subscriber,
-    )
-    async def on_receipt(message: RabbitMessage) -> None:
-        await record_event(
-            message,
-            queue=LEDGER_RECEIPTS_QUEUE.name,
-            decode=receipt_rows,
-            batcher=batcher,
-            dead_letter=dead_letter,
-            metrics=metrics,
-            log=log,
-        )
-
-    @broker.subscriber(
-        LEDGER_INBOUND_QUEUE,
-        INBOUND_EXCHANGE,
-        channel=Channel(prefetch_count=settings.ledger_prefetch),
-        **event_subscriber,
-    )
-    async def on_inbound(message: RabbitMessage) -> None:
-        await record_event(
-            message,
-            queue=LEDGER_INBOUND_QUEUE.name,
-            decode=inbound_rows,
-            batcher=batcher,
-            dead_letter=dead_letter,
-            metrics=metrics,
-            log=log,
-        )
-
     @broker.subscriber(LEDGER_QUERIES_QUEUE, channel=Channel(prefetch_count=QUERY_PREFETCH))
     async def on_query(message: RabbitMessage) -> LedgerReply:
         assert storage.reader is not None and storage.sql is not None, "queries are consumed once storage is open"
@@ -268,6 +191,12 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
         batcher.start()
 
     async def after_start() -> None:
+        # The event queues, consumed without FastStream's per-message path (see
+        # `shared.rabbitmq.consume_raw`); the query subscriber above stays FastStream's.
+        # One channel for the four: one run of delivery tags, so one multiple-ack a batch.
+        channel = Channel(prefetch_count=settings.ledger_prefetch)
+        for queue in EVENT_QUEUES:
+            consumers.append(await consume_raw(broker, queue, channel, intake.receiver(queue)))
         background.append(
             asyncio.create_task(
                 watch_queue_depths(
@@ -286,10 +215,16 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
             batch_seconds=settings.ledger_batch_seconds,
         )
 
-    async def after_stop() -> None:
-        # The broker has stopped consuming and waited for in-flight handlers; whatever is
-        # still held could not be written and goes back to the queue with the connection.
+    async def stop_events() -> None:
+        # Before the broker stops: no more deliveries, then the last batch is written and
+        # acked on the still open channel; what cannot be written is handed back.
+        for consumer in consumers:
+            with contextlib.suppress(*SETTLE_ERRORS):
+                await consumer.cancel()
+        consumers.clear()
         await batcher.close(settings.ledger_shutdown_seconds)
+
+    async def after_stop() -> None:
         for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -302,5 +237,6 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
         broker,
         on_startup=[start_storage_then_broker],
         after_startup=[after_start],
+        on_shutdown=[stop_events],
         after_shutdown=[after_stop],
     )

@@ -1,11 +1,13 @@
-"""Holds event rows until a batch is full or old enough, then has it written in one go.
+"""Holds deliveries and their rows until a batch is full or old enough, then writes it in one go.
 
-A handler submits the rows of one broker message and waits; the message is acknowledged
-only when its batch is in ClickHouse. One batch is written while the next one fills, so
-decoding and inserting overlap. When ClickHouse does not take a batch, the batch is
-tried again with exponential backoff and its messages stay unacknowledged on the broker
-(bounded by the prefetch window): nothing spins, nothing is lost if the process dies, and
-redelivery after a crash is harmless because writes are idempotent.
+The consumer adds each delivery with its rows (`add`, synchronous: no task or future per
+delivery); a batch is written with one insert per table, and only then settled, all its
+deliveries together (`settle`: the ledger's one multiple-ack). One batch is written while
+the next one fills, so decoding and inserting overlap. When ClickHouse does not take a
+batch, the batch is tried again with exponential backoff and its deliveries stay
+unacknowledged on the broker (bounded by the prefetch window): nothing spins, nothing is
+lost if the process dies, and redelivery after a crash is harmless because writes are
+idempotent. At a stop, what could not be written is handed back (`hand_back`).
 """
 
 from __future__ import annotations
@@ -13,30 +15,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from services.ledger.clickhouse import StorageUnavailable
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.rows import RowChunk
 
+Item = TypeVar("Item")
 WriteBatch = Callable[[list[RowChunk]], Awaitable[None]]
 
 
-class BatchNotWritten(RuntimeError):
-    """The ledger is stopping and could not write these rows: the message goes back to the queue."""
+class RowBatcher(Generic[Item]):
+    """Batches of `Item`s (deliveries), each with the rows it becomes (or none)."""
 
-
-@dataclass(slots=True)
-class _Pending:
-    chunk: RowChunk
-    written: asyncio.Future[None]
-
-
-class RowBatcher:
     def __init__(
         self,
         write: WriteBatch,
+        settle: Callable[[list[Item]], Awaitable[None]],
+        hand_back: Callable[[list[Item]], Awaitable[None]],
         *,
         max_rows: int,
         max_messages: int,
@@ -47,6 +43,8 @@ class RowBatcher:
         logger: Any,
     ) -> None:
         self._write = write
+        self._settle = settle
+        self._hand_back = hand_back
         self._max_rows = max_rows
         self._max_messages = max_messages
         self._max_seconds = max_seconds
@@ -54,36 +52,38 @@ class RowBatcher:
         self._retry_max = retry_max_seconds
         self._metrics = metrics
         self._log = logger
-        self._pending: list[_Pending] = []
-        self._pending_rows = 0
+        self._items: list[Item] = []
+        self._chunks: list[RowChunk] = []
+        self._rows = 0
         self._first_at = 0.0
         self._has_pending = asyncio.Event()
         self._full = asyncio.Event()
         self._closing = asyncio.Event()
+        self._closed = False
         self._task: asyncio.Task[None] | None = None
         self.storage_healthy = True
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._flush_loop(), name="ledger-batcher")
 
-    async def submit(self, chunk: RowChunk) -> None:
-        """Returns once `chunk` is in ClickHouse; raises `BatchNotWritten` if it never will be."""
-        if self._closing.is_set():
-            raise BatchNotWritten("the ledger is stopping")
-        loop = asyncio.get_running_loop()
-        pending = _Pending(chunk, loop.create_future())
-        if not self._pending:
-            self._first_at = loop.time()
+    def add(self, item: Item, chunk: RowChunk | None) -> None:
+        """`item` is settled once `chunk` (its rows; None: nothing to write) is in ClickHouse."""
+        if self._closed:
+            # Arrived after the final flush: left unsettled, it goes back to its queue
+            # when the connection closes.
+            return
+        if not self._items:
+            self._first_at = asyncio.get_running_loop().time()
             self._has_pending.set()
-        self._pending.append(pending)
-        self._pending_rows += chunk.row_count
-        self._metrics.pending_rows.set(self._pending_rows)
-        if self._pending_rows >= self._max_rows or len(self._pending) >= self._max_messages:
+        self._items.append(item)
+        if chunk is not None and chunk.row_count:
+            self._chunks.append(chunk)
+            self._rows += chunk.row_count
+        if self._rows >= self._max_rows or len(self._items) >= self._max_messages:
             self._full.set()
-        await pending.written
 
     async def close(self, grace_seconds: float) -> None:
-        """Write what is waiting (within `grace_seconds`), then refuse anything new."""
+        """Write and settle what is waiting (within `grace_seconds`), hand back the rest."""
         self._closing.set()
         self._has_pending.set()
         if self._task is not None:
@@ -93,14 +93,16 @@ class RowBatcher:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
-        self._fail(self._pending, BatchNotWritten("the ledger stopped before writing these rows"))
-        self._pending = []
+        self._closed = True
+        leftover, self._items, self._chunks, self._rows = self._items, [], [], 0
+        if leftover:
+            await self._hand_back(leftover)
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._has_pending.wait()
-            if not self._pending:
+            if not self._items:
                 if self._closing.is_set():
                     return
                 self._has_pending.clear()
@@ -109,11 +111,17 @@ class RowBatcher:
             if wait > 0 and not self._closing.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wait_full_or_closing(), wait)
-            batch, self._pending, self._pending_rows = self._pending, [], 0
+            items, chunks, rows = self._items, self._chunks, self._rows
+            self._items, self._chunks, self._rows = [], [], 0
             self._full.clear()
             self._has_pending.clear()
             self._metrics.pending_rows.set(0)
-            await self._write_until_done(batch)
+            written = await self._write_until_done(chunks, rows, len(items))
+            try:
+                await (self._settle if written else self._hand_back)(items)
+            except Exception as error:  # the loop must outlive a broken channel
+                # Left unsettled: the broker returns them when their channel closes.
+                self._log.error("ledger.settle_failed", messages=len(items), error=repr(error)[:500])
 
     async def _wait_full_or_closing(self) -> None:
         full = asyncio.create_task(self._full.wait())
@@ -124,26 +132,27 @@ class RowBatcher:
             full.cancel()
             closing.cancel()
 
-    async def _write_until_done(self, batch: list[_Pending]) -> None:
-        rows = sum(p.chunk.row_count for p in batch)
+    async def _write_until_done(self, chunks: list[RowChunk], rows: int, messages: int) -> bool:
+        """True once the batch is written; False if the ledger stops first."""
+        if not chunks:
+            return True
         delay = self._retry_initial
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
             try:
-                await self._write([p.chunk for p in batch])
+                await self._write(chunks)
             except StorageUnavailable as error:
                 self.storage_healthy = False
                 self._metrics.clickhouse_up.set(0)
                 self._metrics.insert_failures.inc()
                 if self._closing.is_set():
-                    self._log.warning("ledger.batch_not_written", rows=rows, messages=len(batch), error=str(error))
-                    self._fail(batch, BatchNotWritten(str(error)))
-                    return
+                    self._log.warning("ledger.batch_not_written", rows=rows, messages=messages, error=str(error))
+                    return False
                 self._log.warning(
                     "ledger.clickhouse_unavailable",
                     rows=rows,
-                    messages=len(batch),
+                    messages=messages,
                     retry_in_seconds=round(delay, 2),
                     error=str(error),
                 )
@@ -158,15 +167,6 @@ class RowBatcher:
             self._metrics.clickhouse_up.set(1)
             self._metrics.insert_seconds.observe(elapsed)
             self._metrics.batch_rows.observe(rows)
-            self._metrics.batch_messages.observe(len(batch))
-            for pending in batch:
-                if not pending.written.done():
-                    pending.written.set_result(None)
-            self._log.debug("ledger.batch_written", rows=rows, messages=len(batch), seconds=round(elapsed, 4))
-            return
-
-    @staticmethod
-    def _fail(batch: list[_Pending], error: BaseException) -> None:
-        for pending in batch:
-            if not pending.written.done():
-                pending.written.set_exception(error)
+            self._metrics.batch_messages.observe(messages)
+            self._log.debug("ledger.batch_written", rows=rows, messages=messages, seconds=round(elapsed, 4))
+            return True

@@ -1,21 +1,18 @@
-"""What the ledger does with one broker message: record an event, or answer a query.
+"""What the ledger does with a query: a plain function of (body, dependencies).
 
-Plain functions of (message, dependencies); `app.py` binds them to the subscribers.
+Events are recorded by `intake.py`, a batch at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from services.ledger.batcher import BatchNotWritten, RowBatcher
 from services.ledger.clickhouse import StorageUnavailable
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.reads import LedgerReader
-from services.ledger.rows import EventRejected, RowChunk
 from services.ledger.sql_passthrough import SqlPassthrough
 from shared.contracts import (
     LedgerQuery,
@@ -26,50 +23,6 @@ from shared.contracts import (
 )
 
 QUERY_ADAPTER: TypeAdapter[LedgerQuery] = TypeAdapter(LedgerQuery)
-
-
-class Delivery(Protocol):
-    """The part of a broker message the ledger uses (FastStream's `RabbitMessage`)."""
-
-    @property
-    def body(self) -> bytes: ...
-
-    async def ack(self) -> None: ...
-
-    async def nack(self) -> None: ...
-
-
-DeadLetter = Callable[[bytes, str], Awaitable[None]]
-
-
-async def record_event(
-    delivery: Delivery,
-    *,
-    queue: str,
-    decode: Callable[[bytes], RowChunk],
-    batcher: RowBatcher,
-    dead_letter: DeadLetter,
-    metrics: LedgerMetrics,
-    log: Any,
-) -> None:
-    """Ack `delivery` once its rows are in ClickHouse; requeue it if they never get there."""
-    metrics.events_consumed.labels(queue).inc()
-    try:
-        chunk = decode(delivery.body)
-    except EventRejected as error:
-        # Retrying cannot fix a body: keep it for an operator and take it off the work queue.
-        metrics.events_rejected.labels(queue).inc()
-        log.error("ledger.event_rejected", queue=queue, reason=str(error)[:500])
-        await dead_letter(delivery.body, str(error)[:1000])
-        await delivery.ack()
-        return
-    if chunk.row_count:
-        try:
-            await batcher.submit(chunk)
-        except BatchNotWritten:
-            await delivery.nack()
-            return
-    await delivery.ack()
 
 
 async def answer_query(

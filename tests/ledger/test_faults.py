@@ -17,11 +17,15 @@ from tests.ledger.support import (
     http_status,
     ledger_process,
     ledger_settings,
+    make_inbound,
     make_job,
     make_outcome,
+    make_receipt,
     numbers,
+    publish_inbound,
     publish_job,
     publish_outcome,
+    publish_receipt,
     publisher,
     query_chdb_dir,
 )
@@ -42,14 +46,18 @@ async def _sent_recipients(queries: LedgerQueries) -> int:
 
 async def test_a_ledger_killed_mid_batch_loses_nothing_and_bills_nothing_twice(amqp_url, tmp_path):
     data = tmp_path / "chdb"
-    # Two messages a batch: hundreds of small batches, so the kill lands in the middle.
-    settings = ledger_settings(amqp_url, f"chdb://{data}", "rsms", ledger_prefetch=4, ledger_batch_seconds=0.05)
+    # Batches of a few deliveries from all four queues (one multiple-ack each): hundreds of
+    # small batches, so the kill lands in the middle of one.
+    settings = ledger_settings(amqp_url, f"chdb://{data}", "rsms", ledger_prefetch=8, ledger_batch_seconds=0.05)
     jobs = [make_job(recipients=numbers(20, start=40_000_000 + 100 * i)) for i in range(1000)]
     expected = 20 * len(jobs)
     async with publisher(amqp_url) as broker:
-        for job in jobs:
+        for i, job in enumerate(jobs):
             await publish_job(broker, job)
             await publish_outcome(broker, make_outcome(job))
+            if i % 4 == 0:
+                await publish_receipt(broker, make_receipt(job, job.recipients[0], "delivered"))
+                await publish_inbound(broker, make_inbound("acme", f"reply {i}"))
         queries = LedgerQueries(broker, timeout=5)
         with ledger_process(settings, tmp_path / "ledger-1.log") as first:
             first.start()
@@ -75,6 +83,8 @@ async def test_a_ledger_killed_mid_batch_loses_nothing_and_bills_nothing_twice(a
             assert second.terminate() == 0
     assert query_chdb_dir(data, "SELECT count() FROM rsms.sms_outcomes FINAL") == [(expected,)]
     assert query_chdb_dir(data, "SELECT count() FROM rsms.sms_requests FINAL") == [(len(jobs),)]
+    assert query_chdb_dir(data, "SELECT count() FROM rsms.sms_receipts FINAL") == [(len(jobs) // 4,)]
+    assert query_chdb_dir(data, "SELECT count() FROM rsms.sms_inbound FINAL") == [(len(jobs) // 4,)]
     # Raw rows may hold the redelivered batch twice until a merge; billing never does.
     [(raw,)] = query_chdb_dir(data, "SELECT count() FROM rsms.sms_outcomes")
     assert raw >= expected
@@ -183,7 +193,8 @@ async def _sent_is(queries: LedgerQueries, expected: int) -> bool:
 
 
 async def _queue_total(amqp_url: str) -> int:
-    return await depth(amqp_url, "rsms.ledger.accepted") + await depth(amqp_url, "rsms.ledger.outcomes")
+    queues = ("rsms.ledger.accepted", "rsms.ledger.outcomes", "rsms.ledger.receipts", "rsms.ledger.inbound")
+    return sum([await depth(amqp_url, queue) for queue in queues])
 
 
 async def _queues_drained(amqp_url: str) -> bool:
