@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from faststream.rabbit.message import RabbitMessage
 from redis.exceptions import RedisError
 
@@ -24,6 +23,7 @@ from services.dispatcher.outbox import Outbox
 from services.dispatcher.provider import ProviderAccountError
 from shared.contracts import DeadLetter
 from shared.log import get_logger
+from shared.rabbitmq import AMQPError, ChannelInvalidStateError, was_redelivered
 
 log = get_logger(__name__)
 
@@ -86,7 +86,7 @@ class JobHandler:
             log.warning("invalid job dead-lettered", detail=job.detail)
             return
         try:
-            redelivered = bool(message.raw_message.redelivered) or delivered_before(message.raw_message.headers or {})
+            redelivered = was_redelivered(message) or delivered_before(message.headers or {})
             result = await self._dispatcher.dispatch(job, redelivered=redelivered)
         except ProviderAccountError as exc:
             self._breaker.trip(exc.state)

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
-import aiormq
-from aio_pika.exceptions import AMQPError
 from faststream.rabbit import RabbitBroker
-from pamqp.commands import Basic
 
 from shared.contracts import SmsJob
 from shared.errors import ErrorCode, GatewayError
+from shared.rabbitmq import AMQPError, publish_confirmed
 from shared.topology import ACCEPTED_EXCHANGE
 
 BROKER_UNAVAILABLE = "The message broker is unavailable; nothing was queued. Retry shortly"
@@ -38,7 +36,7 @@ class JobPublisher:
                     content_type="application/json",
                     message_type="SmsJob/1",
                 )
-        except (TimeoutError, AMQPError, aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+        except (TimeoutError, AMQPError, ConnectionError, RuntimeError) as exc:
             raise GatewayError(ErrorCode.INTERNAL_ERROR, BROKER_UNAVAILABLE, retry_after=1) from exc
-        if not isinstance(confirm, Basic.Ack):
+        if not publish_confirmed(confirm):
             raise GatewayError(ErrorCode.INTERNAL_ERROR, BROKER_UNAVAILABLE, retry_after=1)
