@@ -68,6 +68,8 @@ class TurnBatch(Generic[Item, Result]):
             raise ValueError("max_size must be at least 1")
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if max_partial_in_flight is not None and max_partial_in_flight < 1:
+            raise ValueError("max_partial_in_flight must be at least 1")  # or partial ones never go
         self._flush = flush
         self._max_size = max_size
         self._size_of = size_of
