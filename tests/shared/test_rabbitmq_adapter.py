@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from pathlib import Path
 
 import aio_pika
 import aio_pika.exceptions
@@ -376,3 +378,36 @@ def test_the_direct_reply_to_pseudo_queue_is_still_rabbitmqs() -> None:
     assert rabbitmq.DIRECT_REPLY_TO == "amq.rabbitmq.reply-to", broke(
         f"FastStream's RABBIT_REPLY is now {rabbitmq.DIRECT_REPLY_TO!r}", "the direct reply-to consumer"
     )
+
+
+# --- the rule: nothing else goes under FastStream's API ---------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+UNDER_THE_API = re.compile(
+    r"^\s*(import|from)\s+(aio_pika|aiormq|pamqp)\b"  # the libraries under FastStream
+    r"|\.raw_message\b|\.get_local\(|\._queue_obj\b|\._consumer_tag\b|\.channel_manager\b|\.get_underlay_channel\("
+    r"|\bRABBIT_REPLY\b",
+    re.MULTILINE,
+)
+
+
+def test_only_the_adapter_goes_under_faststreams_api() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{source.count(chr(10), 0, match.start()) + 1}: {match.group(0).strip()}"
+        for folder in ("services", "shared")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path != ROOT / "shared" / "rabbitmq.py"
+        for source in [path.read_text()]
+        for match in UNDER_THE_API.finditer(source)
+    ]
+    assert offenders == [], "use (or add) a named operation in shared/rabbitmq.py instead:\n" + "\n".join(offenders)
+
+
+def test_the_cli_uses_aio_pika_but_not_aiormq() -> None:
+    # Operator commands open their own aio-pika connection (public API); aiormq is under it.
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "cli").rglob("*.py"))
+        if re.search(r"^\s*(import|from)\s+aiormq\b", path.read_text(), re.MULTILINE)
+    ]
+    assert offenders == [], f"import the exceptions from aio_pika.exceptions: {offenders}"
