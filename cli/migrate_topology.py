@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import aio_pika
 import click
 from aio_pika.abc import AbstractChannel, AbstractConnection
-from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
+from aio_pika.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 from faststream.rabbit import RabbitBroker, RabbitQueue
 
 from cli.queue_moves import move_all, ready_count

@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from aio_pika.exceptions import AMQPError
-from aiormq.exceptions import ChannelPreconditionFailed
 from faststream.rabbit import RabbitBroker
 
 from shared.log import get_logger
+from shared.rabbitmq import AMQPError, ChannelPreconditionFailed
 
 log = get_logger(__name__)
 

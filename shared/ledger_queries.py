@@ -18,10 +18,7 @@ from decimal import Decimal
 from typing import Any, get_args
 from uuid import UUID, uuid4
 
-from aio_pika.abc import AbstractIncomingMessage
-from aiormq.exceptions import AMQPError
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.schemas import RABBIT_REPLY
 from pydantic import TypeAdapter, ValidationError
 
 from shared.contracts import (
@@ -39,6 +36,7 @@ from shared.contracts import (
 )
 from shared.errors import ErrorCode, GatewayError
 from shared.money import format_money
+from shared.rabbitmq import DIRECT_REPLY_TO, AMQPError, consume_direct_replies
 from shared.topology import LEDGER_QUERIES_QUEUE
 
 REPLY_ADAPTER: TypeAdapter[LedgerReply] = TypeAdapter(LedgerReply)
@@ -110,7 +108,7 @@ class LedgerQueries:
             await self._broker.publish(
                 query.model_dump_json().encode(),
                 queue=LEDGER_QUERIES_QUEUE.name,
-                reply_to=RABBIT_REPLY.name,
+                reply_to=DIRECT_REPLY_TO,
                 correlation_id=correlation_id,
                 # A query nobody took in time is useless: let the broker drop it.
                 expiration=timeout,
@@ -133,8 +131,7 @@ class LedgerQueries:
         return reply
 
     async def _listen(self) -> None:
-        """Consume the reply pseudo-queue once (direct reply-to wants the consumer on the
-        channel the queries are published on: the broker's own)."""
+        """Consume the reply pseudo-queue once (`shared.rabbitmq.consume_direct_replies`)."""
         if self._consumer_ready:
             return
         if self._listening is None:
@@ -142,14 +139,13 @@ class LedgerQueries:
         async with self._listening:
             if self._consumer_ready:
                 return
-            replies = await self._broker.declare_queue(RABBIT_REPLY)
-            await replies.consume(self._on_reply, no_ack=True)
+            await consume_direct_replies(self._broker, self._on_reply)
             self._consumer_ready = True
 
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        waiting = self._waiting.get(message.correlation_id or "")
+    def _on_reply(self, correlation_id: str, body: bytes) -> None:
+        waiting = self._waiting.get(correlation_id)
         if waiting is not None and not waiting.done():
-            waiting.set_result(message.body)
+            waiting.set_result(body)
         # A reply nobody waits for any more (its caller timed out) is dropped.
 
 

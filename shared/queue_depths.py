@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from aio_pika.exceptions import AMQPError
-from aiormq.exceptions import ChannelInvalidStateError
 from faststream.rabbit import RabbitBroker, RabbitQueue
 
 from shared.log import get_logger
+from shared.rabbitmq import AMQPError, ChannelInvalidStateError
 
 log = get_logger(__name__)
 

@@ -11,19 +11,30 @@ Safe because a channel numbers its deliveries 1, 2, 3... and every delivery on t
 consuming channel comes through here: acked once its outcome events are confirmed
 (`ack`), or handed back (`nack`). A delivery that is neither (a handler bug) only stops
 the multiple-acks past it; the individual acks go on.
+
+The grouping is `shared.turn_batch.TurnBatch`'s, one flush at a time: a flush's frames
+are planned and sent in order before the next flush is planned, so an individual ack
+never reaches the broker after a multiple-ack that covers it, and the acks that finish
+while frames are being written go together in the next flush. The frames themselves
+(delivery tag, channel, multiple-ack) are `shared.rabbitmq`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from dataclasses import dataclass, field
 
-from aiormq.abc import AbstractChannel
 from faststream.rabbit.message import RabbitMessage
 
-_Frame = tuple[int, bool, list["asyncio.Future[None]"]]
-"""A basic.ack to send: delivery tag, multiple, the jobs it settles."""
+from shared import rabbitmq
+from shared.rabbitmq import DeliveryChannel
+from shared.turn_batch import TurnBatch
+
+_Frame = tuple[int, bool, list[int]]
+"""A basic.ack to send: delivery tag, multiple, the jobs it settles (their places in the
+flush)."""
+
+_Delivery = tuple[DeliveryChannel, int]
+"""A finished job: the channel it was delivered on, its delivery tag."""
 
 
 @dataclass
@@ -32,64 +43,70 @@ class _ChannelAcks:
     """Every delivery tag up to this one is acked or handed back."""
     settled: set[int] = field(default_factory=set)
     """Tags above `settled_upto` that are acked or handed back."""
-    finished: dict[int, asyncio.Future[None]] = field(default_factory=dict)
-    """Tags whose job is done, waiting for this turn's ack."""
-    outgoing: deque[_Frame] = field(default_factory=deque)
-    """Planned frames, sent strictly in order by one task: an individual ack must never
-    reach the broker after a multiple-ack that covers it."""
-    sender: asyncio.Task[None] | None = None
+    finished: dict[int, int] = field(default_factory=dict)
+    """Tags whose job is done, waiting for this flush's ack: its place in the flush."""
 
 
 class Acknowledger:
     def __init__(self) -> None:
-        self._channels: dict[AbstractChannel, _ChannelAcks] = {}
-        self._flush_scheduled = False
+        self._channels: dict[DeliveryChannel, _ChannelAcks] = {}
+        self._acks: TurnBatch[_Delivery, Exception | None] = TurnBatch(self._send_acks, max_in_flight=1)
 
     async def ack(self, message: RabbitMessage) -> None:
         """Returns once the ack is written to the socket (so a drain on SIGTERM keeps it)."""
-        raw = message.raw_message
-        if raw.delivery_tag is None:
+        tag = rabbitmq.delivery_tag(message)
+        if tag is None:
             await message.ack()
             return
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._state(raw.channel).finished[raw.delivery_tag] = future
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        await future
+        error = await self._acks.submit((rabbitmq.delivery_channel(message), tag))
+        if error is not None:
+            # Not swallowed: each job's handler gets it (the channel is gone, typically;
+            # the broker redelivers what it did not get acked).
+            raise error
 
     async def nack(self, message: RabbitMessage) -> None:
         """Hands the job back to the queue (requeue), untouched."""
         await message.nack(requeue=True)
-        raw = message.raw_message
-        if raw.delivery_tag is not None:
+        tag = rabbitmq.delivery_tag(message)
+        if tag is not None:
             # Only now: the nack frame is queued ahead of any multiple-ack covering it.
-            self._state(raw.channel).settled.add(raw.delivery_tag)
+            self._state(rabbitmq.delivery_channel(message)).settled.add(tag)
 
-    def _state(self, channel: AbstractChannel) -> _ChannelAcks:
+    def _state(self, channel: DeliveryChannel) -> _ChannelAcks:
         state = self._channels.get(channel)
         if state is None:
             # A new channel (first start or after a reconnect): its tags start at 1.
-            for old in [c for c in self._channels if c.is_closed]:
-                del self._channels[old]
             state = self._channels[channel] = _ChannelAcks()
         return state
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
+    async def _send_acks(self, deliveries: list[_Delivery]) -> list[Exception | None]:
+        """Plans each channel's frames, then sends them in order; answers, per delivery,
+        the error its frame met (None: written)."""
+        # A channel closed since (a reconnect) is forgotten; an ack on it still gets the
+        # error its frame meets.
+        for old in [c for c in self._channels if rabbitmq.channel_is_closed(c)]:
+            del self._channels[old]
+        planned: list[tuple[DeliveryChannel, list[_Frame]]] = []
+        for place, (channel, tag) in enumerate(deliveries):
+            self._state(channel).finished[tag] = place
         for channel, state in self._channels.items():
-            if not state.finished:
-                continue
-            state.outgoing.extend(self._plan(state))
-            if state.sender is None:
-                state.sender = asyncio.get_running_loop().create_task(self._send(channel, state))
+            if state.finished:
+                planned.append((channel, self._plan(state)))
+        errors: list[Exception | None] = [None] * len(deliveries)
+        for channel, frames in planned:
+            for tag, multiple, places in frames:
+                try:
+                    await rabbitmq.ack_on_channel(channel, tag, multiple=multiple)
+                except Exception as exc:
+                    for place in places:
+                        errors[place] = exc
+        return errors
 
     @staticmethod
     def _plan(state: _ChannelAcks) -> list[_Frame]:
         finished, settled = state.finished, state.settled
         upto, last_finished = state.settled_upto, 0
-        covered: list[asyncio.Future[None]] = []
+        covered: list[int] = []
         while True:
             tag = upto + 1
             if tag in finished:
@@ -103,29 +120,8 @@ class Acknowledger:
         state.settled_upto = upto
         frames: list[_Frame] = [(last_finished, True, covered)] if covered else []
         # Past a gap (a job still in flight): each on its own, now.
-        for tag, future in finished.items():
-            frames.append((tag, False, [future]))
+        for tag, place in finished.items():
+            frames.append((tag, False, [place]))
             settled.add(tag)
         finished.clear()
         return frames
-
-    @staticmethod
-    async def _send(channel: AbstractChannel, state: _ChannelAcks) -> None:
-        outgoing = state.outgoing
-        try:
-            while outgoing:
-                tag, multiple, futures = outgoing.popleft()
-                try:
-                    await channel.basic_ack(tag, multiple=multiple)
-                except Exception as exc:
-                    # Not swallowed: each job's handler gets it (the channel is gone,
-                    # typically; the broker redelivers what it did not get acked).
-                    for future in futures:
-                        if not future.done():
-                            future.set_exception(exc)
-                else:
-                    for future in futures:
-                        if not future.done():
-                            future.set_result(None)
-        finally:
-            state.sender = None

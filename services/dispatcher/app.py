@@ -9,7 +9,6 @@ from faststream import FastStream
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -41,6 +40,7 @@ from shared.log import get_logger
 from shared.ops_server import OpsServer
 from shared.optouts import OptOuts
 from shared.queue_depths import watch_queue_depths
+from shared.rabbitmq import current_message
 from shared.redis_connection import connect
 from shared.redis_persistence import check_persistence, readiness_detail, warn_unless_persistent
 from shared.topology import (
@@ -144,7 +144,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
 
     @subscriber
     async def on_job(body: bytes) -> None:
-        message: RabbitMessage = broker.context.get_local("message")
+        message = current_message(broker)
         await handler.handle(message)
 
     pending = broker.subscriber(RECEIPTS_PENDING_QUEUE, ack_policy=AckPolicy.MANUAL, decoder=_raw_body)
@@ -152,7 +152,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
     @pending
     async def on_pending_receipt(body: bytes) -> None:
         """A receipt back from the delay queue: match it again (see `receipts.py`)."""
-        message: RabbitMessage = broker.context.get_local("message")
+        message = current_message(broker)
         try:
             waiting = UnmatchedReceipt.model_validate_json(message.body)
         except ValidationError:

@@ -7,20 +7,23 @@ leaves at once only while fewer than `max_partial_requests` partial requests are
 flight. So a lone job waits for nothing, and under load the small batches that pile up
 behind a request in flight leave together with it returns: the busier the provider, the
 bigger the requests. The wrapped provider sees ordinary multi-message requests, which
-real batch APIs accept.
+real batch APIs accept. The grouping is `shared.turn_batch.TurnBatch`'s (its options
+`max_size`, `max_in_flight` and `max_partial_in_flight` are these three limits).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 
 from services.dispatcher.provider import Delivery, OutboundBatch, Provider
 from shared.provider_state import ProviderState
+from shared.turn_batch import TurnBatch
 
-_Pending = tuple[OutboundBatch, "asyncio.Future[list[Delivery]]"]
+
+def _recipients(batch: OutboundBatch) -> int:
+    return len(batch.recipients)
 
 
 class BatchingProvider:
@@ -35,78 +38,32 @@ class BatchingProvider:
         self._inner = inner
         self.resends_are_safe = inner.resends_are_safe
         self._observe_latency = observe_latency
-        self._max_recipients = max_recipients
-        self._max_requests = max_concurrent_requests
-        self._max_partial = max_partial_requests
-        self._partial_in_flight = 0
-        self._pending: deque[_Pending] = deque()
-        self._in_flight = 0
-        self._launch_scheduled = False
-        self._requests: set[asyncio.Task[None]] = set()
+        # The batches handed in during one loop turn go together, up to `max_recipients`
+        # a request; a partial request waits while `max_partial_requests` are in flight.
+        self._requests: TurnBatch[OutboundBatch, list[Delivery]] = TurnBatch(
+            self._request,
+            max_size=max_recipients,
+            size_of=_recipients,
+            max_in_flight=max_concurrent_requests,
+            max_partial_in_flight=max_partial_requests,
+        )
 
     async def send(self, batches: Sequence[OutboundBatch]) -> list[list[Delivery]]:
-        loop = asyncio.get_running_loop()
-        futures = []
-        for batch in batches:
-            future: asyncio.Future[list[Delivery]] = loop.create_future()
-            self._pending.append((batch, future))
-            futures.append(future)
-        self._schedule_launch()
+        futures = [self._requests.put(batch) for batch in batches]
         return list(await asyncio.gather(*futures))
 
     async def account_state(self) -> ProviderState:
         return await self._inner.account_state()
 
     async def close(self) -> None:
-        if self._requests:
-            await asyncio.gather(*self._requests, return_exceptions=True)
+        await self._requests.close()
         await self._inner.close()
 
-    def _schedule_launch(self) -> None:
-        # Launch on the next loop turn, so handlers woken in the same turn share a request.
-        if not self._launch_scheduled and self._pending and self._in_flight < self._max_requests:
-            self._launch_scheduled = True
-            asyncio.get_running_loop().call_soon(self._launch)
-
-    def _launch(self) -> None:
-        self._launch_scheduled = False
-        while self._pending and self._in_flight < self._max_requests:
-            size, count = 0, 0
-            for batch, _ in self._pending:
-                if count and size + len(batch.recipients) > self._max_recipients:
-                    break
-                size += len(batch.recipients)
-                count += 1
-            full = count < len(self._pending) or size >= self._max_recipients
-            if not full and self._partial_in_flight >= self._max_partial:
-                return  # wait for a request to come back; more will have piled up
-            group = [self._pending.popleft() for _ in range(count)]
-            self._in_flight += 1
-            self._partial_in_flight += not full
-            task = asyncio.create_task(self._request(group, partial=not full))
-            self._requests.add(task)
-            task.add_done_callback(self._requests.discard)
-
-    async def _request(self, group: list[_Pending], partial: bool) -> None:
+    async def _request(self, batches: list[OutboundBatch]) -> list[list[Delivery]]:
+        # An error reaches every job in the request (ProviderAccountError above all), and
+        # each decides what it means for its own message.
         started = time.perf_counter()
         try:
-            answers = await self._inner.send([batch for batch, _ in group])
-        except asyncio.CancelledError:
-            for _, future in group:
-                future.cancel()
-            raise
-        except Exception as exc:
-            # Not swallowed: every job in the request gets it (ProviderAccountError above
-            # all) and decides what it means for its own message.
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(exc)
-        else:
-            for (_, future), deliveries in zip(group, answers, strict=True):
-                if not future.done():
-                    future.set_result(deliveries)
+            return await self._inner.send(batches)
         finally:
             self._observe_latency(time.perf_counter() - started)
-            self._in_flight -= 1
-            self._partial_in_flight -= partial
-            self._schedule_launch()

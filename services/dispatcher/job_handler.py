@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from faststream.rabbit.message import RabbitMessage
 from redis.exceptions import RedisError
 
@@ -28,6 +27,7 @@ from services.dispatcher.outbox import Outbox
 from services.dispatcher.provider import ProviderAccountError
 from shared.contracts import DeadLetter, SmsJob
 from shared.log import get_logger
+from shared.rabbitmq import AMQPError, ChannelInvalidStateError, was_redelivered
 
 log = get_logger(__name__)
 
@@ -82,7 +82,7 @@ class JobHandler:
 
     async def _handle(self, message: RabbitMessage) -> None:
         items = read_jobs(message.body)
-        redelivered = bool(message.raw_message.redelivered) or delivered_before(message.raw_message.headers or {})
+        redelivered = was_redelivered(message) or delivered_before(message.headers or {})
         jobs = [item for item in items if isinstance(item, SmsJob)]
         unreadable = [item for item in items if isinstance(item, DeadLetter)]
         # Every job runs to its end, even when another fails: a job cancelled between its

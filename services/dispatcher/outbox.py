@@ -1,15 +1,9 @@
 """Everything the dispatcher publishes, each with a publisher confirm before it returns:
 outcome events, retries into the delay queues, dead letters, carrier receipts and inbound.
 
-Publishes bypass FastStream's publish path and go to the AMQP channel (aiormq, under
-aio-pika's robust channel) of a confirm channel of their own:
-
-- FastStream's path (middlewares, codec, exchange lookup per call) cost more CPU per
-  job attempt than the publish itself;
-- aio-pika's `Exchange.publish` waits for the socket to drain while holding the channel's
-  publish lock, so concurrent jobs' publishes left one per event-loop turn. Here the lock
-  is released once the frame is queued (`wait=False`) and concurrent jobs' publishes
-  leave together, and the broker confirms them together.
+Publishes go straight to a confirm channel of their own (`shared.rabbitmq.ConfirmedPublisher`),
+not through FastStream's publish path, which cost more CPU per job attempt than the
+publish itself (the adapter says why).
 
 What is guaranteed does not change: every message is persistent and mandatory, and each
 caller waits for the broker's confirm of its own messages (a nack raises DeliveryError).
@@ -19,34 +13,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
-from typing import cast
 
-import aiormq
-from aio_pika.abc import AbstractRobustChannel
-from aiormq import spec
-from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit import RabbitBroker
 
 from services.dispatcher.job_dispatcher import DispatchResult
 from shared.contracts import Contract, DeadLetter
+from shared.rabbitmq import ConfirmedPublisher
 from shared.topology import DEAD_LETTER_QUEUE, OUTCOMES_EXCHANGE, retry_queue
 
-JSON = "application/json"
 OUTCOME_BATCH_OPEN = b'{"schema_version":1,"events":['  # shared.contracts.OutcomeBatch
-PERSISTENT = 2
 
 
 class Outbox:
     def __init__(self, broker: RabbitBroker, timeout_seconds: float) -> None:
-        self._broker = broker
-        self._timeout = timeout_seconds
-        # The settings FastStream's default channel has (confirms on, returns not raised),
-        # on the broker's robust connection, but not the channel jobs are delivered on.
-        self._spec = Channel(publisher_confirms=True)
-        self._channel: AbstractRobustChannel | None = None
+        # A confirm channel of its own, not the one jobs are delivered on.
+        self._publisher = ConfirmedPublisher(broker, timeout_seconds)
 
     async def start(self) -> None:
         """Opens the channel; call once the broker is connected."""
-        self._channel = await self._broker.config.channel_manager.get_channel(self._spec)
+        await self._publisher.open()
 
     async def publish_result(self, result: DispatchResult) -> None:
         """Returns once the broker confirmed every message the attempt produced."""
@@ -102,21 +87,4 @@ class Outbox:
         )
 
     async def _publish_body(self, body: bytes, *, exchange: str, routing_key: str, message_id: str | None) -> None:
-        if self._channel is None:
-            raise RuntimeError("Outbox.start() was not called")
-        # Asked each time: after a reconnect the robust channel has a new one underneath.
-        # aiormq's abstract channel does not declare `wait`; its one implementation does.
-        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
-        await channel.basic_publish(
-            body,
-            exchange=exchange,
-            routing_key=routing_key,
-            properties=spec.Basic.Properties(
-                content_type=JSON,
-                delivery_mode=PERSISTENT,
-                message_id=message_id,
-            ),
-            mandatory=True,
-            timeout=self._timeout,
-            wait=False,  # the confirm is awaited; the socket drain need not hold the lock
-        )
+        await self._publisher.publish(body, exchange=exchange, routing_key=routing_key, message_id=message_id)

@@ -13,7 +13,6 @@ expire after `ttl_seconds` (set at every write): a receipt later than that is un
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -23,6 +22,7 @@ from uuid import UUID
 from services.dispatcher.receipts import PartReport, RecipientState, SentPart, is_final
 from shared.contracts import ReceiptStatus
 from shared.redis_connection import RedisClient
+from shared.turn_batch import TurnBatch
 
 PUBLISHED = "published"
 
@@ -39,43 +39,26 @@ class RedisReceiptStore:
     def __init__(self, redis: RedisClient, ttl_seconds: int) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
-        self._writes: set[asyncio.Task[None]] = set()
-        self._waiting: list[tuple[Mapping[str, SentPart], asyncio.Future[None]]] = []
+        self._parts: TurnBatch[Mapping[str, SentPart], None] = TurnBatch(self._write)
 
     async def remember(self, parts: Mapping[str, SentPart]) -> None:
         """Every job sent in one event-loop turn is written in one pipeline (as the send
-        markers are): a connection per job would drain the pool the jobs share."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not self._waiting:
-            asyncio.get_running_loop().call_soon(self._write_waiting)
-        self._waiting.append((parts, future))
-        await future
+        markers are, `shared.turn_batch`): a connection per job would drain the pool the
+        jobs share."""
+        await self._parts.submit(parts)
 
-    def _write_waiting(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        task = asyncio.get_running_loop().create_task(self._write(waiting))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-
-    async def _write(self, waiting: list[tuple[Mapping[str, SentPart], asyncio.Future[None]]]) -> None:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for parts, _ in waiting:
-                    for carrier_id, part in parts.items():
-                        value = json.dumps(
-                            [part.message_id.hex, part.project, part.recipient, part.part, part.parts, part.test],
-                            separators=(",", ":"),
-                        )
-                        pipe.set(part_key(carrier_id), value, ex=self._ttl)
-                await pipe.execute()
-        except Exception as error:  # every caller gets it (RedisError above all) and hands its job back
-            for _, future in waiting:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        for _, future in waiting:
-            if not future.done():
-                future.set_result(None)
+    async def _write(self, waiting: list[Mapping[str, SentPart]]) -> list[None]:
+        # An error reaches every caller (RedisError above all), and each hands its job back.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for parts in waiting:
+                for carrier_id, part in parts.items():
+                    value = json.dumps(
+                        [part.message_id.hex, part.project, part.recipient, part.part, part.parts, part.test],
+                        separators=(",", ":"),
+                    )
+                    pipe.set(part_key(carrier_id), value, ex=self._ttl)
+            await pipe.execute()
+        return [None] * len(waiting)
 
     async def find(self, carrier_id: str) -> SentPart | None:
         value = await self._redis.get(part_key(carrier_id))

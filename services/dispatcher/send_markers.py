@@ -24,8 +24,9 @@ deduplicates by the reference (`Provider.resends_are_safe`), or holds it for an 
 
 With a thousand small jobs a second, one Redis round trip per claim and per record cost
 more than the marker work itself. So the claims and records asked for in one event-loop
-turn go to Redis together, as one script call: each claim is still all-or-nothing (the
-whole script is), and every caller still waits until Redis has its own answer.
+turn go to Redis together, as one script call (`shared.turn_batch`): each claim is still
+all-or-nothing (the whole script is), and every caller still waits until Redis has its
+own answer.
 
 A job claims its recipients one provider batch at a time, just before the batch goes to
 the provider (`JobDispatcher`): after a crash only the batches in flight are "p"; the
@@ -36,7 +37,6 @@ first claim, so the jobs accepted after are known to have all their markers.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +44,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from shared.redis_connection import PRIMARY_ONLY, ConfirmedScript, Durability, RedisClient
+from shared.turn_batch import TurnBatch
 
 CLAIMED = "p"
 RETRYABLE = "t"
@@ -166,7 +167,12 @@ class Claim:
 
 
 _Answer = tuple[int, list[str]]
-_Op = tuple[str, str, list[str], "asyncio.Future[_Answer]"]
+_Op = tuple[str, str, list[str]]
+"""An op ("c", "r" or "u"), its marker key, its args."""
+
+
+def _fields(op: _Op) -> int:
+    return len(op[2])
 
 
 def marker_key(message_id: UUID) -> str:
@@ -178,9 +184,9 @@ class SendMarkers:
         self._ttl = ttl_seconds
         # A claim must outlive a failover before its recipients are sent: WAIT for replicas.
         self._apply = ConfirmedScript(redis, _APPLY, durability)
-        self._pending: list[_Op] = []
-        self._flush_scheduled = False
-        self._calls: set[asyncio.Task[None]] = set()
+        # The claims and records asked for in one loop turn: one script call, or a few
+        # when they are many (see `_MAX_FIELDS_PER_CALL`).
+        self._ops: TurnBatch[_Op, _Answer] = TurnBatch(self._call, max_size=_MAX_FIELDS_PER_CALL, size_of=_fields)
 
     async def begin_generation(self) -> int:
         """Starts the marker store's generation unless it has begun; answers its start.
@@ -213,50 +219,16 @@ class SendMarkers:
             await self._submit("u", marker_key(message_id), args)
 
     async def _submit(self, op: str, key: str, args: list[str]) -> _Answer:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[_Answer] = loop.create_future()
-        self._pending.append((op, key, args, future))
-        if not self._flush_scheduled:
-            # Next loop turn: every job woken in this one has asked by then.
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return await future
+        return await self._ops.submit((op, key, args))
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        pending, self._pending = self._pending, []
-        group: list[_Op] = []
-        fields = 0
-        for op in pending:
-            if group and fields + len(op[2]) > _MAX_FIELDS_PER_CALL:
-                self._start_call(group)
-                group, fields = [], 0
-            group.append(op)
-            fields += len(op[2])
-        if group:
-            self._start_call(group)
-
-    def _start_call(self, group: list[_Op]) -> None:
-        task = asyncio.get_running_loop().create_task(self._call(group))
-        self._calls.add(task)
-        task.add_done_callback(self._calls.discard)
-
-    async def _call(self, group: list[_Op]) -> None:
+    async def _call(self, group: list[_Op]) -> list[_Answer]:
+        # An error reaches every caller in the call (RedisError above all), and each hands
+        # its own job back.
         argv: list[str | int] = [self._ttl]
-        for op, _, args, _ in group:
+        for op, _, args in group:
             argv.append(op)
             # A claim's args are its replay number, then its fields.
             argv.append(len(args) - 1 if op == "c" else len(args) // 2)
             argv.extend(args)
-        try:
-            since, *answers = await self._apply(keys=[GENERATION_KEY, *(key for _, key, _, _ in group)], args=argv)
-        except Exception as exc:
-            # Not swallowed: every caller in the call gets it (RedisError above all) and
-            # hands its own job back.
-            for *_, future in group:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (*_, future), answer in zip(group, answers, strict=True):
-            if not future.done():
-                future.set_result((int(since), [a.decode() if isinstance(a, bytes) else a for a in answer]))
+        since, *answers = await self._apply(keys=[GENERATION_KEY, *(key for _, key, _ in group)], args=argv)
+        return [(int(since), [a.decode() if isinstance(a, bytes) else a for a in answer]) for answer in answers]

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import asyncio
 
-import aiormq
-from aio_pika.exceptions import AMQPError
 from faststream.rabbit import RabbitBroker
-from pamqp.commands import Basic
 
 from services.ingest.publish_groups import GroupCommitter, GroupLimits, GroupMessage
 from shared.contracts import SmsJob
 from shared.errors import ErrorCode, GatewayError
+from shared.rabbitmq import AMQPError, publish_confirmed
 from shared.topology import ACCEPTED_EXCHANGE
 
 BROKER_UNAVAILABLE = "The message broker is unavailable; nothing was queued. Retry shortly"
-PUBLISH_ERRORS = (TimeoutError, AMQPError, aiormq.exceptions.AMQPError, ConnectionError, RuntimeError)
+PUBLISH_ERRORS = (TimeoutError, AMQPError, ConnectionError, RuntimeError)
 
 
 class PublishRefused(Exception):
@@ -59,5 +57,5 @@ class JobPublisher:
                 content_type="application/json",
                 message_type=message.message_type,
             )
-        if not isinstance(confirm, Basic.Ack):
+        if not publish_confirmed(confirm):
             raise PublishRefused(type(confirm).__name__)

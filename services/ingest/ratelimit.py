@@ -28,7 +28,6 @@ describe the key's read window.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 import uuid
@@ -45,6 +44,7 @@ from shared.blocklist import BLOCKLIST_KEY
 from shared.optouts import opt_out_key
 from shared.provider_state import PROVIDER_STATE_KEY, ProviderState
 from shared.redis_connection import RedisClient
+from shared.turn_batch import TurnBatch
 
 WINDOW_MS = 60_000
 SPEND_KEY_TTL_SECONDS = 2 * 86_400
@@ -269,8 +269,10 @@ class RateLimiter:
     def __init__(self, redis: RedisClient, *, slot_seconds: int, prefix: str = "rsms:rl") -> None:
         self._redis = redis
         self._sha = redis.register_script(_SCRIPT).sha
-        self._releases: list[tuple[Reservation, asyncio.Future[None]]] = []
-        self._releaser: asyncio.Task[None] | None = None
+        # Group commit: one release round trip at a time; those that arrive meanwhile go
+        # together in the next (a task, not the first caller, sends them: a cancelled
+        # caller must not strand the others, and its release still happens).
+        self._releases: TurnBatch[Reservation, None] = TurnBatch(self._release_batch, max_in_flight=1)
         self._slot_ms = slot_seconds * 1000
         self._prefix = prefix
 
@@ -408,36 +410,18 @@ class RateLimiter:
         """
         if not reservation.slot and not reservation.spend_micros and reservation.record is None:
             return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._releases.append((reservation, done))
-        if self._releaser is None or self._releaser.done():
-            # A task, not the first caller: a cancelled caller must not strand the others.
-            self._releaser = asyncio.create_task(self._release_batches())
-        await done
+        await self._releases.submit(reservation)
 
-    async def _release_batches(self) -> None:
-        while self._releases:
-            batch, self._releases = self._releases, []
-            outcome: BaseException | None = None
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for reservation, _ in batch:
-                        if reservation.slot:
-                            pipe.zrem(
-                                concurrency_key(self._prefix, reservation.project, reservation.key_id), reservation.slot
-                            )
-                        if reservation.spend_micros:
-                            pipe.decrby(reservation.spend_key, reservation.spend_micros)
-                        if reservation.record is not None:
-                            record = reservation.record
-                            pipe.set(record.name, record.value, ex=record.ttl_seconds)
-                    await pipe.execute()
-            except Exception as exc:  # every waiter gets the error its own commands would have raised
-                outcome = exc
-            for _, done in batch:
-                if done.done():
-                    continue  # its request was cancelled meanwhile
-                if outcome is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(outcome)
+    async def _release_batch(self, batch: list[Reservation]) -> list[None]:
+        # An error reaches every waiter: the one its own commands would have raised.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for reservation in batch:
+                if reservation.slot:
+                    pipe.zrem(concurrency_key(self._prefix, reservation.project, reservation.key_id), reservation.slot)
+                if reservation.spend_micros:
+                    pipe.decrby(reservation.spend_key, reservation.spend_micros)
+                if reservation.record is not None:
+                    record = reservation.record
+                    pipe.set(record.name, record.value, ex=record.ttl_seconds)
+            await pipe.execute()
+        return [None] * len(batch)

@@ -26,6 +26,7 @@ from services.webhooks.outbox import WebhookOutbox
 from services.webhooks.retry_policy import RetryPolicy
 from services.webhooks.settings import WebhooksSettings
 from services.webhooks.slots import ProjectSlots
+from shared import rabbitmq
 from shared.broker_connection import connect_when_available
 from shared.contracts import (
     InboundMessage,
@@ -150,8 +151,7 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
         )
 
     def current_message() -> RabbitMessage:
-        message: RabbitMessage = broker.context.get_local("message")
-        return message
+        return rabbitmq.current_message(broker)
 
     @source(WEBHOOK_OUTCOMES_QUEUE, OUTCOMES_EXCHANGE)
     async def on_outcome(body: bytes) -> None:
