@@ -1,0 +1,251 @@
+"""The RabbitMQ adapter: everything that reaches under FastStream's or aio-pika's public API.
+
+Each part below is self-contained; `tests/shared/test_rabbitmq_cluster.py` fails loudly if
+an upgrade of FastStream or aio-pika breaks what it relies on.
+"""
+
+from __future__ import annotations
+
+# --- a cluster: several nodes in RSMS_AMQP_URL, and moving on when one dies -------------
+#
+# `RSMS_AMQP_URL` may list the nodes of one cluster, comma-separated. A client talks to one
+# node at a time; aio-pika's robust connection reconnects, but always to the URL it was
+# made with. `ClusterConnection` is that robust connection with one change: every
+# connection attempt goes to the next node of the list (aio-pika drops the old transport
+# right before each attempt; that is the hook). Everything else (re-opening channels,
+# re-declaring queues, re-consuming with the same consumer tags) stays aio-pika's.
+#
+# Readiness: a service is ready only while each of its consumers is attached on an open
+# channel (`consumer_attached`) and its publishes are not being refused (`PublishHealth`).
+
+import asyncio
+import functools
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractConnection, AbstractQueue
+from aio_pika.robust_connection import RobustConnection
+from faststream import BaseMiddleware
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.subscriber import RabbitSubscriber
+from pamqp.commands import Basic
+from yarl import URL
+
+RECONNECT_INTERVAL_SECONDS = 1.0
+"""Pause between failed connection attempts (aio-pika's default is 5 s): with one node of
+three dead, the next attempt goes to a live one, so sending resumes within seconds."""
+
+PUBLISH_REFUSED_WINDOW_SECONDS = 10.0
+"""A refused publish (nack, timeout, closed channel) makes a service unready for this long,
+or until a publish succeeds again."""
+
+
+def parse_amqp_urls(value: str) -> list[str]:
+    """`RSMS_AMQP_URL`: one AMQP URL, or several (the nodes of one cluster) comma-separated."""
+    urls = [part.strip() for part in value.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("no AMQP URL given")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+            raise ValueError(f"not an AMQP URL (amqp://user:password@host:port/vhost): {_without_password(url)!r}")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as error:
+            raise ValueError(f"bad port in {_without_password(url)!r}") from error
+    return urls
+
+
+def next_node(current: int, count: int) -> int:
+    """The node after `current` (by index), round the list."""
+    return (current + 1) % count
+
+
+def first_node(count: int, chooser: random.Random | None = None) -> int:
+    """Where a client starts: a random node, so the services spread over the cluster."""
+    return (chooser or random).randrange(count)
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":******@", 1)
+
+
+class ClusterConnection(RobustConnection):
+    """A robust connection that tries the next node of its list on every attempt.
+
+    aio-pika sets `transport = None` right before each connection attempt (and at
+    `__init__` and `close`); this class moves `url` to the next node there. A node that
+    dies drops the transport, so the reconnect goes to the next node; a failed attempt is
+    followed by one to the node after it.
+    """
+
+    def __init__(self, url: URL, *args: Any, nodes: Sequence[str], start: int, **kwargs: Any) -> None:
+        self._nodes = [URL(node) for node in nodes]
+        super().__init__(url, *args, **kwargs)
+        self._node = start - 1  # the first attempt moves on to `start`
+        self.url = self._nodes[start]
+
+    @property  # type: ignore[override]
+    def transport(self) -> Any:
+        return self._transport
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        if value is None and hasattr(self, "_node") and not self._close_called:
+            self._node = next_node(self._node, len(self._nodes))
+            self.url = self._nodes[self._node]
+        self._transport = value
+
+    @property
+    def node_url(self) -> str:
+        """The node this connection is on (or trying next), without its password."""
+        return str(self.url.with_password(None) if self.url.password else self.url)
+
+
+def cluster_connection_class(urls: Sequence[str]) -> Callable[..., ClusterConnection]:
+    """What `aio_pika.connect_robust(connection_class=...)` takes, for these nodes."""
+    return functools.partial(ClusterConnection, nodes=list(urls), start=first_node(len(urls)))
+
+
+def cluster_broker(amqp_url: str, **broker_options: Any) -> RabbitBroker:
+    """A FastStream broker on the nodes `amqp_url` lists (one or several, comma-separated).
+
+    FastStream hands its connection options to `aio_pika.connect_robust`; the connection
+    class is one of them (not one of `RabbitBroker`'s parameters), set here.
+    """
+    urls = parse_amqp_urls(amqp_url)
+    broker_options.setdefault("reconnect_interval", RECONNECT_INTERVAL_SECONDS)
+    broker = RabbitBroker(urls[0], **broker_options)
+    broker._connection_kwargs["connection_class"] = _RotatingConnectionFactory(urls)
+    return broker
+
+
+class _RotatingConnectionFactory:
+    """A fresh `ClusterConnection` per `broker.connect()`, each starting at a random node:
+    a broker that fails to connect and tries again does not keep hitting the dead one."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        self._urls = list(urls)
+
+    def __call__(self, url: URL, *args: Any, **kwargs: Any) -> ClusterConnection:
+        return cluster_connection_class(self._urls)(url, *args, **kwargs)
+
+
+async def connect_to_any(amqp_url: str, timeout: float = 10.0) -> AbstractConnection:
+    """For the CLI: a connection to the first node (of those listed) that answers."""
+    urls = parse_amqp_urls(amqp_url)
+    errors: list[str] = []
+    for url in urls:
+        try:
+            return await aio_pika.connect(url, timeout=timeout)
+        except (OSError, ConnectionError, aiormq.exceptions.AMQPError, TimeoutError) as error:
+            errors.append(f"{_without_password(url)}: {type(error).__name__}")
+    raise ConnectionError("no RabbitMQ node answers (" + "; ".join(errors) + ")")
+
+
+def connected_node(broker: RabbitBroker) -> str | None:
+    """The node URL (no password) the broker's connection is on, for logs and tests."""
+    connection = broker._connection
+    if isinstance(connection, ClusterConnection) and connection.connected.is_set():
+        return connection.node_url
+    return None
+
+
+# --- consumers: attached or not ---------------------------------------------------------
+
+
+def consumer_attached(queue: AbstractQueue | None, consumer_tag: str | None) -> bool:
+    """The broker delivers to this consumer now: its channel is open and the channel has
+    the tag (aiormq drops a tag the broker cancelled; a closed channel has none)."""
+    if queue is None or consumer_tag is None:
+        return False
+    channel = queue.channel
+    if channel.is_closed:
+        return False
+    underlay = getattr(channel, "_channel", None)
+    if underlay is None:
+        return False
+    amqp_channel = underlay.channel
+    return not amqp_channel.is_closed and consumer_tag in amqp_channel.consumers
+
+
+def subscriber_attached(subscriber: RabbitSubscriber) -> bool:
+    """A FastStream subscriber's consumer is attached (see `consumer_attached`)."""
+    return consumer_attached(subscriber._queue_obj, subscriber._consumer_tag)
+
+
+def missing_consumers(subscribers: dict[str, RabbitSubscriber]) -> list[str]:
+    """The names of the subscribers whose consumer is not attached."""
+    return [name for name, subscriber in subscribers.items() if not subscriber_attached(subscriber)]
+
+
+# --- publishes: being refused or not ----------------------------------------------------
+
+
+def publishes_refused(
+    last_failure: float | None, last_success: float | None, now: float, window: float = PUBLISH_REFUSED_WINDOW_SECONDS
+) -> bool:
+    """Refused: the latest publish failed, and not longer than `window` ago (after that,
+    with no publish since, the service tries again rather than stay unready for ever)."""
+    if last_failure is None or now - last_failure >= window:
+        return False
+    return last_success is None or last_success < last_failure
+
+
+class PublishHealth:
+    """Records how a service's publishes end; `refusing()` feeds its readiness."""
+
+    def __init__(self, window: float = PUBLISH_REFUSED_WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self._window = window
+        self._clock = clock
+        self.last_failure: float | None = None
+        self.last_success: float | None = None
+
+    def succeeded(self) -> None:
+        self.last_success = self._clock()
+
+    def failed(self) -> None:
+        self.last_failure = self._clock()
+
+    def refusing(self) -> bool:
+        return publishes_refused(self.last_failure, self.last_success, self._clock(), self._window)
+
+    async def watch(self, publish: Awaitable[Any]) -> Any:
+        """Await a publish, recording how it ended (a nack counts as refused)."""
+        try:
+            result = await publish
+        except BaseException:  # a timeout cancels it: refused too
+            self.failed()
+            raise
+        if isinstance(result, Basic.Nack):
+            self.failed()
+        else:
+            self.succeeded()
+        return result
+
+    def middleware(self) -> Callable[..., BaseMiddleware]:
+        """A FastStream broker middleware recording every publish through the broker."""
+        health = self
+
+        class _Watch(BaseMiddleware):
+            async def publish_scope(self, call_next: Callable[[Any], Awaitable[Any]], cmd: Any) -> Any:
+                return await health.watch(call_next(cmd))
+
+        return _Watch
+
+
+async def broker_ready(broker: RabbitBroker, publishes: PublishHealth, subscribers: dict[str, RabbitSubscriber]) -> bool:
+    """Connected, every consumer attached, publishes not refused."""
+    try:
+        connected = bool(await broker.ping(timeout=1.0))
+    except (OSError, asyncio.TimeoutError):
+        connected = False
+    return connected and not missing_consumers(subscribers) and not publishes.refusing()
