@@ -18,14 +18,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import aio_pika
 import click
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
-from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit import RabbitQueue
 
 from cli.queue_moves import move_all, ready_count
 from cli.table import json_option, print_table
+from shared.rabbitmq import cluster_broker, connect_to_any
 from shared.settings import ServiceSettings
 from shared.topology import RETRY_DELAYS_MS, declare_topology, holding_queue, retry_queue, topology_queues
 
@@ -100,7 +100,7 @@ async def inspect(connection: AbstractConnection, queues: list[RabbitQueue]) -> 
 
 
 async def migrate(amqp_url: str, queues: list[RabbitQueue], retry_delays_ms: tuple[int, ...]) -> list[QueueResult]:
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_to_any(amqp_url)
     try:
         states = await inspect(connection, queues)
         busy = [s.name for s in states if s.needs_work and s.consumers]
@@ -156,7 +156,7 @@ def _status(state: QueueState, *, moved_out: int, moved_back: int) -> str:
 
 
 async def _declare_topology(amqp_url: str, retry_delays_ms: tuple[int, ...]) -> None:
-    broker = RabbitBroker(amqp_url)
+    broker = cluster_broker(amqp_url)
     await broker.connect()
     try:
         await declare_topology(broker, retry_delays_ms=retry_delays_ms)
@@ -165,7 +165,7 @@ async def _declare_topology(amqp_url: str, retry_delays_ms: tuple[int, ...]) -> 
 
 
 async def plan(amqp_url: str, queues: list[RabbitQueue]) -> list[QueueState]:
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_to_any(amqp_url)
     try:
         return await inspect(connection, queues)
     finally:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from cli.table import json_option, print_table
 from shared.contracts import WebhookDeadLetter
+from shared.rabbitmq import connect_to_any
 from shared.settings import ServiceSettings
 from shared.topology import WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_RETRIES_QUEUE
 
@@ -31,7 +32,7 @@ T = TypeVar("T")
 
 def _run(work: Callable[[AbstractChannel, AbstractQueue], Awaitable[T]]) -> T:
     async def main() -> T:
-        connection = await aio_pika.connect(ServiceSettings().amqp_url)
+        connection = await connect_to_any(ServiceSettings().amqp_url)
         try:
             channel = await connection.channel(publisher_confirms=True)
             try:

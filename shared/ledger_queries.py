@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, get_args
 from uuid import UUID, uuid4
 
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from aiormq.exceptions import AMQPError
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.schemas import RABBIT_REPLY
@@ -39,6 +39,7 @@ from shared.contracts import (
 )
 from shared.errors import ErrorCode, GatewayError
 from shared.money import format_money
+from shared.rabbitmq import consumer_attached
 from shared.topology import LEDGER_QUERIES_QUEUE
 
 REPLY_ADAPTER: TypeAdapter[LedgerReply] = TypeAdapter(LedgerReply)
@@ -65,6 +66,8 @@ class LedgerQueries:
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
         self._listening: asyncio.Lock | None = None
         self._consumer_ready = False
+        self._replies: AbstractQueue | None = None
+        self._reply_tag: str | None = None
 
     async def message_status(self, project: str, message_id: UUID) -> MessageStatusReport:
         """`found` is False for an unknown id and for another project's message alike."""
@@ -143,8 +146,13 @@ class LedgerQueries:
             if self._consumer_ready:
                 return
             replies = await self._broker.declare_queue(RABBIT_REPLY)
-            await replies.consume(self._on_reply, no_ack=True)
+            self._reply_tag = await replies.consume(self._on_reply, no_ack=True)
+            self._replies = replies
             self._consumer_ready = True
+
+    def reply_consumer_missing(self) -> bool:
+        """Started, but not attached now (a node lost, not yet re-consumed): readiness."""
+        return self._consumer_ready and not consumer_attached(self._replies, self._reply_tag)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         waiting = self._waiting.get(message.correlation_id or "")

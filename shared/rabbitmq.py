@@ -17,12 +17,10 @@ from __future__ import annotations
 #
 # Readiness: a service is ready only while each of its consumers is attached on an open
 # channel (`consumer_attached`) and its publishes are not being refused (`PublishHealth`).
-
-import asyncio
 import functools
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -93,7 +91,7 @@ class ClusterConnection(RobustConnection):
         self._node = start - 1  # the first attempt moves on to `start`
         self.url = self._nodes[start]
 
-    @property  # type: ignore[override]
+    @property
     def transport(self) -> Any:
         return self._transport
 
@@ -139,13 +137,13 @@ class _RotatingConnectionFactory:
         return cluster_connection_class(self._urls)(url, *args, **kwargs)
 
 
-async def connect_to_any(amqp_url: str, timeout: float = 10.0) -> AbstractConnection:
+async def connect_to_any(amqp_url: str, connect_seconds: float = 10.0) -> AbstractConnection:
     """For the CLI: a connection to the first node (of those listed) that answers."""
     urls = parse_amqp_urls(amqp_url)
     errors: list[str] = []
     for url in urls:
         try:
-            return await aio_pika.connect(url, timeout=timeout)
+            return await aio_pika.connect(url, timeout=connect_seconds)
         except (OSError, ConnectionError, aiormq.exceptions.AMQPError, TimeoutError) as error:
             errors.append(f"{_without_password(url)}: {type(error).__name__}")
     raise ConnectionError("no RabbitMQ node answers (" + "; ".join(errors) + ")")
@@ -182,9 +180,16 @@ def subscriber_attached(subscriber: RabbitSubscriber) -> bool:
     return consumer_attached(subscriber._queue_obj, subscriber._consumer_tag)
 
 
-def missing_consumers(subscribers: dict[str, RabbitSubscriber]) -> list[str]:
-    """The names of the subscribers whose consumer is not attached."""
-    return [name for name, subscriber in subscribers.items() if not subscriber_attached(subscriber)]
+def missing_consumers(broker: RabbitBroker, paused: Collection[object] = ()) -> list[str]:
+    """The queues of the broker's subscribers whose consumer is not attached; `paused`:
+    subscribers stopped on purpose (the dispatcher's, while the provider is down)."""
+    missing = []
+    for subscriber in broker.subscribers:
+        if subscriber in paused or not isinstance(subscriber, RabbitSubscriber):
+            continue
+        if not subscriber_attached(subscriber):
+            missing.append(subscriber.queue.name)
+    return missing
 
 
 # --- publishes: being refused or not ----------------------------------------------------
@@ -242,10 +247,10 @@ class PublishHealth:
         return _Watch
 
 
-async def broker_ready(broker: RabbitBroker, publishes: PublishHealth, subscribers: dict[str, RabbitSubscriber]) -> bool:
-    """Connected, every consumer attached, publishes not refused."""
+async def broker_ready(broker: RabbitBroker, publishes: PublishHealth, paused: Collection[object] = ()) -> bool:
+    """Connected, every consumer attached (but those `paused`), publishes not refused."""
     try:
         connected = bool(await broker.ping(timeout=1.0))
-    except (OSError, asyncio.TimeoutError):
+    except (OSError, TimeoutError):
         connected = False
-    return connected and not missing_consumers(subscribers) and not publishes.refusing()
+    return connected and not missing_consumers(broker, paused) and not publishes.refusing()

@@ -27,6 +27,7 @@ from faststream.rabbit import Channel, RabbitBroker
 
 from services.dispatcher.job_dispatcher import DispatchResult
 from shared.contracts import Contract, DeadLetter
+from shared.rabbitmq import PublishHealth
 from shared.topology import DEAD_LETTER_QUEUE, OUTCOMES_EXCHANGE, retry_queue
 
 JSON = "application/json"
@@ -34,9 +35,10 @@ PERSISTENT = 2
 
 
 class Outbox:
-    def __init__(self, broker: RabbitBroker, timeout_seconds: float) -> None:
+    def __init__(self, broker: RabbitBroker, timeout_seconds: float, health: PublishHealth | None = None) -> None:
         self._broker = broker
         self._timeout = timeout_seconds
+        self._health = health or PublishHealth()  # refused publishes make the service unready
         # The settings FastStream's default channel has (confirms on, returns not raised),
         # on the broker's robust connection, but not the channel jobs are delivered on.
         self._spec = Channel(publisher_confirms=True)
@@ -69,12 +71,15 @@ class Outbox:
         await self._publish(message, routing_key=routing_key, exchange=exchange)
 
     async def _publish(self, message: Contract, *, routing_key: str, exchange: str = "") -> None:
+        await self._health.watch(self._send(message, routing_key=routing_key, exchange=exchange))
+
+    async def _send(self, message: Contract, *, routing_key: str, exchange: str = "") -> object:
         if self._channel is None:
             raise RuntimeError("Outbox.start() was not called")
         # Asked each time: after a reconnect the robust channel has a new one underneath.
         # aiormq's abstract channel does not declare `wait`; its one implementation does.
         channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
-        await channel.basic_publish(
+        return await channel.basic_publish(
             message.model_dump_json().encode(),
             exchange=exchange,
             routing_key=routing_key,

@@ -10,7 +10,7 @@ from typing import Any
 
 from faststream import AckPolicy, FastStream
 from faststream.message import StreamMessage
-from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit import Channel
 from faststream.rabbit.annotations import RabbitMessage
 from redis.asyncio import Redis
 
@@ -29,6 +29,7 @@ from shared.contracts import LedgerReply
 from shared.log import get_logger
 from shared.ops_server import OpsServer
 from shared.queue_depths import watch_queue_depths
+from shared.rabbitmq import PublishHealth, broker_ready, cluster_broker
 from shared.topology import (
     ACCEPTED_EXCHANGE,
     INBOUND_EXCHANGE,
@@ -121,8 +122,10 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
     metrics = metrics or LedgerMetrics()
     storage = LedgerStorage(settings, metrics, log)
     # Per-message "Received/Processed" lines only at DEBUG: thousands a second otherwise.
-    broker = RabbitBroker(
+    publishes = PublishHealth()
+    broker = cluster_broker(
         settings.amqp_url,
+        middlewares=[publishes.middleware()],
         graceful_timeout=settings.ledger_shutdown_seconds,
         log_level=logging.DEBUG,
     )
@@ -141,7 +144,7 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
         return (
             storage.writer is not None
             and batcher.storage_healthy
-            and await broker.ping(timeout=1.0)
+            and await broker_ready(broker, publishes)
             and await storage.answers()
         )
 
