@@ -125,7 +125,11 @@ DISPATCH_QUEUE = work_queue("rsms.dispatch.jobs", dead_letters=DEAD_LETTER_QUEUE
 LEDGER_DEAD_LETTER_QUEUE = holding_queue("rsms.ledger.dead")
 LEDGER_ACCEPTED_QUEUE = work_queue("rsms.ledger.accepted", dead_letters=LEDGER_DEAD_LETTER_QUEUE.name)
 LEDGER_OUTCOMES_QUEUE = work_queue("rsms.ledger.outcomes", dead_letters=LEDGER_DEAD_LETTER_QUEUE.name)
-LEDGER_QUERIES_QUEUE = RabbitQueue("rsms.ledger.queries", queue_type=QueueType.CLASSIC)
+# Transient: when the node holding it dies, RabbitMQ drops it and every service re-declares
+# it on a live node as it reconnects (a durable classic queue on a dead node refuses every
+# re-declaration, and with it the reconnect of every service that declared it). A query is
+# worth nothing after its caller's timeout, so none is lost that matters.
+LEDGER_QUERIES_QUEUE = RabbitQueue("rsms.ledger.queries", queue_type=QueueType.CLASSIC, durable=False)
 
 LEDGER_RECEIPTS_QUEUE = work_queue("rsms.ledger.receipts", dead_letters=LEDGER_DEAD_LETTER_QUEUE.name)
 # Receipts nobody matched, kept for an operator (`rsms receipts unmatched`), and pending
