@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from shared.rabbitmq import (
     ClusterConnection,
     PublishHealth,
+    broker_ready,
     cluster_broker,
     connect_to_any,
     connected_node,
@@ -212,3 +213,38 @@ async def test_the_cli_connects_to_the_first_node_that_answers(amqp_url: str) ->
         await connection.close()
     with pytest.raises(ConnectionError, match="no RabbitMQ node answers"):
         await connect_to_any(_dead_url(amqp_url), connect_seconds=2)
+
+
+async def test_readiness_is_false_while_a_consumer_is_missing_or_publishes_are_refused(amqp_url: str) -> None:
+    health = PublishHealth()
+    broker = cluster_broker(amqp_url, logger=None, middlewares=[health.middleware()])
+    queue = RabbitQueue("rsms.test.readiness")  # not auto-deleted: its consumer is cancelled
+    subscriber = broker.subscriber(queue)
+
+    @subscriber
+    async def handle(body: bytes) -> None:
+        return None
+
+    async with asyncio.timeout(30):
+        await broker.start()
+    try:
+        assert await broker_ready(broker, health)
+        # A consumer gone (the broker cancelled it): not ready; back: ready again.
+        assert subscriber._queue_obj is not None and subscriber._consumer_tag is not None
+        await subscriber._queue_obj.cancel(subscriber._consumer_tag)
+        assert not await broker_ready(broker, health)
+        subscriber._consumer_tag = await subscriber._queue_obj.consume(subscriber.consume, no_ack=False)  # type: ignore[arg-type]
+        assert await broker_ready(broker, health)
+        # A publish the broker refuses (no such exchange): not ready until one goes through.
+        with pytest.raises(Exception):  # noqa: B017 - whichever error the client raises for it
+            await broker.publish(b"x", exchange="rsms.test.no-such-exchange")
+        assert not await broker_ready(broker, health)
+        for _ in range(100):  # the robust channel re-opens after the refusal
+            try:
+                await broker.publish(b"x", queue=queue.name)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        assert await broker_ready(broker, health)
+    finally:
+        await broker.stop()
