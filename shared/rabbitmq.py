@@ -17,8 +17,8 @@ from __future__ import annotations
 #
 # Readiness: a service is ready only while each of its consumers is attached on an open
 # channel (`consumer_attached`) and its publishes are not being refused (`PublishHealth`).
-import functools
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
@@ -33,6 +33,10 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.subscriber import RabbitSubscriber
 from pamqp.commands import Basic
 from yarl import URL
+
+from shared.log import get_logger
+
+_log = get_logger(__name__)
 
 RECONNECT_INTERVAL_SECONDS = 1.0
 """Pause between failed connection attempts (aio-pika's default is 5 s): with one node of
@@ -108,11 +112,6 @@ class ClusterConnection(RobustConnection):
         return str(self.url.with_password(None) if self.url.password else self.url)
 
 
-def cluster_connection_class(urls: Sequence[str]) -> Callable[..., ClusterConnection]:
-    """What `aio_pika.connect_robust(connection_class=...)` takes, for these nodes."""
-    return functools.partial(ClusterConnection, nodes=list(urls), start=first_node(len(urls)))
-
-
 def cluster_broker(amqp_url: str, **broker_options: Any) -> RabbitBroker:
     """A FastStream broker on the nodes `amqp_url` lists (one or several, comma-separated).
 
@@ -127,14 +126,36 @@ def cluster_broker(amqp_url: str, **broker_options: Any) -> RabbitBroker:
 
 
 class _RotatingConnectionFactory:
-    """A fresh `ClusterConnection` per `broker.connect()`, each starting at a random node:
-    a broker that fails to connect and tries again does not keep hitting the dead one."""
+    """A fresh `ClusterConnection` per `broker.connect()`, starting at a random node that
+    answers. FastStream fails fast on a first attempt that fails, and a service retries
+    (`connect_when_available`), but a CLI command would just fail: so the start node is
+    probed first (a TCP connect, at most `PROBE_SECONDS` a node; a dead local node refuses
+    at once). Reconnects later go round the nodes without probing."""
 
     def __init__(self, urls: Sequence[str]) -> None:
         self._urls = list(urls)
 
     def __call__(self, url: URL, *args: Any, **kwargs: Any) -> ClusterConnection:
-        return cluster_connection_class(self._urls)(url, *args, **kwargs)
+        start = first_node(len(self._urls))
+        for step in range(len(self._urls)):
+            candidate = (start + step) % len(self._urls)
+            if _answers(self._urls[candidate]):
+                start = candidate
+                break
+        return ClusterConnection(url, *args, nodes=self._urls, start=start, **kwargs)
+
+
+PROBE_SECONDS = 0.5
+
+
+def _answers(url: str) -> bool:
+    parts = urlsplit(url)
+    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    try:
+        with socket.create_connection((parts.hostname or "localhost", port), PROBE_SECONDS):
+            return True
+    except OSError:
+        return False
 
 
 async def connect_to_any(amqp_url: str, connect_seconds: float = 10.0) -> AbstractConnection:
@@ -227,11 +248,13 @@ class PublishHealth:
         """Await a publish, recording how it ended (a nack counts as refused)."""
         try:
             result = await publish
-        except BaseException:  # a timeout cancels it: refused too
+        except BaseException as error:  # a timeout cancels it: refused too
             self.failed()
+            _log.warning("publish_refused", error=type(error).__name__, detail=str(error)[:200])
             raise
         if isinstance(result, Basic.Nack):
             self.failed()
+            _log.warning("publish_refused", error="nack")
         else:
             self.succeeded()
         return result

@@ -248,3 +248,13 @@ async def test_readiness_is_false_while_a_consumer_is_missing_or_publishes_are_r
         assert await broker_ready(broker, health)
     finally:
         await broker.stop()
+
+
+async def test_a_broker_starts_on_a_node_that_answers_even_failing_fast(amqp_url: str) -> None:
+    """As the CLI connects: one attempt, no retry loop; a dead node in the list is skipped."""
+    dead = _dead_url(amqp_url)
+    for _ in range(5):  # the start node is random
+        broker = cluster_broker(f"{dead},{dead},{amqp_url}", logger=None)
+        async with broker:
+            await broker.connect()
+            assert connected_node(broker) is not None
