@@ -17,10 +17,11 @@ from __future__ import annotations
 #
 # Readiness: a service is ready only while each of its consumers is attached on an open
 # channel (`consumer_attached`) and its publishes are not being refused (`PublishHealth`).
+import asyncio
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +42,9 @@ _log = get_logger(__name__)
 RECONNECT_INTERVAL_SECONDS = 1.0
 """Pause between failed connection attempts (aio-pika's default is 5 s): with one node of
 three dead, the next attempt goes to a live one, so sending resumes within seconds."""
+
+STUCK_AFTER_SECONDS = 5.0
+"""Publishes refused this long, without a success: the connection is dropped and made again."""
 
 PUBLISH_REFUSED_WINDOW_SECONDS = 10.0
 """A refused publish (nack, timeout, closed channel) makes a service unready for this long,
@@ -112,17 +116,46 @@ class ClusterConnection(RobustConnection):
         return str(self.url.with_password(None) if self.url.password else self.url)
 
 
-def cluster_broker(amqp_url: str, **broker_options: Any) -> RabbitBroker:
+def cluster_broker(amqp_url: str, publishes: PublishHealth | None = None, **broker_options: Any) -> RabbitBroker:
     """A FastStream broker on the nodes `amqp_url` lists (one or several, comma-separated).
 
     FastStream hands its connection options to `aio_pika.connect_robust`; the connection
-    class is one of them (not one of `RabbitBroker`'s parameters), set here.
+    class is one of them (not one of `RabbitBroker`'s parameters), set here. `publishes`:
+    records every publish through the broker, and when they have been refused for
+    `STUCK_AFTER_SECONDS` the connection is dropped, so it reconnects (to the next node)
+    on fresh channels.
     """
     urls = parse_amqp_urls(amqp_url)
     broker_options.setdefault("reconnect_interval", RECONNECT_INTERVAL_SECONDS)
+    if publishes is not None:
+        broker_options["middlewares"] = [*broker_options.get("middlewares", ()), publishes.middleware()]
     broker = RabbitBroker(urls[0], **broker_options)
     broker._connection_kwargs["connection_class"] = _RotatingConnectionFactory(urls)
+    if publishes is not None:
+        publishes.on_stuck = lambda: _spawn(_reconnect_elsewhere(broker))
     return broker
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _spawn(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _reconnect_elsewhere(broker: RabbitBroker) -> None:
+    """Seen after a quorum queue's leader died: RabbitMQ 3.10 may go on nacking one
+    connection's publishes for a minute. Dropping the connection makes aio-pika reconnect
+    (to the next node) and re-open every channel; unacknowledged deliveries go back to
+    their queues (redelivered; the consumers are idempotent)."""
+    connection = broker._connection
+    transport = getattr(connection, "transport", None)
+    if transport is None:
+        return
+    _log.warning("publishes_refused_reconnecting", stuck_after_seconds=STUCK_AFTER_SECONDS)
+    await transport.connection.close(ConnectionError("publishes refused: reconnecting"))
 
 
 class _RotatingConnectionFactory:
@@ -226,20 +259,40 @@ def publishes_refused(
     return last_success is None or last_success < last_failure
 
 
-class PublishHealth:
-    """Records how a service's publishes end; `refusing()` feeds its readiness."""
+def refused_too_long(refused_since: float | None, now: float, limit: float = 5.0) -> bool:
+    """Every publish since `refused_since` was refused, for `limit` seconds or more."""
+    return refused_since is not None and now - refused_since >= limit
 
-    def __init__(self, window: float = PUBLISH_REFUSED_WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic):
+
+class PublishHealth:
+    """Records how a service's publishes end; `refusing()` feeds its readiness, and
+    `on_stuck` is called (once a period) when they have been refused for `stuck_after`."""
+
+    def __init__(
+        self,
+        window: float = PUBLISH_REFUSED_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        stuck_after: float = 0.0,
+    ):
         self._window = window
         self._clock = clock
+        self._stuck_after = stuck_after or STUCK_AFTER_SECONDS
         self.last_failure: float | None = None
         self.last_success: float | None = None
+        self.refused_since: float | None = None
+        self.on_stuck: Callable[[], None] | None = None
 
     def succeeded(self) -> None:
         self.last_success = self._clock()
+        self.refused_since = None
 
     def failed(self) -> None:
-        self.last_failure = self._clock()
+        now = self.last_failure = self._clock()
+        if self.refused_since is None:
+            self.refused_since = now
+        elif refused_too_long(self.refused_since, now, self._stuck_after) and self.on_stuck is not None:
+            self.refused_since = now  # the next call only after another period
+            self.on_stuck()
 
     def refusing(self) -> bool:
         return publishes_refused(self.last_failure, self.last_success, self._clock(), self._window)

@@ -81,7 +81,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
     publishes = PublishHealth()
     broker = cluster_broker(
         settings.amqp_url,
-        middlewares=[publishes.middleware()],
+        publishes=publishes,
         default_channel=Channel(prefetch_count=settings.dispatcher_prefetch),
         graceful_timeout=settings.dispatcher_shutdown_grace_seconds,
         log_level=logging.DEBUG,  # FastStream's per-message lines; shared/log keeps WARNING+

@@ -60,7 +60,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             settings.amqp_url,
             default_channel=Channel(publisher_confirms=True, on_return_raises=True),
             logger=None,
-            middlewares=[publishes.middleware()],
+            publishes=publishes,
         )
         accounts = AccountStore(settings.accounts_file)
         defaults = Limits(

@@ -125,7 +125,7 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
     publishes = PublishHealth()
     broker = cluster_broker(
         settings.amqp_url,
-        middlewares=[publishes.middleware()],
+        publishes=publishes,
         graceful_timeout=settings.ledger_shutdown_seconds,
         log_level=logging.DEBUG,
     )

@@ -70,7 +70,7 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
     publishes = PublishHealth()
     broker = cluster_broker(
         settings.amqp_url,
-        middlewares=[publishes.middleware()],
+        publishes=publishes,
         graceful_timeout=settings.webhooks_shutdown_seconds,
         log_level=logging.DEBUG,  # FastStream's per-message lines; shared/log keeps WARNING+
         # The handlers take the raw body and nothing to inject: no FastDepends per message.

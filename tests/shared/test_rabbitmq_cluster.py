@@ -31,6 +31,7 @@ from shared.rabbitmq import (
     next_node,
     parse_amqp_urls,
     publishes_refused,
+    refused_too_long,
     subscriber_attached,
 )
 
@@ -258,3 +259,27 @@ async def test_a_broker_starts_on_a_node_that_answers_even_failing_fast(amqp_url
         async with broker:
             await broker.connect()
             assert connected_node(broker) is not None
+
+
+def test_refusals_are_stuck_after_the_limit_without_a_success() -> None:
+    assert not refused_too_long(None, now=100.0, limit=5.0)
+    assert not refused_too_long(97.0, now=100.0, limit=5.0)
+    assert refused_too_long(95.0, now=100.0, limit=5.0)
+
+
+def test_stuck_publishes_call_on_stuck_once_a_period_and_a_success_resets() -> None:
+    now = [0.0]
+    health = PublishHealth(clock=lambda: now[0], stuck_after=5.0)
+    calls: list[float] = []
+    health.on_stuck = lambda: calls.append(now[0])
+    for t in (0.0, 2.0, 4.9, 5.0, 6.0, 9.9, 10.0):
+        now[0] = t
+        health.failed()
+    assert calls == [5.0, 10.0]
+    now[0] = 11.0
+    health.succeeded()
+    now[0] = 12.0
+    health.failed()
+    now[0] = 16.0
+    health.failed()
+    assert calls == [5.0, 10.0]
