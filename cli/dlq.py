@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from cli.queue_moves import move_to, ready_count, take
 from cli.table import json_option, print_table
 from shared.contracts import DeadLetter, SmsJob, SmsJobBatch
+from shared.rabbitmq import connect_to_any
 from shared.settings import ServiceSettings
 from shared.topology import DEAD_LETTER_QUEUE, DISPATCH_QUEUE
 
@@ -115,7 +116,7 @@ def _job_batch(body: bytes) -> SmsJobBatch | None:
 
 def _run(work: Callable[[AbstractChannel, AbstractQueue], Awaitable[T]]) -> T:
     async def main() -> T:
-        connection = await aio_pika.connect(ServiceSettings().amqp_url)
+        connection = await connect_to_any(ServiceSettings().amqp_url)
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             queue = await channel.get_queue(DEAD_LETTER_QUEUE.name, ensure=True)

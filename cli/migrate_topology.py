@@ -22,14 +22,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import aio_pika
 import click
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aio_pika.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
-from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit import RabbitQueue
 
 from cli.queue_moves import move_all, ready_count
 from cli.table import json_option, print_table
+from shared.rabbitmq import cluster_broker, connect_to_any
 from shared.settings import ServiceSettings
 from shared.topology import (
     RETRY_DELAYS_MS,
@@ -120,7 +120,7 @@ async def migrate(
 ) -> list[QueueResult]:
     """Migrates `queues`; re-declares the topology, and the webhook sender's queues with
     delay queues `webhook_delays_ms` unless None (the sender never ran here)."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_to_any(amqp_url)
     try:
         states = await inspect(connection, queues)
         busy = [s.name for s in states if s.needs_work and s.consumers]
@@ -178,7 +178,7 @@ def _status(state: QueueState, *, moved_out: int, moved_back: int) -> str:
 async def _declare_topology(
     amqp_url: str, retry_delays_ms: tuple[int, ...], webhook_delays_ms: tuple[int, ...] | None
 ) -> None:
-    broker = RabbitBroker(amqp_url)
+    broker = cluster_broker(amqp_url)
     await broker.connect()
     try:
         await declare_topology(broker, retry_delays_ms=retry_delays_ms)
@@ -189,7 +189,7 @@ async def _declare_topology(
 
 
 async def plan(amqp_url: str, queues: list[RabbitQueue]) -> list[QueueState]:
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_to_any(amqp_url)
     try:
         return await inspect(connection, queues)
     finally:

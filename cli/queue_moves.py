@@ -18,6 +18,8 @@ import click
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import ChannelNotFoundEntity
 
+from shared.rabbitmq import connect_to_any
+
 T = TypeVar("T")
 
 # Set by the broker on each delivery from a quorum queue; a copy starts afresh.
@@ -87,7 +89,7 @@ async def on_queue(
     returns raised), then closes the connection: whatever `work` took and neither moved nor
     acknowledged goes back to the queue. A queue that does not exist is `missing`, said to
     the operator."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_to_any(amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import aio_pika
 import click
 from pydantic import ValidationError
 
@@ -18,6 +17,7 @@ from cli.queue_moves import move_to, take
 from cli.table import print_table
 from shared.contracts import UnmatchedReceipt
 from shared.ledger_queries import format_timestamp
+from shared.rabbitmq import connect_to_any
 from shared.settings import ServiceSettings
 from shared.topology import RECEIPTS_UNMATCHED_QUEUE
 
@@ -27,7 +27,7 @@ async def peek_unmatched(amqp_url: str, limit: int | None) -> list[UnmatchedRece
 
     Each is put back as a confirmed copy, never requeued: the queue is a quorum queue, and
     every requeue would count against its delivery limit (cli/queue_moves.py)."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_to_any(amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         queue = await channel.declare_queue(

@@ -13,12 +13,12 @@ import json
 from typing import Any
 
 import click
-from faststream.rabbit import RabbitBroker
 
 from cli.table import json_option, print_document, print_table
 from shared.contracts import SqlResult
 from shared.errors import GatewayError
 from shared.ledger_queries import LedgerQueries
+from shared.rabbitmq import cluster_broker
 from shared.read_only_sql import NotASelect, select_statement
 from shared.settings import ServiceSettings
 
@@ -74,7 +74,7 @@ def _shown(value: Any) -> Any:
 
 def _ask(statement: str, limit: int, max_seconds: float) -> SqlResult:
     async def run() -> SqlResult:
-        async with RabbitBroker(ServiceSettings().amqp_url, logger=None) as broker:
+        async with cluster_broker(ServiceSettings().amqp_url, logger=None) as broker:
             return await LedgerQueries(broker).sql(statement, max_rows=limit, max_seconds=max_seconds)
 
     try:

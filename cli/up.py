@@ -66,9 +66,11 @@ def _host_reachable(host: str, port: int) -> bool:
 def check_dependencies(settings: IngestSettings) -> list[str]:
     """What is missing, each with how to start it; empty when RabbitMQ and Redis answer."""
     problems = []
-    if not _reachable(settings.amqp_url, 5672):
+    amqp_urls = [url.strip() for url in settings.amqp_url.split(",") if url.strip()]
+    if not any(_reachable(url, 5672) for url in amqp_urls):
+        where = ", ".join(urlsplit(url).netloc.split("@")[-1] for url in amqp_urls)
         problems.append(
-            f"RabbitMQ does not answer at {urlsplit(settings.amqp_url).netloc.split('@')[-1]}.\n"
+            f"RabbitMQ does not answer at {where}.\n"
             "  Start it:  rabbitmq-server -detached      (Debian/Ubuntu: apt-get install rabbitmq-server)\n"
             "  or point RSMS_AMQP_URL at yours, or run everything with `docker compose up`."
         )

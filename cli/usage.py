@@ -12,13 +12,13 @@ from typing import Any
 from uuid import UUID
 
 import click
-from faststream.rabbit import RabbitBroker
 
 from cli.table import json_option, print_document, print_table, table_records
 from shared.contracts import MessageStatusReport, UsageReport
 from shared.errors import GatewayError
 from shared.ledger_queries import LedgerQueries, format_timestamp, parse_usage_params
 from shared.money import format_money
+from shared.rabbitmq import cluster_broker
 from shared.settings import ServiceSettings
 
 
@@ -142,7 +142,7 @@ def sms_status(project: str, message_id: UUID, timeout: float, as_json: bool) ->
 
 def _ask(call: Any, timeout: float) -> MessageStatusReport | UsageReport:
     async def run() -> MessageStatusReport | UsageReport:
-        async with RabbitBroker(ServiceSettings().amqp_url, logger=None) as broker:
+        async with cluster_broker(ServiceSettings().amqp_url, logger=None) as broker:
             result: MessageStatusReport | UsageReport = await call(LedgerQueries(broker, timeout))
             return result
 

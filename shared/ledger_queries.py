@@ -36,7 +36,7 @@ from shared.contracts import (
 )
 from shared.errors import ErrorCode, GatewayError
 from shared.money import format_money
-from shared.rabbitmq import DIRECT_REPLY_TO, AMQPError, consume_direct_replies
+from shared.rabbitmq import DIRECT_REPLY_TO, AMQPError, RawConsumer, consume_direct_replies, consumer_attached
 from shared.topology import LEDGER_QUERIES_QUEUE
 
 REPLY_ADAPTER: TypeAdapter[LedgerReply] = TypeAdapter(LedgerReply)
@@ -63,6 +63,7 @@ class LedgerQueries:
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
         self._listening: asyncio.Lock | None = None
         self._consumer_ready = False
+        self._replies: RawConsumer | None = None
 
     async def message_status(self, project: str, message_id: UUID) -> MessageStatusReport:
         """`found` is False for an unknown id and for another project's message alike."""
@@ -139,8 +140,13 @@ class LedgerQueries:
         async with self._listening:
             if self._consumer_ready:
                 return
-            await consume_direct_replies(self._broker, self._on_reply)
+            self._replies = await consume_direct_replies(self._broker, self._on_reply)
             self._consumer_ready = True
+
+    def reply_consumer_missing(self) -> bool:
+        """Started, but not attached now (a node lost, not yet re-consumed): readiness."""
+        replies = self._replies
+        return self._consumer_ready and (replies is None or not consumer_attached(replies.queue, replies.consumer_tag))
 
     def _on_reply(self, correlation_id: str, body: bytes) -> None:
         waiting = self._waiting.get(correlation_id)

@@ -60,7 +60,10 @@ class InvalidSetting(ValueError):
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=ENV_FILE, extra="ignore")
 
-    amqp_url: str = Field("amqp://guest:guest@localhost:5672/", description="RabbitMQ.")
+    amqp_url: str = Field(
+        "amqp://guest:guest@localhost:5672/",
+        description="RabbitMQ: one URL, or the nodes of one cluster comma-separated (README).",
+    )
     redis_url: str = Field(
         "redis://localhost:6379/0",
         description="Redis: redis://host:port/db, redis+sentinel://host:port[,host:port…]/service[/db] "
@@ -89,6 +92,14 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["json", "console"] = Field(
         "json", description="json: one object a line; console: for people (`rsms up` uses it)."
     )
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_urls(cls, value: str) -> str:
+        from shared.rabbitmq import parse_amqp_urls  # FastStream and aio-pika: only when read
+
+        parse_amqp_urls(value)
+        return value
 
     def __init__(self, **values: Any) -> None:
         warn_about_unknown_variables()

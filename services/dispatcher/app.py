@@ -8,7 +8,7 @@ import logging
 from faststream import FastStream
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
-from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit import Channel
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -40,7 +40,7 @@ from shared.log import get_logger
 from shared.ops_server import OpsServer
 from shared.optouts import OptOuts
 from shared.queue_depths import watch_queue_depths
-from shared.rabbitmq import current_message
+from shared.rabbitmq import PublishHealth, broker_ready, cluster_broker, current_message
 from shared.redis_connection import connect
 from shared.redis_persistence import check_persistence, readiness_detail, warn_unless_persistent
 from shared.topology import (
@@ -77,8 +77,10 @@ def build_live_provider(settings: DispatcherSettings, sink: CarrierReportSink) -
 
 def create_app(settings: DispatcherSettings) -> FastStream:
     metrics = DispatcherMetrics()
-    broker = RabbitBroker(
+    publishes = PublishHealth()
+    broker = cluster_broker(
         settings.amqp_url,
+        publishes=publishes,
         default_channel=Channel(prefetch_count=settings.dispatcher_prefetch),
         graceful_timeout=settings.dispatcher_shutdown_grace_seconds,
         log_level=logging.DEBUG,  # FastStream's per-message lines; shared/log keeps WARNING+
@@ -89,7 +91,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
     subscriber = broker.subscriber(DISPATCH_QUEUE, ack_policy=AckPolicy.MANUAL, decoder=_raw_body)
     redis = connect(settings.redis_url, decode_responses=True)
     retry_policy = RetryPolicy(settings.dispatcher_max_attempts, settings.dispatcher_retry_delays_ms)
-    outbox = Outbox(broker, settings.dispatcher_publish_timeout_seconds)
+    outbox = Outbox(broker, settings.dispatcher_publish_timeout_seconds, publishes)
     # The carrier report sink: what a provider adapter hands receipts and inbound SMS to.
     receipts = ReceiptSink(
         RedisReceiptStore(redis, settings.receipts_ttl_seconds),
@@ -114,10 +116,11 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         max_partial_requests=settings.provider_max_partial_requests,
         observe_latency=metrics.provider_latency.observe,
     )
+    gate = ConsumerGate(subscriber)
     breaker = CircuitBreaker(
         live_provider,
         redis,
-        ConsumerGate(subscriber),
+        gate,
         probe_interval_seconds=settings.provider_probe_interval_seconds,
         state_ttl_seconds=settings.provider_state_ttl_seconds,
         on_change=metrics.circuit_changed,
@@ -169,7 +172,9 @@ def create_app(settings: DispatcherSettings) -> FastStream:
 
     async def ready() -> bool:
         try:
-            return bool(await broker.ping(timeout=1.0)) and bool(await redis.ping())
+            # The job consumer is cancelled on purpose while the provider is down.
+            paused = [subscriber] if gate.paused else []
+            return await broker_ready(broker, publishes, paused) and bool(await redis.ping())
         except (RedisError, OSError):
             return False
 

@@ -18,16 +18,19 @@ from faststream.rabbit import RabbitBroker
 
 from services.dispatcher.job_dispatcher import DispatchResult
 from shared.contracts import Contract, DeadLetter
-from shared.rabbitmq import ConfirmedPublisher
+from shared.rabbitmq import ConfirmedPublisher, PublishHealth
 from shared.topology import DEAD_LETTER_QUEUE, OUTCOMES_EXCHANGE, retry_queue
 
 OUTCOME_BATCH_OPEN = b'{"schema_version":1,"events":['  # shared.contracts.OutcomeBatch
 
 
 class Outbox:
-    def __init__(self, broker: RabbitBroker, timeout_seconds: float) -> None:
+    def __init__(self, broker: RabbitBroker, timeout_seconds: float, health: PublishHealth | None = None) -> None:
         # A confirm channel of its own, not the one jobs are delivered on.
         self._publisher = ConfirmedPublisher(broker, timeout_seconds)
+        # These publishes bypass FastStream's middlewares: recorded here, so refused ones
+        # make the service unready (and, when stuck, reconnect it to another node).
+        self._health = health or PublishHealth()
 
     async def start(self) -> None:
         """Opens the channel; call once the broker is connected."""
@@ -87,4 +90,6 @@ class Outbox:
         )
 
     async def _publish_body(self, body: bytes, *, exchange: str, routing_key: str, message_id: str | None) -> None:
-        await self._publisher.publish(body, exchange=exchange, routing_key=routing_key, message_id=message_id)
+        await self._health.watch(
+            self._publisher.publish(body, exchange=exchange, routing_key=routing_key, message_id=message_id)
+        )

@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from faststream.rabbit import RabbitBroker
 from faststream.rabbit.schemas import Channel
 from litestar import Litestar, MediaType, Response, get
 from litestar.datastructures import State
@@ -36,6 +35,7 @@ from shared.broker_connection import connect_when_available
 from shared.errors import GatewayError
 from shared.ledger_queries import LedgerQueries
 from shared.log import configure_logging, get_logger
+from shared.rabbitmq import PublishHealth, broker_ready, cluster_broker
 from shared.redis_connection import connect
 from shared.redis_persistence import check_persistence, readiness_detail, warn_unless_persistent
 from shared.topology import declare_topology
@@ -57,10 +57,12 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             socket_timeout=settings.redis_timeout_seconds + settings.redis_wait_timeout_ms / 1000,
             socket_connect_timeout=settings.redis_timeout_seconds,
         )
-        broker = RabbitBroker(
+        publishes = PublishHealth()
+        broker = cluster_broker(
             settings.amqp_url,
             default_channel=Channel(publisher_confirms=True, on_return_raises=True),
             logger=None,
+            publishes=publishes,
         )
         accounts = AccountStore(settings.accounts_file)
         defaults = Limits(
@@ -100,6 +102,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             accepted=accepted,
             redis=redis,
             broker=broker,
+            publishes=publishes,
             ledger=LedgerQueries(broker, timeout=settings.ledger_query_timeout_seconds),
         )
         await warn_unless_persistent(redis, "ingest")  # Idempotency-Keys must outlive a restart
@@ -177,7 +180,9 @@ async def health_ready(state: State) -> Response[dict[str, Any]]:
         checks["redis"] = bool(await state.redis.ping())
     except (RedisError, OSError):
         checks["redis"] = False
-    checks["rabbitmq"] = await state.broker.ping(timeout=1.0)
+    # Connected, publishes not refused (a node lost, a queue without its leader) and the
+    # ledger's reply consumer attached once it was started.
+    checks["rabbitmq"] = await broker_ready(state.broker, state.publishes) and not state.ledger.reply_consumer_missing()
     ok = all(checks.values())
     # Informative, not a condition of readiness: a throwaway Redis serves, but loudly.
     details = {"redis_persistence": readiness_detail(await check_persistence(state.redis))}

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from faststream import FastStream
-from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit import Channel
 from faststream.rabbit.annotations import RabbitMessage
 
 from services.ledger.batcher import RowBatcher
@@ -28,7 +28,7 @@ from shared.contracts import LedgerReply
 from shared.log import get_logger
 from shared.ops_server import OpsServer
 from shared.queue_depths import watch_queue_depths
-from shared.rabbitmq import RawConsumer, consume_raw
+from shared.rabbitmq import PublishHealth, RawConsumer, broker_ready, cluster_broker, consume_raw, consumer_attached
 from shared.redis_connection import connect
 from shared.topology import (
     LEDGER_ACCEPTED_QUEUE,
@@ -112,8 +112,10 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
     metrics = metrics or LedgerMetrics()
     storage = LedgerStorage(settings, metrics, log)
     # Per-message "Received/Processed" lines only at DEBUG: thousands a second otherwise.
-    broker = RabbitBroker(
+    publishes = PublishHealth()
+    broker = cluster_broker(
         settings.amqp_url,
+        publishes=publishes,
         graceful_timeout=settings.ledger_shutdown_seconds,
         log_level=logging.DEBUG,
     )
@@ -147,7 +149,10 @@ def build_app(settings: LedgerSettings, metrics: LedgerMetrics | None = None) ->
         return (
             storage.writer is not None
             and batcher.storage_healthy
-            and await broker.ping(timeout=1.0)
+            and await broker_ready(broker, publishes)
+            # The event consumers are not FastStream subscribers: broker_ready does not see them.
+            and len(consumers) == len(EVENT_QUEUES)
+            and all(consumer_attached(c.queue, c.consumer_tag) for c in consumers)
             and await storage.answers()
         )
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from faststream import AckPolicy, FastStream
 from faststream.message import StreamMessage
-from faststream.rabbit import Channel, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit import Channel, RabbitExchange, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import TypeAdapter, ValidationError
@@ -40,6 +40,7 @@ from shared.contracts import (
 from shared.log import get_logger
 from shared.ops_server import OpsServer
 from shared.queue_depths import watch_queue_depths
+from shared.rabbitmq import PublishHealth, broker_ready, cluster_broker
 from shared.topology import (
     INBOUND_EXCHANGE,
     OUTCOMES_EXCHANGE,
@@ -73,8 +74,10 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
     """`metrics`: pass one in to read the sender's counters from the same process (bench)."""
     log = get_logger("webhooks")
     metrics = metrics or WebhooksMetrics()
-    broker = RabbitBroker(
+    publishes = PublishHealth()
+    broker = cluster_broker(
         settings.amqp_url,
+        publishes=publishes,
         graceful_timeout=settings.webhooks_shutdown_seconds,
         log_level=logging.DEBUG,  # FastStream's per-message lines; shared/log keeps WARNING+
         # The handlers take the raw body and nothing to inject: no FastDepends per message.
@@ -191,7 +194,7 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
         await message.ack()
 
     async def ready() -> bool:
-        return bool(await broker.ping(timeout=1.0))
+        return await broker_ready(broker, publishes)
 
     ops = OpsServer(settings.webhooks_http_host, settings.webhooks_http_port, metrics.registry, ready)
     background: list[asyncio.Task[None]] = []
