@@ -18,6 +18,7 @@ from cli.send import send
 from cli.services import serve_dispatcher, serve_ingest, serve_ledger
 from cli.settings import settings
 from cli.sql import sql
+from cli.supervisor import stop_when_orphaned
 from cli.up import up
 from cli.usage import sms_status, usage
 from cli.webhooks import webhooks
@@ -28,6 +29,7 @@ from shared.settings import InvalidSetting, warn_about_unknown_variables
 def rsms() -> None:
     """RSMS Gateway: send SMS through one REST API, every segment on record."""
     warn_about_unknown_variables()
+    stop_when_orphaned()  # only in a service `rsms up` started
 
 
 rsms.add_command(accounts)

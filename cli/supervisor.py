@@ -8,7 +8,10 @@ and stopped to the last process when `rsms up` ends, however it ends.
   after its start (1 s, 2 s, 4 s … 30 s) and starts over once it has run for a minute. A
   service that exits with code 2 (a bad setting: restarting cannot help) stops the gateway.
 - Each service gets SIGTERM from the kernel if `rsms up` itself dies, even by SIGKILL
-  (PR_SET_PDEATHSIG), so no service outlives it.
+  (PR_SET_PDEATHSIG), so no service outlives it. Belt and braces: a Granian server that
+  got that SIGTERM while a worker was still starting was seen to keep both processes
+  (under load, in CI), so every service also watches its parent (`stop_when_orphaned`)
+  and, orphaned and still running `ORPHAN_GRACE_SECONDS` later, kills its own group.
 """
 
 from __future__ import annotations
@@ -66,6 +69,32 @@ def _die_with_parent() -> Callable[[], None] | None:
     return in_child
 
 
+SUPERVISOR_PID_ENV = "_RSMS_SUPERVISOR_PID"
+"""Set for each service `rsms up` starts: the pid it must not outlive (not an RSMS_
+setting: it is no one's to set)."""
+ORPHAN_GRACE_SECONDS = 20.0
+"""Time the SIGTERM shutdown gets (a ledger writing its last batch, a dispatcher draining)
+before an orphaned service's group is killed."""
+
+
+def stop_when_orphaned(poll_seconds: float = 1.0, grace_seconds: float = ORPHAN_GRACE_SECONDS) -> None:
+    """In a service `rsms up` started: a daemon thread that kills the service's process
+    group (its own session: the service and its workers) once `rsms up` is gone and the
+    grace period has passed. Nothing is lost by it: what a service has not acknowledged
+    stays on the broker."""
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV)
+    if not supervisor or not supervisor.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(supervisor):
+            time.sleep(poll_seconds)
+        time.sleep(grace_seconds)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="stop-when-orphaned", daemon=True).start()
+
+
 class Supervisor:
     def __init__(self, services: list[Service], env: dict[str, str]) -> None:
         self.services = services
@@ -82,7 +111,7 @@ class Supervisor:
             [sys.executable, "-m", "cli", *service.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=self._env | service.env,
+            env=self._env | service.env | {SUPERVISOR_PID_ENV: str(os.getpid())},
             start_new_session=True,
             # Between fork and exec: one prctl call through a function resolved beforehand,
             # no Python lock taken, so the usual worry about preexec_fn and threads is moot.

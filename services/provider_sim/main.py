@@ -27,4 +27,8 @@ def run(settings: ProviderSimSettings | None = None) -> None:
         port=settings.provider_sim_port,
         workers=1,
         log_access=False,
+        # A worker stopped while it was still starting (the SMPP face binding, under load)
+        # was seen to hang on its shutdown, keeping both processes up after SIGTERM: the
+        # simulator keeps nothing worth a long drain, so it is killed after this long.
+        workers_kill_timeout=10,
     ).serve()

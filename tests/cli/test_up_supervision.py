@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -73,7 +75,11 @@ def test_no_service_outlives_rsms_up_killed_with_sigkill(start_up: Callable[[], 
     assert len(services) >= 6  # simulator, ledger, dispatcher, ingest and its two workers
     up.process.kill()
     up.process.wait()
-    eventually(lambda: not [pid for pid in services if alive(pid)], "every service to stop", timeout=60)
+    try:
+        eventually(lambda: not [pid for pid in services if alive(pid)], "every service to stop", timeout=60)
+    except AssertionError:
+        left = {pid: _cmdline(pid).decode(errors="replace") for pid in services if alive(pid)}
+        raise AssertionError(f"still running 60 s after rsms up was killed: {left}") from None
 
 
 def _cmdline(pid: int) -> bytes:
@@ -81,3 +87,26 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
         return b""
+
+
+def test_a_service_that_ignores_its_sigterm_is_killed_once_orphaned(tmp_path: Path) -> None:
+    # The stand-in for `rsms up` starts a "service" that ignores SIGTERM (as a Granian
+    # server caught mid-start did), then dies; the service's watchdog kills its group.
+    service = (
+        "import signal, time\n"
+        "from cli.supervisor import stop_when_orphaned\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "stop_when_orphaned(poll_seconds=0.1, grace_seconds=0.5)\n"
+        "time.sleep(120)\n"
+    )
+    parent = (
+        "import os, subprocess, sys\n"
+        "from cli.supervisor import SUPERVISOR_PID_ENV\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {service!r}], start_new_session=True,\n"
+        "    env={**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())})\n"
+        "print(child.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=60, check=True)
+    child = int(done.stdout.strip())
+    eventually(lambda: not alive(child), "the orphaned service to be killed", timeout=30)
