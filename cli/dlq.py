@@ -21,12 +21,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-import aio_pika
 import click
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
-from cli.queue_moves import move_to, ready_count, take
+from cli.queue_moves import move_to, peek, ready_count, replace_with, take
 from cli.table import json_option, print_table
 from shared.contracts import DeadLetter, SmsJob, SmsJobBatch
 from shared.rabbitmq import connect_to_any
@@ -157,9 +156,7 @@ def list_dead_letters(limit: int | None, as_json: bool) -> None:
     """Show dead-lettered jobs, oldest first; nothing is taken off the queue."""
 
     async def work(channel: AbstractChannel, queue: AbstractQueue) -> list[list[Any]]:
-        taken = await take(channel, queue)
-        for message in taken:  # each back to the tail, in order: the queue ends as it began
-            await move_to(channel, message, queue.name)
+        taken = await peek(channel, queue)
         return [_row(i, entry) for i, entry in enumerate(_entries(taken)[:limit], 1)]
 
     rows = _run(work)
@@ -197,16 +194,7 @@ def replay(message_ids: tuple[str, ...], limit: int | None) -> None:
             if entry.by_broker:
                 await move_to(channel, message, DISPATCH_QUEUE.name)
             else:
-                await channel.default_exchange.publish(
-                    aio_pika.Message(
-                        entry.replay_body,
-                        content_type="application/json",
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    ),
-                    routing_key=DISPATCH_QUEUE.name,
-                    mandatory=True,
-                )
-                await message.ack()  # only once the broker confirmed the republished job
+                await replace_with(channel, message, entry.replay_body, DISPATCH_QUEUE.name)
             replayed += 1
             recipients += entry.recipients or 0
         return replayed, recipients, skipped

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import click
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from cli.queue_moves import last_death, move_to, on_queue, take
+from cli.queue_moves import last_death, move_to, on_queue, peek, take
 from cli.table import json_option, print_table
 from shared.settings import ServiceSettings
 from shared.topology import (
@@ -152,9 +152,7 @@ def list_dead_letters(limit: int | None, as_json: bool) -> None:
     """Show dead-lettered events, oldest first; nothing is taken off the queue."""
 
     async def work(channel: AbstractChannel, queue: AbstractQueue) -> list[list[Any]]:
-        taken = await take(channel, queue)
-        for message in taken:  # each back to the tail, in order: the queue ends as it began
-            await move_to(channel, message, queue.name)
+        taken = await peek(channel, queue)
         return [_row(i, entry) for i, entry in enumerate(_entries(taken)[:limit], 1)]
 
     print_table(

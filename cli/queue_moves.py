@@ -68,6 +68,28 @@ async def move_to(channel: AbstractChannel, message: AbstractIncomingMessage, ro
     await message.ack()
 
 
+async def peek(channel: AbstractChannel, queue: AbstractQueue) -> list[AbstractIncomingMessage]:
+    """The messages ready on `queue`, oldest first, the queue left as it was: each taken and
+    a confirmed copy put back at the tail, in order (never a requeue: see the module doc)."""
+    taken = await take(channel, queue)
+    for message in taken:
+        await move_to(channel, message, queue.name)
+    return taken
+
+
+async def replace_with(
+    channel: AbstractChannel, message: AbstractIncomingMessage, body: bytes, routing_key: str
+) -> None:
+    """Publishes `body` (persistent JSON) to the queue `routing_key`, confirmed and routed,
+    then acknowledges `message`, which it replaces (a replay with its attempts reset)."""
+    await channel.default_exchange.publish(
+        aio_pika.Message(body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        routing_key=routing_key,
+        mandatory=True,
+    )
+    await message.ack()
+
+
 async def move_all(channel: AbstractChannel, source: str, target: str) -> int:
     """Moves every message on `source` to `target`, in order; returns how many."""
     queue = await channel.get_queue(source, ensure=True)

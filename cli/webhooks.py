@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-import aio_pika
 import click
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
-from cli.queue_moves import last_death, move_to, on_queue, take
+from cli.queue_moves import last_death, move_to, on_queue, peek, replace_with, take
 from cli.table import json_option, print_table
 from shared.contracts import WebhookDeadLetter, WebhookDelivery
 from shared.settings import ServiceSettings
@@ -149,9 +148,7 @@ def list_dead_letters(project: str | None, limit: int | None, as_json: bool) -> 
     """Deliveries given up on, oldest first; nothing is taken off the queue."""
 
     async def work(channel: AbstractChannel, queue: AbstractQueue) -> list[list[Any]]:
-        taken = await take(channel, queue)
-        for message in taken:  # each back to the tail, in order: the queue ends as it began
-            await move_to(channel, message, queue.name)
+        taken = await peek(channel, queue)
         return [
             _row(i, entry)
             for i, entry in enumerate(_entries(taken)[:limit], 1)
@@ -186,16 +183,7 @@ def replay(project: str | None, limit: int | None) -> None:
             if entry.replay_body is None:
                 await move_to(channel, message, entry.replay_to)  # as it was, `x-death` included
             else:
-                await channel.default_exchange.publish(
-                    aio_pika.Message(
-                        entry.replay_body,
-                        content_type="application/json",
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    ),
-                    routing_key=entry.replay_to,
-                    mandatory=True,
-                )
-                await message.ack()  # only once the broker confirmed the republished delivery
+                await replace_with(channel, message, entry.replay_body, entry.replay_to)
             replayed += 1
             events += entry.events or 0
         return replayed, events, skipped
