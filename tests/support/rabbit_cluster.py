@@ -117,14 +117,19 @@ class RabbitCluster:
         self._vhosts.append(vhost)
         return vhost
 
-    def queue_leader(self, vhost: str, queue: str) -> Node:
-        """The node leading a quorum queue now."""
-        out = self.ctl("list_queues", "-p", vhost, "name", "leader", "--quiet", "--no-table-headers")
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0] == queue:
-                return self.node_named(parts[1])
-        raise LookupError(f"{queue} in {vhost}: no leader in {out!r}")
+    def queue_leader(self, vhost: str, queue: str, wait_seconds: float = 30.0) -> Node:
+        """The node leading a quorum queue now. Right after a node loss a queue whose leader
+        died is left out of the listing until its election ends: asked again until then."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            out = self.ctl("list_queues", "-p", vhost, "name", "leader", "--quiet", "--no-table-headers")
+            for line in out.splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[0] == queue:
+                    return self.node_named(parts[1])
+            if time.monotonic() > deadline:
+                raise LookupError(f"{queue} in {vhost}: no leader in {out!r}")
+            time.sleep(0.5)
 
     def connected_nodes(self, vhost: str) -> dict[str, int]:
         """How many client connections each node holds in a vhost."""
