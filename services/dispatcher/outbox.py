@@ -42,14 +42,7 @@ class Outbox:
         if result.retry is None and result.dead_letter is None and result.held is None:
             await event  # the common case: one publish, no gather machinery
             return
-        sends = [event]
-        if result.retry is not None:
-            sends.append(self._publish(result.retry, routing_key=retry_queue(result.retry_delay_ms).name))
-        if result.dead_letter is not None:
-            sends.append(self.publish_dead_letter(result.dead_letter))
-        if result.held is not None:
-            sends.append(self.publish_dead_letter(result.held))
-        await asyncio.gather(*sends)
+        await asyncio.gather(event, *self._follow_ups(result))
 
     async def publish_results(self, results: Sequence[DispatchResult], dead_letters: Sequence[DeadLetter] = ()) -> None:
         """The attempts of one delivery's jobs: their outcome events as one message (one
@@ -66,13 +59,20 @@ class Outbox:
             body = OUTCOME_BATCH_OPEN + b",".join(r.event.model_dump_json().encode() for r in results) + b"]}"
             sends.append(self._publish_body(body, exchange=OUTCOMES_EXCHANGE.name, routing_key="", message_id=None))
         for result in results:
-            if result.retry is not None:
-                sends.append(self._publish(result.retry, routing_key=retry_queue(result.retry_delay_ms).name))
-            if result.dead_letter is not None:
-                sends.append(self.publish_dead_letter(result.dead_letter))
-            if result.held is not None:
-                sends.append(self.publish_dead_letter(result.held))
+            sends.extend(self._follow_ups(result))
         await asyncio.gather(*sends)
+
+    def _follow_ups(self, result: DispatchResult) -> list[Awaitable[None]]:
+        """What an attempt publishes besides its outcome event: its retry, its dead letter
+        and its held recipients, each where there is one."""
+        sends: list[Awaitable[None]] = []
+        if result.retry is not None:
+            sends.append(self._publish(result.retry, routing_key=retry_queue(result.retry_delay_ms).name))
+        if result.dead_letter is not None:
+            sends.append(self.publish_dead_letter(result.dead_letter))
+        if result.held is not None:
+            sends.append(self.publish_dead_letter(result.held))
+        return sends
 
     async def publish_dead_letter(self, dead_letter: DeadLetter) -> None:
         await self._publish(dead_letter, routing_key=DEAD_LETTER_QUEUE.name)
