@@ -16,7 +16,8 @@ The grouping is `shared.turn_batch.TurnBatch`'s, one flush at a time: a flush's 
 are planned and sent in order before the next flush is planned, so an individual ack
 never reaches the broker after a multiple-ack that covers it, and the acks that finish
 while frames are being written go together in the next flush. The frames themselves
-(delivery tag, channel, multiple-ack) are `shared.rabbitmq`'s.
+(delivery tag, channel, multiple-ack) are `shared.rabbitmq`'s; which frames, the ledger's
+rule too, is `shared.ack_plan`'s.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from faststream.rabbit.message import RabbitMessage
 
 from shared import rabbitmq
+from shared.ack_plan import ChannelTags, note_handed_back, plan_acks
 from shared.rabbitmq import DeliveryChannel
 from shared.turn_batch import TurnBatch
 
@@ -39,10 +41,8 @@ _Delivery = tuple[DeliveryChannel, int]
 
 @dataclass
 class _ChannelAcks:
-    settled_upto: int = 0
-    """Every delivery tag up to this one is acked or handed back."""
-    settled: set[int] = field(default_factory=set)
-    """Tags above `settled_upto` that are acked or handed back."""
+    tags: ChannelTags = field(default_factory=ChannelTags)
+    """What is settled on the channel."""
     finished: dict[int, int] = field(default_factory=dict)
     """Tags whose job is done, waiting for this flush's ack: its place in the flush."""
 
@@ -70,7 +70,7 @@ class Acknowledger:
         tag = rabbitmq.delivery_tag(message)
         if tag is not None:
             # Only now: the nack frame is queued ahead of any multiple-ack covering it.
-            self._state(rabbitmq.delivery_channel(message)).settled.add(tag)
+            note_handed_back(self._state(rabbitmq.delivery_channel(message)).tags, [tag])
 
     def _state(self, channel: DeliveryChannel) -> _ChannelAcks:
         state = self._channels.get(channel)
@@ -104,24 +104,15 @@ class Acknowledger:
 
     @staticmethod
     def _plan(state: _ChannelAcks) -> list[_Frame]:
-        finished, settled = state.finished, state.settled
-        upto, last_finished = state.settled_upto, 0
-        covered: list[int] = []
-        while True:
-            tag = upto + 1
-            if tag in finished:
-                covered.append(finished.pop(tag))
-                last_finished = tag
-            elif tag in settled:
-                settled.discard(tag)
-            else:
-                break
-            upto = tag
-        state.settled_upto = upto
-        frames: list[_Frame] = [(last_finished, True, covered)] if covered else []
-        # Past a gap (a job still in flight): each on its own, now.
-        for tag, place in finished.items():
-            frames.append((tag, False, [place]))
-            settled.add(tag)
+        """The flush's frames on one channel (`shared.ack_plan`), each with the places of
+        the jobs it settles: a multiple-ack every finished job it reaches, a frame past a
+        gap (a job still in flight) its own."""
+        finished = state.finished
+        frames = plan_acks(state.tags, finished)
+        alone = {frame.tag for frame in frames if not frame.multiple}
+        covered = [place for tag, place in finished.items() if tag not in alone]
+        planned: list[_Frame] = [
+            (frame.tag, frame.multiple, covered if frame.multiple else [finished[frame.tag]]) for frame in frames
+        ]
         finished.clear()
-        return frames
+        return planned

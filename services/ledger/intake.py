@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services.ledger.acks import ChannelTags, note_handed_back, plan_acks
 from services.ledger.batcher import RowBatcher
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.rows import EventRejected, RowChunk, inbound_rows, outcome_rows, receipt_rows, request_rows
+from shared.ack_plan import ChannelTags, note_handed_back, plan_acks
 from shared.rabbitmq import AMQPError, DeliveryChannel, RawDelivery, ack_on_channel, hand_back
 from shared.topology import (
     LEDGER_ACCEPTED_QUEUE,

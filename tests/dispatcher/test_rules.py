@@ -85,19 +85,19 @@ def test_acks_cover_only_settled_tags_and_never_a_job_in_flight():
         state = _ChannelAcks()
         # Tags 1, 2 and 4 finished, 3 handed back, 6 finished; 5 still in flight.
         state.finished = {t: loop.create_future() for t in (1, 2, 4, 6)}
-        state.settled = {3}
+        state.tags.settled_above = {3}
         frames = Acknowledger._plan(state)
         assert [(tag, multiple, len(jobs)) for tag, multiple, jobs in frames] == [
             (4, True, 3),  # one frame for 1..4: every tag up to 4 is settled
             (6, False, 1),  # past the gap at 5: on its own, not held back
         ]
-        assert state.settled_upto == 4 and state.settled == {6}
+        assert state.tags.settled_upto == 4 and state.tags.settled_above == {6}
 
         # 5 finishes: the multiple-ack stops at 5, 6 was already acked on its own.
         state.finished = {5: loop.create_future()}
         frames = Acknowledger._plan(state)
         assert [(tag, multiple) for tag, multiple, _ in frames] == [(5, True)]
-        assert state.settled_upto == 6 and not state.settled
+        assert state.tags.settled_upto == 6 and not state.tags.settled_above
     finally:
         loop.close()
 

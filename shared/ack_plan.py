@@ -1,15 +1,14 @@
-"""Which `basic.ack` frames settle a written batch: one multiple-ack where that is safe.
+"""Which `basic.ack` frames settle what a consumer finished: one multiple-ack where that is safe.
 
 A channel numbers its deliveries 1, 2, 3...; `basic.ack(tag, multiple=True)` settles
-every unsettled delivery up to `tag` at once. The ledger's four event queues share one
-channel (`shared.rabbitmq.consume_raw`), and every delivery on it comes into a batch, so
-a written batch is normally settled by one frame up to its highest tag. The rule that
-keeps that safe: a multiple-ack covers only tags that are settled (this batch's, or acked
-or handed back before), never one still unwritten. A batch tag past such a gap is acked
-on its own (a delivery handed back while the others were written, at a stop).
+every unsettled delivery up to `tag` at once. Both the dispatcher's acknowledger (jobs
+finished in one flush) and the ledger's intake (a written batch, its four event queues on
+one channel) settle that way. The rule that keeps it safe: a multiple-ack covers only
+tags that are settled (these, or acked or handed back before), never one still in
+flight. A tag past such a gap is acked on its own, at once, never held behind it.
 
-Plain functions of the channel's state and the tags: `tests/ledger/test_acks.py` checks
-the rule against every order of settling (hypothesis).
+Plain functions of the channel's state and the tags: `tests/shared/test_ack_plan.py`
+checks the rule against every order of settling (hypothesis).
 """
 
 from __future__ import annotations

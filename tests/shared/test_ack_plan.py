@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.ledger.acks import AckFrame, ChannelTags, note_handed_back, plan_acks
+from shared.ack_plan import AckFrame, ChannelTags, note_handed_back, plan_acks
 
 
 def test_a_batch_of_every_delivery_so_far_is_one_multiple_ack_up_to_its_highest_tag():
