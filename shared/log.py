@@ -7,6 +7,7 @@ message body, a phone number list or an API key: those are personal data or secr
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -68,3 +69,13 @@ def _route_library_logs(renderer: Any) -> None:
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+# The password of a URL (`scheme://user:password@host`, each entry of a host list).
+_URL_PASSWORD = re.compile(r"(://[^:/@,\s]*:)[^@/\s]*@")
+
+
+def without_passwords(text: str) -> str:
+    """`text` with every URL password masked: for errors and log lines that name a URL
+    (settings, broker and database addresses), which end up in log stores."""
+    return _URL_PASSWORD.sub(r"\1***@", text)

@@ -50,7 +50,7 @@ from faststream.rabbit.subscriber import RabbitSubscriber
 from pamqp.commands import Basic
 from yarl import URL
 
-from shared.log import get_logger
+from shared.log import get_logger, without_passwords
 
 _log = get_logger(__name__)
 
@@ -367,11 +367,11 @@ def parse_amqp_urls(value: str) -> list[str]:
     for url in urls:
         parts = urlsplit(url)
         if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-            raise ValueError(f"not an AMQP URL (amqp://user:password@host:port/vhost): {_without_password(url)!r}")
+            raise ValueError(f"not an AMQP URL (amqp://user:password@host:port/vhost): {without_passwords(url)!r}")
         try:
             parts.port  # noqa: B018 - raises on a port that is not a number
         except ValueError as error:
-            raise ValueError(f"bad port in {_without_password(url)!r}") from error
+            raise ValueError(f"bad port in {without_passwords(url)!r}") from error
     return urls
 
 
@@ -383,13 +383,6 @@ def next_node(current: int, count: int) -> int:
 def first_node(count: int, chooser: random.Random | None = None) -> int:
     """Where a client starts: a random node, so the services spread over the cluster."""
     return (chooser or random).randrange(count)
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":******@", 1)
 
 
 class ClusterConnection(RobustConnection):
@@ -507,7 +500,7 @@ async def connect_to_any(amqp_url: str, connect_seconds: float = 10.0) -> Abstra
         try:
             return await aio_pika.connect(url, timeout=connect_seconds)
         except (OSError, ConnectionError, aiormq.exceptions.AMQPError, TimeoutError) as error:
-            errors.append(f"{_without_password(url)}: {type(error).__name__}")
+            errors.append(f"{without_passwords(url)}: {type(error).__name__}")
     raise ConnectionError("no RabbitMQ node answers (" + "; ".join(errors) + ")")
 
 

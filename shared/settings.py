@@ -33,6 +33,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
+from shared.log import without_passwords
 from shared.redis_connection import Durability, parse_redis_url
 
 ENV_PREFIX = "RSMS_"
@@ -130,7 +131,7 @@ def describe_validation_error(cls: type[BaseSettings], error: ValidationError) -
         else:
             message = "expected " + re.sub(r"^Input should be\s*", "", message)
         variable = variable_name(cls, field)
-        lines.append(f"{variable}={_shown(problem.get('input'), variable)}: {_without_passwords(message)}")
+        lines.append(f"{variable}={_shown(problem.get('input'), variable)}: {without_passwords(message)}")
     return "\n".join(lines)
 
 
@@ -149,12 +150,6 @@ def describe_source_error(cls: type[BaseSettings], error: _SourceError) -> str:
 
 # Settings whose whole value is a secret: an error names the variable, never the value.
 _SECRET_NAME = re.compile(r"(TOKEN|PASSWORD|SECRET|_KEY)$")
-# The password of a URL (`scheme://user:password@host`, one per host list entry).
-_URL_PASSWORD = re.compile(r"(://[^:/@,\s]*:)[^@/\s]*@")
-
-
-def _without_passwords(text: str) -> str:
-    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def _shown(value: object, variable: str) -> str:
@@ -163,7 +158,7 @@ def _shown(value: object, variable: str) -> str:
     if _SECRET_NAME.search(variable):
         return "'***'"
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    text = _without_passwords(text)
+    text = without_passwords(text)
     return repr(text[:80] + ("…" if len(text) > 80 else ""))
 
 
