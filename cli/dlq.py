@@ -25,7 +25,7 @@ import click
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
-from cli.queue_moves import move_to, peek, ready_count, replace_with, take
+from cli.queue_moves import last_death, move_to, peek, ready_count, replace_with, take
 from cli.table import json_option, print_table
 from shared.contracts import DeadLetter, SmsJob, SmsJobBatch
 from shared.rabbitmq import connect_to_any
@@ -69,11 +69,10 @@ def read_entry(body: bytes, headers: Mapping[str, Any]) -> DeadLetterEntry:
             detail=letter.detail,
             replay_body=job.model_dump_json().encode() if job else None,
         )
-    deaths = headers.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
-        # The most recent death comes first: a job that went through a retry delay queue
-        # also carries that queue's `expired` entry (and `x-first-death-reason` says expired).
-        death = deaths[0]
+    # The most recent death (a job that went through a retry delay queue also carries that
+    # queue's `expired` entry, and `x-first-death-reason` says expired).
+    death = last_death(headers)
+    if death is not None:
         try:
             sms = SmsJob.model_validate_json(body)
         except ValidationError:
