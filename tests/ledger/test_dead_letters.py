@@ -114,6 +114,9 @@ async def test_listing_loses_nothing_and_replay_records_the_good_event_once_and_
     async with publisher(amqp_url) as broker:  # the topology, no ledger yet
         rabbit_admin.set_policy(amqp_url, "limit-20", "^rsms\\.", DELIVERY_LIMIT_POLICY, POLICY_APPLIES_TO)
         await _dead_letter_by_the_broker(amqp_url, outcome.model_dump_json().encode(), LEDGER_OUTCOMES_QUEUE.name)
+        # At-least-once dead-lettering reaches the target queue a moment after the source
+        # lets go: wait, so the broker's dead letter is first in the queue, as listed below.
+        await eventually(lambda: depth(amqp_url, LEDGER_DEAD_LETTER_QUEUE.name), what="the broker's dead letter")
         async with running_ledger(settings):
             await publish_job(broker, job)
             connection = await aio_pika.connect(amqp_url)
