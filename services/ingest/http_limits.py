@@ -35,7 +35,7 @@ class ClientLeft(Exception):
 HTTP_431_HEADERS_TOO_LARGE = 431
 
 
-def check_header_size(request: Request[Any, Any, Any]) -> None:
+async def check_header_size(request: Request[Any, Any, Any]) -> None:
     """Headers over the limit get the contract's error shape from here. (The server answers
     headers over its own, larger buffer with an empty 431 of its own: no request reaches
     the app then.)"""

@@ -37,7 +37,8 @@ from decimal import ROUND_CEILING, Decimal
 from enum import IntEnum
 from typing import Any
 
-from redis.asyncio.client import Pipeline
+from redis.asyncio.client import Pipeline as NodePipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import NoScriptError
 
 from shared.blocklist import BLOCKLIST_KEY
@@ -45,6 +46,8 @@ from shared.optouts import opt_out_key
 from shared.provider_state import PROVIDER_STATE_KEY, ProviderState
 from shared.redis_connection import RedisClient
 from shared.turn_batch import TurnBatch
+
+Pipeline = NodePipeline | ClusterPipeline
 
 WINDOW_MS = 60_000
 SPEND_KEY_TTL_SECONDS = 2 * 86_400
@@ -265,52 +268,48 @@ def to_micros(amount: Decimal) -> int:
     return int((amount * MICROS).to_integral_value(rounding=ROUND_CEILING))
 
 
+@dataclass(frozen=True, slots=True)
+class _Admit:
+    """An admission on its way to Redis: the script, then the lookups."""
+
+    query: AdmissionQuery
+    slot: str
+    cost: int
+    count: bool = True
+    """Count the request (False: only read the key's usage)."""
+
+
 class RateLimiter:
     def __init__(self, redis: RedisClient, *, slot_seconds: int, prefix: str = "rsms:rl") -> None:
         self._redis = redis
         self._sha = redis.register_script(_SCRIPT).sha
-        # Group commit: one release round trip at a time; those that arrive meanwhile go
-        # together in the next (a task, not the first caller, sends them: a cancelled
-        # caller must not strand the others, and its release still happens).
-        self._releases: TurnBatch[Reservation, None] = TurnBatch(self._release_batch, max_in_flight=1)
+        # Group commit: the admissions and releases of every request that reaches Redis in
+        # one event-loop turn go in one pipeline (a task, not the first caller, sends it:
+        # a cancelled caller must not strand the others, and its release still happens).
+        # Under load one round trip carries a dozen requests' commands, where one pipeline
+        # each cost redis-py more CPU than the rest of the request's own work.
+        self._pipelines: TurnBatch[_Admit | Reservation, list[Any] | Exception] = TurnBatch(
+            self._pipeline, max_in_flight=2
+        )
         self._slot_ms = slot_seconds * 1000
         self._prefix = prefix
 
     async def admit(self, query: AdmissionQuery) -> AdmissionAnswers:
         """Count the request against its limits, reserve its spend, and read the blocklist,
-        the project's opt-out list and the provider state, in one round trip. Raises RedisError when Redis fails."""
-        slot = uuid.uuid4().hex
-        recipients = list(query.recipients)
+        the project's opt-out list and the provider state, in one round trip (shared with
+        the other requests of this loop turn). Raises RedisError when Redis fails."""
         spend = query.spend
         cost = to_micros(spend.cost) if spend else 0
-
-        def fill(pipe: Pipeline) -> None:
-            self._queue_script(
-                pipe,
-                query.project,
-                query.key_id,
-                query.tag,
-                query.limits,
-                slot,
-                admit=True,
-                spend=spend,
-                cost=cost,
-                read=query.read,
-            )
-            if recipients:
-                pipe.smismember(BLOCKLIST_KEY, recipients)
-                pipe.smismember(opt_out_key(query.project), recipients)
-            pipe.get(PROVIDER_STATE_KEY)
-
-        results = await self._round_trip(fill)
-        rate = self._decision(results[0], slot)
+        results = await self._round_trip(_Admit(query, uuid.uuid4().hex, cost))
+        rate = self._decision(results[0], results[-1])
+        recipients = query.recipients
         global_hits, opt_out_hits = (results[1], results[2]) if recipients else ([], [])
         blocked = frozenset(
             n
             for n, on_blocklist, opted_out in zip(recipients, global_hits, opt_out_hits, strict=True)
             if on_blocklist or opted_out
         )
-        state = results[-1]
+        state = results[-2]
         status, spent, day = (int(v) for v in results[0][6:9])
         spend_verdict = SpendVerdict(status)
         reserved = spend is not None and spend_verdict is SpendVerdict.RESERVED
@@ -332,29 +331,71 @@ class RateLimiter:
         """The key's usage (of its read window when `read`), recording nothing (for the
         headers of early refusals)."""
 
-        def fill(pipe: Pipeline) -> None:
-            self._queue_script(pipe, project, key_id, None, limits, "", admit=False, spend=None, cost=0, read=read)
-
-        results = await self._round_trip(fill)
+        query = AdmissionQuery(key_id=key_id, limits=limits, project=project, read=read)
+        results = await self._round_trip(_Admit(query, "", 0, count=False))
         return self._decision(results[0], "")
 
-    async def _round_trip(self, fill: Any) -> list[Any]:
-        """Run the pipeline `fill` queues in one round trip.
+    async def _round_trip(self, item: _Admit | Reservation) -> list[Any]:
+        result = await self._pipelines.submit(item)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-        The script goes as a bare EVALSHA: redis-py's `Script` would send SCRIPT EXISTS before
-        every pipeline, a second round trip per request. If Redis has lost the script (first
-        use, restart, SCRIPT FLUSH) the script did not run, so the script is loaded and the
-        pipeline sent once more; `fill` must therefore queue nothing but reads besides it.
+    async def _pipeline(self, items: list[_Admit | Reservation]) -> list[list[Any] | Exception]:
+        """One pipeline for `items`; each gets its own replies (the admission's with its
+        slot appended), or the first error among them.
+
+        The script goes as a bare EVALSHA: redis-py's `Script` would send SCRIPT EXISTS
+        before every pipeline, a second round trip. If Redis has lost the script (first
+        use, restart, SCRIPT FLUSH) those scripts did not run, so the script is loaded and
+        their admissions sent once more: an admission queues nothing but reads besides it.
         """
-        try:
+        answers: list[list[Any] | Exception] = [[] for _ in items]
+        todo = list(range(len(items)))
+        for attempt in (1, 2):
             async with self._redis.pipeline(transaction=False) as pipe:
-                fill(pipe)
-                return list(await pipe.execute())
-        except NoScriptError:
+                counts = [self._queue(pipe, items[i]) for i in todo]
+                replies = list(await pipe.execute(raise_on_error=False))
+            again: list[int] = []
+            start = 0
+            for i, count in zip(todo, counts, strict=True):
+                own = replies[start : start + count]
+                start += count
+                error = next((r for r in own if isinstance(r, Exception)), None)
+                if isinstance(error, NoScriptError) and attempt == 1:
+                    again.append(i)
+                    continue
+                item = items[i]
+                answers[i] = error if error is not None else [*own, item.slot] if isinstance(item, _Admit) else own
+            if not again:
+                break
             await self._redis.script_load(_SCRIPT)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            fill(pipe)
-            return list(await pipe.execute())
+            todo = again
+        return answers
+
+    def _queue(self, pipe: Pipeline, item: _Admit | Reservation) -> int:
+        """Queue `item`'s commands; answers how many."""
+        if isinstance(item, Reservation):
+            return self._queue_release(pipe, item)
+        query = item.query
+        self._queue_script(
+            pipe,
+            query.project,
+            query.key_id,
+            query.tag,
+            query.limits,
+            item.slot,
+            admit=item.count,
+            spend=query.spend,
+            cost=item.cost,
+            read=query.read,
+        )
+        if query.recipients:
+            recipients = list(query.recipients)
+            pipe.smismember(BLOCKLIST_KEY, recipients)
+            pipe.smismember(opt_out_key(query.project), recipients)
+        pipe.get(PROVIDER_STATE_KEY)
+        return 4 if query.recipients else 2
 
     def _queue_script(
         self,
@@ -402,26 +443,22 @@ class RateLimiter:
 
     async def release(self, reservation: Reservation) -> None:
         """Give the slot (and an unused spend reservation) back, and write the record the
-        request leaves; returns once Redis has them (or raises why not).
-
-        Group commit: releases that arrive while others are on their way to Redis go
-        together in the next round trip. Alone, a release goes at once; under load one
-        round trip carries many, where one each cost the hot path ~5% of its CPU.
-        """
+        request leaves; returns once Redis has them (or raises why not). It goes in the
+        pipeline of this loop turn, with the other requests' admissions and releases."""
         if not reservation.slot and not reservation.spend_micros and reservation.record is None:
             return
-        await self._releases.submit(reservation)
+        await self._round_trip(reservation)
 
-    async def _release_batch(self, batch: list[Reservation]) -> list[None]:
-        # An error reaches every waiter: the one its own commands would have raised.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for reservation in batch:
-                if reservation.slot:
-                    pipe.zrem(concurrency_key(self._prefix, reservation.project, reservation.key_id), reservation.slot)
-                if reservation.spend_micros:
-                    pipe.decrby(reservation.spend_key, reservation.spend_micros)
-                if reservation.record is not None:
-                    record = reservation.record
-                    pipe.set(record.name, record.value, ex=record.ttl_seconds)
-            await pipe.execute()
-        return [None] * len(batch)
+    def _queue_release(self, pipe: Pipeline, reservation: Reservation) -> int:
+        count = 0
+        if reservation.slot:
+            pipe.zrem(concurrency_key(self._prefix, reservation.project, reservation.key_id), reservation.slot)
+            count += 1
+        if reservation.spend_micros:
+            pipe.decrby(reservation.spend_key, reservation.spend_micros)
+            count += 1
+        if reservation.record is not None:
+            record = reservation.record
+            pipe.set(record.name, record.value, ex=record.ttl_seconds)
+            count += 1
+        return count

@@ -1,0 +1,81 @@
+"""The rate limiter sends the admissions and releases of one event-loop turn in one
+pipeline: each request must still get its own answer, and one request's Redis error must
+stay its own."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from services.ingest.ratelimit import AdmissionQuery, Limits, RateLimiter, Verdict
+from shared.blocklist import BLOCKLIST_KEY
+from shared.optouts import opt_out_key
+from shared.redis_connection import connect
+
+LIMITS = Limits(requests_per_minute=100, tag_requests_per_minute=100, concurrent_requests=5, reads_per_minute=100)
+
+
+async def test_requests_admitted_together_get_their_own_answers(redis_url: str) -> None:
+    client = connect(redis_url)
+    limiter = RateLimiter(client, slot_seconds=30)
+    await client.sadd(BLOCKLIST_KEY, "+4712345601")
+    await client.sadd(opt_out_key("acme"), "+4712345602")
+    try:
+        queries = [
+            AdmissionQuery("key_1", LIMITS, tag="acme:T", recipients=[f"+47123456{i:02d}"], project="acme")
+            for i in range(12)
+        ]
+        answers = await asyncio.gather(*(limiter.admit(q) for q in queries))
+
+        verdicts = [a.rate.verdict for a in answers]
+        assert verdicts.count(Verdict.ADMITTED) == 5
+        assert verdicts.count(Verdict.CONCURRENCY_LIMIT) == 7
+        admitted = [a for a in answers if a.rate.admitted]
+        assert len({a.reservation.slot for a in admitted}) == 5
+        assert all(a.reservation.slot == "" for a in answers if not a.rate.admitted)
+        # Each request's lookups are its own recipients'.
+        assert [sorted(a.blocked) for a in answers[:4]] == [[], ["+4712345601"], ["+4712345602"], []]
+
+        await asyncio.gather(*(limiter.release(a.reservation) for a in admitted))
+        again = await asyncio.gather(*(limiter.admit(q) for q in queries[:5]))
+        assert all(a.rate.admitted for a in again)
+        # The send window counted only the admitted requests: 5 + 5 of 100.
+        assert min(a.rate.remaining for a in again) == 100 - 10
+    finally:
+        await client.aclose()
+
+
+async def test_one_requests_redis_error_is_its_own(redis_url: str) -> None:
+    client = connect(redis_url)
+    limiter = RateLimiter(client, slot_seconds=30)
+    # A key of the wrong type makes this project's opt-out lookup fail in Redis.
+    await client.set(opt_out_key("broken"), "not a set")
+    try:
+        ok, broken, peeked = await asyncio.gather(
+            limiter.admit(AdmissionQuery("key_1", LIMITS, tag="acme:T", recipients=["+4712345678"], project="acme")),
+            limiter.admit(
+                AdmissionQuery("key_2", LIMITS, tag="broken:T", recipients=["+4712345678"], project="broken")
+            ),
+            limiter.peek("acme", "key_1", LIMITS),
+            return_exceptions=True,
+        )
+        assert not isinstance(ok, BaseException) and ok.rate.admitted
+        assert isinstance(broken, ResponseError) and "WRONGTYPE" in str(broken)
+        assert not isinstance(peeked, BaseException) and peeked.remaining == 99
+    finally:
+        await client.aclose()
+
+
+async def test_a_lost_connection_reaches_every_waiter_as_a_redis_error() -> None:
+    # Nobody listens on port 1: the whole pipeline fails, and so does every request in it.
+    limiter = RateLimiter(connect("redis://127.0.0.1:1/0"), slot_seconds=30)
+    results = await asyncio.gather(
+        *(limiter.admit(AdmissionQuery(f"key_{i}", LIMITS, project="acme")) for i in range(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, RedisConnectionError) for r in results), results
+    with pytest.raises(RedisConnectionError):
+        await limiter.admit(AdmissionQuery("key_1", LIMITS, project="acme"))
