@@ -11,13 +11,24 @@ import re
 import sys
 from typing import Any
 
+import msgspec
 import structlog
+
+# A line a request (or more) at thousands a second: msgspec renders it to bytes several
+# times faster than json.dumps, and the bytes go to stdout's buffer without a str between.
+# What msgspec cannot encode is logged as its str(), as structlog's own fallback does.
+_line_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
+def _json_line(event: Any, **_: Any) -> bytes:
+    return _line_encoder.encode(event)
 
 
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
+    json_lines = fmt == "json"
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
+        structlog.processors.JSONRenderer(serializer=_json_line)
+        if json_lines
         else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     )
     structlog.configure(
@@ -29,11 +40,14 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.BytesLoggerFactory(sys.stdout.buffer)
+        if json_lines
+        else structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    _route_library_logs(renderer)
+    # The standard library's handler writes str: the same JSON, rendered by json.dumps.
+    _route_library_logs(structlog.processors.JSONRenderer() if json_lines else renderer)
 
 
 def _route_library_logs(renderer: Any) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.supervisor import prefixed_lines
 from tests.support.rsms_up import PORT_NAMES, Gateway, alive, descendants, eventually, rsms_up_runner
 
 pytestmark = pytest.mark.slow
@@ -110,3 +111,16 @@ def test_a_service_that_ignores_its_sigterm_is_killed_once_orphaned(tmp_path: Pa
     done = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=60, check=True)
     child = int(done.stdout.strip())
     eventually(lambda: not alive(child), "the orphaned service to be killed", timeout=30)
+
+
+def test_service_output_is_copied_as_whole_prefixed_lines() -> None:
+    read_end, write_end = os.pipe()
+    # A line split across writes, a blank line, bytes that are not UTF-8, a last line
+    # without its newline: every line arrives whole, once, behind the prefix.
+    for part in (b"first\nsec", b"ond\r\n\n", b"\xff bad bytes\n", b"last"):
+        os.write(write_end, part)
+    os.close(write_end)
+    blocks = list(prefixed_lines(read_end, b"svc | "))
+    os.close(read_end)
+    assert b"".join(blocks) == b"svc | first\nsvc | second\nsvc | \nsvc | \xff bad bytes\nsvc | last\n"
+    assert all(block.endswith(b"\n") for block in blocks)
