@@ -119,6 +119,23 @@ return {0, key_limit, key_limit - key_count - 1, key_reset, 0, now, spend_status
 """
 
 
+# Which of the recipients (ARGV[1], joined by commas: validated E.164 numbers hold none)
+# are members of the set KEYS[1]. One argument and a reply of the few found, where
+# SMISMEMBER takes a thousand arguments and answers a thousand integers: for a
+# 1000-recipient send, redis-py's packing and parsing of those was a quarter of ingest's CPU.
+_MEMBERS_SCRIPT = """
+local numbers = {}
+for n in string.gmatch(ARGV[1], '[^,]+') do numbers[#numbers + 1] = n end
+if #numbers == 0 then return {} end
+local found = {}
+local hits = redis.call('SMISMEMBER', KEYS[1], unpack(numbers))
+for i, hit in ipairs(hits) do
+  if hit == 1 then found[#found + 1] = numbers[i] end
+end
+return found
+"""
+
+
 class Verdict(IntEnum):
     ADMITTED = 0
     KEY_LIMIT = 1
@@ -283,6 +300,7 @@ class RateLimiter:
     def __init__(self, redis: RedisClient, *, slot_seconds: int, prefix: str = "rsms:rl") -> None:
         self._redis = redis
         self._sha = redis.register_script(_SCRIPT).sha
+        self._members_sha = redis.register_script(_MEMBERS_SCRIPT).sha
         # Group commit: the admissions and releases of every request that reaches Redis in
         # one event-loop turn go in one pipeline (a task, not the first caller, sends it:
         # a cancelled caller must not strand the others, and its release still happens).
@@ -303,12 +321,7 @@ class RateLimiter:
         results = await self._round_trip(_Admit(query, uuid.uuid4().hex, cost))
         rate = self._decision(results[0], results[-1])
         recipients = query.recipients
-        global_hits, opt_out_hits = (results[1], results[2]) if recipients else ([], [])
-        blocked = frozenset(
-            n
-            for n, on_blocklist, opted_out in zip(recipients, global_hits, opt_out_hits, strict=True)
-            if on_blocklist or opted_out
-        )
+        blocked = frozenset(n.decode() for n in (*results[1], *results[2])) if recipients else frozenset()
         state = results[-2]
         status, spent, day = (int(v) for v in results[0][6:9])
         spend_verdict = SpendVerdict(status)
@@ -370,6 +383,7 @@ class RateLimiter:
             if not again:
                 break
             await self._redis.script_load(_SCRIPT)
+            await self._redis.script_load(_MEMBERS_SCRIPT)
             todo = again
         return answers
 
@@ -391,9 +405,9 @@ class RateLimiter:
             read=query.read,
         )
         if query.recipients:
-            recipients = list(query.recipients)
-            pipe.smismember(BLOCKLIST_KEY, recipients)
-            pipe.smismember(opt_out_key(query.project), recipients)
+            numbers = ",".join(query.recipients)
+            pipe.evalsha(self._members_sha, 1, BLOCKLIST_KEY, numbers)
+            pipe.evalsha(self._members_sha, 1, opt_out_key(query.project), numbers)
         pipe.get(PROVIDER_STATE_KEY)
         return 4 if query.recipients else 2
 
