@@ -28,9 +28,10 @@ describe the key's read window.
 
 from __future__ import annotations
 
+import itertools
 import math
+import secrets
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
@@ -311,6 +312,13 @@ class RateLimiter:
         )
         self._slot_ms = slot_seconds * 1000
         self._prefix = prefix
+        # A slot's name only has to be unique among the key's slots: a random prefix per
+        # limiter (per process) and a counter, where a uuid4 a request cost os.urandom.
+        self._slot_prefix = secrets.token_hex(8)
+        self._slot_numbers = itertools.count()
+
+    def _next_slot(self) -> str:
+        return f"{self._slot_prefix}{next(self._slot_numbers)}"
 
     async def admit(self, query: AdmissionQuery) -> AdmissionAnswers:
         """Count the request against its limits, reserve its spend, and read the blocklist,
@@ -318,7 +326,7 @@ class RateLimiter:
         the other requests of this loop turn). Raises RedisError when Redis fails."""
         spend = query.spend
         cost = to_micros(spend.cost) if spend else 0
-        results = await self._round_trip(_Admit(query, uuid.uuid4().hex, cost))
+        results = await self._round_trip(_Admit(query, self._next_slot(), cost))
         rate = self._decision(results[0], results[-1])
         recipients = query.recipients
         blocked = frozenset(n.decode() for n in (*results[1], *results[2])) if recipients else frozenset()
