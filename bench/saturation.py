@@ -85,8 +85,11 @@ def rss_bytes(pid: int) -> int | None:
 
 
 def processes(rsms: Rsms) -> dict[str, list[int]]:
-    """Every process of every service now (Granian may replace a worker), and RabbitMQ's."""
-    found = rsms.parts(RSMS_ALL_SERVICES)
+    """Every process of every service now (Granian may replace a worker), and RabbitMQ's.
+    Each once: `Rsms.parts` lists a Granian worker under ingest's main process and again on
+    its own (its command line names the service too), which counted ingest's workers twice
+    (5 processes for 3, their RSS and CPU doubled)."""
+    found = {service: list(dict.fromkeys(pids)) for service, pids in rsms.parts(RSMS_ALL_SERVICES).items()}
     found[RABBITMQ] = rabbitmq_pids()
     return found
 

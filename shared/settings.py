@@ -93,6 +93,17 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["json", "console"] = Field(
         "json", description="json: one object a line; console: for people (`rsms up` uses it)."
     )
+    gc_freeze: bool = Field(
+        True,
+        description="Freeze what exists once the service has started, so no garbage collection walks it "
+        "again (shared/gc_tuning.py: full collections stopped each service for 60-390 ms).",
+    )
+    gc_gen0_threshold: int = Field(
+        10_000,
+        ge=0,
+        description="Allocations between young garbage collections (CPython's default 700; 0 keeps it): "
+        "a request's objects die before they are collected and promoted.",
+    )
 
     @field_validator("amqp_url")
     @classmethod
