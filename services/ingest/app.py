@@ -33,6 +33,7 @@ from services.ingest.send import SendService
 from services.ingest.settings import IngestSettings
 from shared.broker_connection import connect_when_available
 from shared.errors import GatewayError
+from shared.gc_tuning import tune_gc
 from shared.ledger_queries import LedgerQueries
 from shared.log import configure_logging, get_logger
 from shared.rabbitmq import PublishHealth, broker_ready, cluster_broker
@@ -111,6 +112,9 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         # until the connection is there.
         connector = asyncio.create_task(connect_when_available(broker, lambda: declare_topology(broker)))
         await asyncio.wait([connector], timeout=settings.publish_timeout_seconds)
+        # Full garbage collections stopped each worker for 60-390 ms every 1-3 s under load
+        # (they walked the start-up heap each time): freeze it once started (shared/gc_tuning.py).
+        tune_gc(settings.gc_gen0_threshold, settings.gc_freeze)
         try:
             yield
         finally:
