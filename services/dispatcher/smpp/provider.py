@@ -30,10 +30,16 @@ from services.dispatcher.carrier_reports import CarrierReportSink
 from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, ProviderAccountError
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.smpp.encoding import Concatenation, Part, encode_parts
-from services.dispatcher.smpp.pdu import Command, Submit
+from services.dispatcher.smpp.pdu import Command, Submit, SubmitTemplate
 from services.dispatcher.smpp.reports import DeliverHandler
 from services.dispatcher.smpp.session import BindRefused, NotSubmitted, OutcomeUnknown, Session, SessionConfig
-from services.dispatcher.smpp.status import Meaning, classify_bind, classify_submit, parse_status_map, status_name
+from services.dispatcher.smpp.status import (
+    Meaning,
+    classify_bind,
+    classify_submit,
+    parse_status_map,
+    status_name,
+)
 from shared.log import get_logger
 from shared.provider_state import ProviderState
 
@@ -100,6 +106,13 @@ def source_address(sender: str) -> tuple[str, int, int]:
     return sender, 5, 0
 
 
+def receipts_requested(registered_delivery: int) -> bool:
+    """Whether an SMSC sends deliver_sm receipts for a submit_sm with this
+    registered_delivery (SMPP 3.4 5.2.17): bits 0-1 ask for the final receipt (on success
+    or failure, or on failure only), bit 4 for intermediate notifications."""
+    return bool(registered_delivery & 0x13)
+
+
 class _AccountRefused(Exception):
     def __init__(self, state: ProviderState, detail: str) -> None:
         self.state = state
@@ -120,6 +133,7 @@ class SmppProvider:
         self._references = itertools.count(random.randrange(0x10000))
         self._next_bind = itertools.count()
         self._closing = False
+        self._receipts_expected = receipts_requested(config.registered_delivery)
 
     # -- Provider ------------------------------------------------------------------------
 
@@ -128,17 +142,13 @@ class SmppProvider:
         if self._account_error is not None:
             raise self._account_error
         refused: list[_AccountRefused] = []
-
-        async def one(sender: str, text: str, recipient: str) -> Delivery:
-            try:
-                return await self._send_recipient(sender, text, recipient)
-            except _AccountRefused as exc:
-                refused.append(exc)
-                return Delivery(DeliveryStatus.TRANSIENT, detail=f"provider refused the account: {exc.detail}")
-
-        answers = await asyncio.gather(
-            *(one(b.sender, b.text, r) for b in batches for r in b.recipients),
-        )
+        sends = []
+        for batch in batches:
+            # Encoded once a batch: every recipient gets the same parts, only the
+            # destination differs (`pdu.SubmitTemplate`).
+            message = self._message(batch.sender, batch.text)
+            sends.extend(self._send_recipient(message, recipient, refused) for recipient in batch.recipients)
+        answers = await asyncio.gather(*sends)
         if refused:
             error = ProviderAccountError(refused[0].state, refused[0].detail)
             if all(d.status is DeliveryStatus.TRANSIENT for d in answers):
@@ -252,7 +262,10 @@ class SmppProvider:
 
     # -- one recipient -------------------------------------------------------------------
 
-    async def _send_recipient(self, sender: str, text: str, recipient: str) -> Delivery:
+    def _message(self, sender: str, text: str) -> list[SubmitTemplate]:
+        """One template per part. A multipart message has one concatenation reference for
+        all its recipients: a reference only has to tell apart the concatenations in flight
+        to one handset (3GPP TS 23.040 9.2.3.24.1), and each recipient is another handset."""
         parts = encode_parts(
             text,
             concatenation=self._config.concatenation,
@@ -260,11 +273,21 @@ class SmppProvider:
             reference=next(self._references),
         )
         source, ton, npi = source_address(sender)
-        destination = recipient.removeprefix("+")
+        return [SubmitTemplate(self._submit_of(part, source, ton, npi)) for part in parts]
+
+    async def _send_recipient(
+        self, parts: list[SubmitTemplate], recipient: str, refused: list[_AccountRefused]
+    ) -> Delivery:
+        try:
+            return await self._submit_parts(parts, recipient.removeprefix("+"))
+        except _AccountRefused as exc:
+            refused.append(exc)
+            return Delivery(DeliveryStatus.TRANSIENT, detail=f"provider refused the account: {exc.detail}")
+
+    async def _submit_parts(self, parts: list[SubmitTemplate], destination: str) -> Delivery:
         carrier_ids: list[str] = []
         session: Session | None = None
-        for number, part in enumerate(parts, 1):
-            submit = self._submit_of(part, source, ton, npi, destination)
+        for number, submit in enumerate(parts, 1):
             sent_before = bool(carrier_ids)
             throttled = 0
             pause = self._config.throttle_backoff_seconds
@@ -275,7 +298,7 @@ class SmppProvider:
                             # Later parts go on the bind the first ones went on, or not at all.
                             return self._unknown(carrier_ids, f"bind lost before part {number} of {len(parts)}")
                         session = await self._transmitter()
-                    status, message_id = await session.submit(submit)
+                    status, message_id = await session.submit(submit, destination)
                 except NotSubmitted as exc:
                     if sent_before:
                         return self._unknown(carrier_ids, f"part {number} of {len(parts)} not submitted: {exc}")
@@ -305,14 +328,20 @@ class SmppProvider:
                 if meaning is Meaning.NO_CREDITS:
                     raise _AccountRefused(ProviderState.NO_CREDITS, detail)
                 return Delivery(DeliveryStatus.TRANSIENT, detail=detail)
-        return Delivery(DeliveryStatus.SENT, provider_reference=carrier_ids[-1], carrier_ids=tuple(carrier_ids))
+        # The parts' ids go on record for receipt matching only where receipts will come
+        # (`Delivery.carrier_ids`): without registered_delivery none ever names them.
+        return Delivery(
+            DeliveryStatus.SENT,
+            provider_reference=carrier_ids[-1],
+            carrier_ids=tuple(carrier_ids) if self._receipts_expected else (),
+        )
 
-    def _submit_of(self, part: Part, source: str, ton: int, npi: int, destination: str) -> Submit:
+    def _submit_of(self, part: Part, source: str, ton: int, npi: int) -> Submit:
         return Submit(
             source_addr=source,
             source_ton=ton,
             source_npi=npi,
-            destination_addr=destination,
+            destination_addr="",
             short_message=part.short_message,
             data_coding=part.data_coding,
             esm_class=part.esm_class,
