@@ -23,8 +23,9 @@ import contextlib
 import itertools
 import random
 import ssl
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from services.dispatcher.carrier_reports import CarrierReportSink
 from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, ProviderAccountError
@@ -142,7 +143,7 @@ class SmppProvider:
         if self._account_error is not None:
             raise self._account_error
         refused: list[_AccountRefused] = []
-        sends = []
+        sends: list[Coroutine[Any, Any, Delivery]] = []
         for batch in batches:
             # Encoded once a batch: every recipient gets the same parts, only the
             # destination differs (`pdu.SubmitTemplate`).
