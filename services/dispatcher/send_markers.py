@@ -37,6 +37,7 @@ first claim, so the jobs accepted after are known to have all their markers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,9 +59,10 @@ MARKERS_SLOT_TAG = "{rsms:dispatch}"
 records for many messages, and in a Redis Cluster a script's keys must share a slot."""
 GENERATION_KEY = f"rsms:dispatch:{MARKERS_SLOT_TAG}:generation"
 
-# KEYS[1] is the generation hash, then one marker hash per op. ARGV: ttl, then per marker
-# key: an op ("c" claim, "r" record, "u" record only where still claimed), a count n, for a
-# claim the job's replay number and n fields, for a record n field/value pairs. Answers the
+# KEYS[1] is the generation hash, then one marker hash per op. ARGV: ttl, settled ttl, then
+# per marker key: an op ("c" claim, "r" record, "u" record only where still claimed, "e"
+# the job is done: keep it the settled ttl), a count n, for a claim the job's replay number
+# and n fields, for a record n field/value pairs, nothing for "e". Answers the
 # generation's start (ms since the epoch, Redis's clock), then one list per marker key: the
 # earlier markers for a claim ('' where there was none), an empty list for a record.
 _APPLY = """
@@ -73,8 +75,9 @@ if generation[1] ~= run_id or not since then
   redis.call('HSET', KEYS[1], 'run_id', run_id, 'since', since)
 end
 local ttl = ARGV[1]
+local settled_ttl = ARGV[2]
 local answers = {since}
-local at = 2
+local at = 3
 for k = 2, #KEYS do
   local key = KEYS[k]
   local op = ARGV[at]
@@ -98,6 +101,8 @@ for k = 2, #KEYS do
     end
     at = at + n
     redis.call('EXPIRE', key, ttl)
+  elseif op == 'e' then
+    redis.call('EXPIRE', key, settled_ttl)
   else
     for i = 1, n do
       -- 'u' settles an unknown outcome: only where the claim still stands, never over
@@ -172,7 +177,7 @@ _Op = tuple[str, str, list[str]]
 
 
 def _fields(op: _Op) -> int:
-    return len(op[2])
+    return len(op[2]) or 1
 
 
 def marker_key(message_id: UUID) -> str:
@@ -180,8 +185,16 @@ def marker_key(message_id: UUID) -> str:
 
 
 class SendMarkers:
-    def __init__(self, redis: RedisClient, ttl_seconds: int, durability: Durability = PRIMARY_ONLY) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        ttl_seconds: int,
+        durability: Durability = PRIMARY_ONLY,
+        settled_ttl_seconds: int | None = None,
+    ) -> None:
         self._ttl = ttl_seconds
+        # What a job's markers keep once it is done (`settled`); the full TTL if not set.
+        self._settled_ttl = min(settled_ttl_seconds or ttl_seconds, ttl_seconds)
         # A claim must outlive a failover before its recipients are sent: WAIT for replicas.
         self._apply = ConfirmedScript(redis, _APPLY, durability)
         # The claims and records asked for in one loop turn: one script call, or a few
@@ -196,7 +209,7 @@ class SendMarkers:
         began has every marker it ever had, so a redelivery sends its unclaimed recipients
         instead of treating them as possibly forgotten (`markers_may_be_lost`).
         """
-        (since,) = await self._apply(keys=[GENERATION_KEY], args=[self._ttl])
+        (since,) = await self._apply(keys=[GENERATION_KEY], args=[self._ttl, self._settled_ttl])
         return int(since)
 
     async def claim(self, message_id: UUID, recipients: Sequence[str], replay: int = 0) -> Claim:
@@ -218,13 +231,26 @@ class SendMarkers:
             args = [part for field, value in markers.items() for part in (field, value)]
             await self._submit("u", marker_key(message_id), args)
 
+    async def settled(self, message_ids: Sequence[UUID]) -> None:
+        """The jobs' attempts are done and acknowledged, with nothing left to send (no
+        retry, no dead letter, nobody held): their markers keep the settled TTL.
+
+        Every marker keeps the full TTL while its job may still come back after a long
+        wait: handed back behind an open circuit (as long as the provider is down), a
+        retry in its delay queue, recipients held until an operator replays them. An
+        acknowledged attempt comes back only when its ack was lost with its channel, and
+        RabbitMQ then delivers it again at once, to the next dispatcher consuming: the
+        settled TTL only has to outlast the longest time no dispatcher consumes. A claim
+        (a replay, a duplicate) puts the full TTL back."""
+        await asyncio.gather(*(self._submit("e", marker_key(m), []) for m in message_ids))
+
     async def _submit(self, op: str, key: str, args: list[str]) -> _Answer:
         return await self._ops.submit((op, key, args))
 
     async def _call(self, group: list[_Op]) -> list[_Answer]:
         # An error reaches every caller in the call (RedisError above all), and each hands
         # its own job back.
-        argv: list[str | int] = [self._ttl]
+        argv: list[str | int] = [self._ttl, self._settled_ttl]
         for op, _, args in group:
             argv.append(op)
             # A claim's args are its replay number, then its fields.

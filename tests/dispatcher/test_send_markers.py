@@ -13,6 +13,7 @@ from services.dispatcher.send_markers import (
     GENERATION_KEY,
     MarkerVerdict,
     SendMarkers,
+    marker_key,
     markers_may_be_lost,
     verdict,
 )
@@ -120,4 +121,24 @@ async def test_an_unknown_outcome_is_settled_only_where_its_claim_still_stands(r
         again = await markers.claim(message_id, [sent, in_flight], replay=1)
         assert again.markers == ["s:sim-1", "u:0"]
     finally:
+        await redis.aclose()
+
+
+async def test_a_settled_job_keeps_its_markers_the_settled_ttl_and_a_claim_puts_the_full_one_back(redis_url):
+    redis = Redis.from_url(redis_url)
+    markers = SendMarkers(redis, ttl_seconds=7 * 86_400, settled_ttl_seconds=3_600)
+    done, other = uuid.uuid4(), uuid.uuid4()
+    try:
+        for message_id in (done, other):
+            await markers.claim(message_id, ["+4790000001"])
+            await markers.record(message_id, {"+4790000001": "s:sim-1"})
+        await markers.settled([done])
+        assert 3_500 < await redis.ttl(marker_key(done)) <= 3_600
+        assert await redis.ttl(marker_key(other)) > 86_400  # not settled: the full TTL
+        assert await redis.hget(marker_key(done), "+4790000001") == b"s:sim-1"  # only its TTL changed
+        # A duplicate delivery claims again: the markers are needed for the full time again.
+        assert (await markers.claim(done, ["+4790000001"])).markers == ["s:sim-1"]
+        assert await redis.ttl(marker_key(done)) > 86_400
+    finally:
+        await redis.delete(marker_key(done), marker_key(other))
         await redis.aclose()

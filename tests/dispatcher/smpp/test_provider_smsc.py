@@ -212,3 +212,36 @@ async def test_close_unbinds(smsc: TestSmsc, make_provider: MakeProvider) -> Non
 
 async def _bound(smsc: TestSmsc) -> bool:
     return bool(smsc.records("bind_transceiver"))
+
+
+async def test_a_batch_shares_one_encoding_and_each_recipient_gets_its_own_destination(
+    smsc: TestSmsc, make_provider: MakeProvider
+) -> None:
+    # Recipients of one batch get one template (`pdu.SubmitTemplate`): the same parts, the
+    # same concatenation reference, each its own destination and sequence number.
+    provider = make_provider()
+    recipients = [f"+4790000{i:03d}" for i in range(25)]
+    (deliveries,) = await provider.send([batch(LONG_GSM7, *recipients)])
+    billed = count_segments(LONG_GSM7).segments
+    assert all(d.status is DeliveryStatus.SENT and len(d.carrier_ids) == billed for d in deliveries)
+    parts = smsc.records("submit_sm")
+    assert len(parts) == billed * len(recipients)
+    assert sorted({p["destination_addr"] for p in parts}) == [r[1:] for r in recipients]
+    for recipient in recipients:
+        mine = [p for p in parts if p["destination_addr"] == recipient[1:]]
+        assert "".join(p["message"] for p in mine) == LONG_GSM7
+        assert [p["udh"][0][4] for p in mine] == list(range(1, billed + 1))
+    assert len({tuple(p["udh"][0][:4]) for p in parts}) == 1
+
+
+@pytest.mark.parametrize(("registered_delivery", "expected"), [(0, False), (1, True), (2, True), (0x10, True)])
+async def test_parts_are_named_for_receipts_only_where_a_receipt_was_asked_for(
+    smsc: TestSmsc, make_provider: MakeProvider, registered_delivery: int, expected: bool
+) -> None:
+    # Without a receipt nothing will name a part's carrier id: nothing for the receipt
+    # store to keep (`receipts.sent_parts` records only the ids a delivery carries).
+    provider = make_provider(smpp_registered_delivery=registered_delivery)
+    ((delivery,),) = await provider.send([batch("Hello", "+447700900123")])
+    assert delivery.status is DeliveryStatus.SENT and delivery.provider_reference
+    assert {p["registered_delivery"] for p in smsc.records("submit_sm")} == {registered_delivery}
+    assert delivery.carrier_ids == ((delivery.provider_reference,) if expected else ())
