@@ -164,7 +164,7 @@ class JobDispatcher:
             await self._blocklist.add(newly_blocked)
         return self._settle(job, deliveries, newly_blocked)
 
-    async def settled(self, done: Sequence[tuple[SmsJob, DispatchResult]]) -> None:
+    def settled(self, done: Sequence[tuple[SmsJob, DispatchResult]]) -> None:
         """After the ack of a delivery: the live jobs with nothing left to do (no retry,
         dead letter or held recipients) keep their markers the settled TTL only
         (`SendMarkers.settled`)."""
@@ -174,7 +174,7 @@ class JobDispatcher:
             if not job.test and result.retry is None and result.dead_letter is None and result.held is None
         ]
         if finished:
-            await self._markers.settled(finished)
+            self._markers.settled(finished)
 
     async def _send_test(self, job: SmsJob) -> list[Delivery]:
         deliveries: list[Delivery | None] = [None] * len(job.recipients)

@@ -122,11 +122,7 @@ class JobHandler:
             )
         for job, result in results:
             self._account(job, result)
-        try:
-            await self._dispatcher.settled(results)
-        except INFRASTRUCTURE_ERRORS as exc:
-            # Acknowledged already: its markers only keep the full TTL (safe, just longer).
-            log.info("send markers kept the full TTL: Redis failed", error=type(exc).__name__)
+        self._dispatcher.settled(results)
 
     async def _dispatch_all(self, jobs: list[SmsJob], redelivered: bool) -> list[DispatchResult | BaseException]:
         if len(jobs) == 1:  # the common case without group commit: no gather machinery

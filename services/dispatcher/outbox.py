@@ -38,9 +38,11 @@ class Outbox:
         # make the service unready (and, when stuck, reconnect it to another node).
         self._health = health or PublishHealth()
         # A message carries at most this many recipients' outcomes (a 1000-recipient job's
-        # event goes alone); more in one turn go in more messages.
+        # event goes alone); more in one turn go in more messages. A partial message waits
+        # while another is unconfirmed, so under load the events pile up behind it and go
+        # together (group commit), for at most one confirm's wait more.
         self._events: TurnBatch[OutcomeEvent, None] = TurnBatch(
-            self._publish_events, max_size=_MAX_OUTCOMES_PER_MESSAGE, size_of=_outcomes
+            self._publish_events, max_size=_MAX_OUTCOMES_PER_MESSAGE, size_of=_outcomes, max_partial_in_flight=1
         )
 
     async def start(self) -> None:
