@@ -120,6 +120,20 @@ class _AccountRefused(Exception):
         self.detail = detail
 
 
+def _refusal(meaning: Meaning, detail: str) -> Delivery:
+    """What the SMSC refusing a recipient's first part means (nothing of it was taken);
+    raises `_AccountRefused` for the account-wide refusals."""
+    if meaning is Meaning.INVALID:
+        return Delivery(DeliveryStatus.INVALID, detail=detail)
+    if meaning is Meaning.BLOCKED:
+        return Delivery(DeliveryStatus.BLOCKED, detail=detail)
+    if meaning is Meaning.AUTH_ERROR:
+        raise _AccountRefused(ProviderState.AUTH_ERROR, detail)
+    if meaning is Meaning.NO_CREDITS:
+        raise _AccountRefused(ProviderState.NO_CREDITS, detail)
+    return Delivery(DeliveryStatus.TRANSIENT, detail=detail)
+
+
 class SmppProvider:
     resends_are_safe = False  # an SMSC has no idempotency reference: a second submit_sm is a second SMS
 
@@ -143,13 +157,21 @@ class SmppProvider:
         if self._account_error is not None:
             raise self._account_error
         refused: list[_AccountRefused] = []
-        sends: list[Coroutine[Any, Any, Delivery]] = []
+        sends: list[Coroutine[Any, Any, Delivery | list[Delivery]]] = []
         for batch in batches:
             # Encoded once a batch: every recipient gets the same parts, only the
             # destination differs (`pdu.SubmitTemplate`).
             message = self._message(batch.sender, batch.text)
-            sends.extend(self._send_recipient(message, recipient, refused) for recipient in batch.recipients)
-        answers = await asyncio.gather(*sends)
+            if len(message) == 1 and len(batch.recipients) > 1:
+                sends.append(self._send_one_part(message[0], batch.recipients, refused))
+            else:
+                sends.extend(self._send_recipient(message, recipient, refused) for recipient in batch.recipients)
+        answers: list[Delivery] = []
+        for answer in await asyncio.gather(*sends):
+            if isinstance(answer, list):
+                answers.extend(answer)
+            else:
+                answers.append(answer)
         if refused:
             error = ProviderAccountError(refused[0].state, refused[0].detail)
             if all(d.status is DeliveryStatus.TRANSIENT for d in answers):
@@ -242,8 +264,28 @@ class SmppProvider:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self._config.reconnect_max_seconds)
 
+    def _pick(self, ready: list[Session]) -> Session:
+        if len(ready) == 1:
+            return ready[0]
+        best = max(s.free_window for s in ready)
+        candidates = [s for s in ready if s.free_window == best]
+        return candidates[next(self._next_bind) % len(candidates)]
+
+    async def _transmitters(self) -> list[Session]:
+        """Every open transmitting bind, waiting for one a while (as `_transmitter`)."""
+        if not (self._account_error is not None and self._refused_binds):
+            ready = [s for s in self._sessions if s is not None and s.can_submit and s.is_open]
+            if ready:
+                return ready
+        return [await self._transmitter()]
+
     async def _transmitter(self) -> Session:
         """The open transmitting bind with the most free window, waiting for one a while."""
+        if not (self._account_error is not None and self._refused_binds):
+            # The common case, without the condition's lock: a bind is open.
+            ready = [s for s in self._sessions if s is not None and s.can_submit and s.is_open]
+            if ready:
+                return self._pick(ready)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._config.bind_wait_seconds
         async with self._bound:
@@ -252,9 +294,7 @@ class SmppProvider:
                     raise _AccountRefused(self._account_error.state, self._account_error.detail)
                 ready = [s for s in self._sessions if s is not None and s.can_submit and s.is_open]
                 if ready:
-                    best = max(s.free_window for s in ready)
-                    candidates = [s for s in ready if s.free_window == best]
-                    return candidates[next(self._next_bind) % len(candidates)]
+                    return self._pick(ready)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise NotSubmitted("no SMSC bind available")
@@ -275,6 +315,63 @@ class SmppProvider:
         )
         source, ton, npi = source_address(sender)
         return [SubmitTemplate(self._submit_of(part, source, ton, npi)) for part in parts]
+
+    async def _send_one_part(
+        self, part: SubmitTemplate, recipients: Sequence[str], refused: list[_AccountRefused]
+    ) -> list[Delivery]:
+        """A one-part message to many recipients, the common bulk case: split over the
+        open binds and submitted by each (`Session.submit_many`) with no task per recipient.
+        What needs more than one submit (throttled, or not written because a bind went
+        down) goes on `_send_recipient`'s way: the SMSC did not take it, so it is safe."""
+        try:
+            sessions = await self._transmitters()
+        except NotSubmitted as exc:
+            return [Delivery(DeliveryStatus.TRANSIENT, detail=f"not submitted: {exc}")] * len(recipients)
+        except _AccountRefused as exc:
+            refused.append(exc)
+            detail = f"provider refused the account: {exc.detail}"
+            return [Delivery(DeliveryStatus.TRANSIENT, detail=detail)] * len(recipients)
+        destinations = [r.removeprefix("+") for r in recipients]
+        shares = [range(i, len(destinations), len(sessions)) for i in range(len(sessions))]
+        answered = await asyncio.gather(
+            *(s.submit_many(part, [destinations[i] for i in share]) for s, share in zip(sessions, shares, strict=True))
+        )
+        deliveries: list[Delivery | None] = [None] * len(recipients)
+        again: list[int] = []
+        status_map = self._config.status_map
+        receipts = self._receipts_expected
+        for session, share, answers in zip(sessions, shares, answered, strict=True):
+            for i, answer in zip(share, answers, strict=True):
+                if isinstance(answer, NotSubmitted):
+                    again.append(i)
+                    continue
+                if isinstance(answer, OutcomeUnknown):
+                    deliveries[i] = self._unknown([], f"part 1 of 1: {answer}")
+                    continue
+                status, message_id = answer
+                meaning = classify_submit(status, status_map)
+                if meaning is Meaning.ACCEPTED:
+                    deliveries[i] = Delivery(
+                        DeliveryStatus.SENT,
+                        provider_reference=message_id,
+                        carrier_ids=(message_id,) if receipts else (),
+                    )
+                elif meaning is Meaning.THROTTLED:
+                    session.pause(self._config.throttle_backoff_seconds)
+                    again.append(i)
+                else:
+                    try:
+                        deliveries[i] = _refusal(meaning, f"SMSC answered {status_name(status)}")
+                    except _AccountRefused as exc:
+                        refused.append(exc)
+                        deliveries[i] = Delivery(
+                            DeliveryStatus.TRANSIENT, detail=f"provider refused the account: {exc.detail}"
+                        )
+        if again:
+            retried = await asyncio.gather(*(self._send_recipient([part], recipients[i], refused) for i in again))
+            for i, delivery in zip(again, retried, strict=True):
+                deliveries[i] = delivery
+        return [d for d in deliveries if d is not None]
 
     async def _send_recipient(
         self, parts: list[SubmitTemplate], recipient: str, refused: list[_AccountRefused]
@@ -320,15 +417,7 @@ class SmppProvider:
                     return self._unknown(
                         carrier_ids, f"part {number} of {len(parts)} refused after earlier parts: {detail}"
                     )
-                if meaning is Meaning.INVALID:
-                    return Delivery(DeliveryStatus.INVALID, detail=detail)
-                if meaning is Meaning.BLOCKED:
-                    return Delivery(DeliveryStatus.BLOCKED, detail=detail)
-                if meaning is Meaning.AUTH_ERROR:
-                    raise _AccountRefused(ProviderState.AUTH_ERROR, detail)
-                if meaning is Meaning.NO_CREDITS:
-                    raise _AccountRefused(ProviderState.NO_CREDITS, detail)
-                return Delivery(DeliveryStatus.TRANSIENT, detail=detail)
+                return _refusal(meaning, detail)
         # The parts' ids go on record for receipt matching only where receipts will come
         # (`Delivery.carrier_ids`): without registered_delivery none ever names them.
         return Delivery(

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from services.dispatcher.smpp import pdu
@@ -153,6 +154,61 @@ class Session:
                 self._outstanding -= 1
                 if not self._outstanding:
                     self._idle.set()
+
+    async def submit_many(
+        self, template: pdu.SubmitTemplate, destinations: Sequence[str]
+    ) -> list[tuple[int, str] | NotSubmitted | OutcomeUnknown]:
+        """`submit` to each destination, in order, without a task or a wait of its own each:
+        each takes a window slot (waiting while the window is full), and gives it back when
+        its answer comes (or the timer or a lost bind fails it). Answers in order: the
+        (command_status, message_id), or `NotSubmitted` for a destination whose submit_sm
+        was never written (the bind went down first), or `OutcomeUnknown`."""
+        loop = asyncio.get_running_loop()
+        timeout = self._config.response_timeout_seconds
+        answers: list[asyncio.Future[tuple[int, str]] | NotSubmitted] = []
+        for destination in destinations:
+            await self._window.acquire()
+            if self.is_open and (
+                self._config.submit_rate > 0 or self._rate_lock.locked() or time.monotonic() < self._paused_until
+            ):
+                await self._pace()
+            if not self.is_open:
+                self._window.release()
+                answers.append(NotSubmitted(f"{self.name} is not bound"))
+                continue
+            sequence = self._next_sequence()
+            try:
+                frame = template.frame(sequence, destination)
+            except BaseException:
+                self._window.release()
+                raise
+            answer: asyncio.Future[tuple[int, str]] = loop.create_future()
+            self._waiting[sequence] = answer
+            self._outstanding += 1
+            self._idle.clear()
+            timer = loop.call_later(timeout, self._expire, sequence)
+            answer.add_done_callback(functools.partial(self._answered, sequence, timer))
+            self._write_soon(frame)
+            answers.append(answer)
+        results: list[tuple[int, str] | NotSubmitted | OutcomeUnknown] = []
+        for pending in answers:
+            if isinstance(pending, NotSubmitted):
+                results.append(pending)
+                continue
+            try:
+                results.append(await pending)
+            except OutcomeUnknown as exc:
+                results.append(exc)
+        return results
+
+    def _answered(self, sequence: int, timer: asyncio.TimerHandle, answer: asyncio.Future[tuple[int, str]]) -> None:
+        """A `submit_many` answer came (or failed): its slot is free again."""
+        timer.cancel()
+        self._waiting.pop(sequence, None)
+        self._outstanding -= 1
+        if not self._outstanding:
+            self._idle.set()
+        self._window.release()
 
     def _expire(self, sequence: int) -> None:
         answer = self._waiting.get(sequence)

@@ -245,3 +245,27 @@ async def test_parts_are_named_for_receipts_only_where_a_receipt_was_asked_for(
     assert delivery.status is DeliveryStatus.SENT and delivery.provider_reference
     assert {p["registered_delivery"] for p in smsc.records("submit_sm")} == {registered_delivery}
     assert delivery.carrier_ids == ((delivery.provider_reference,) if expected else ())
+
+
+async def test_an_account_refusal_mid_batch_keeps_what_was_sent_and_the_next_send_raises(
+    smsc: TestSmsc, make_provider: MakeProvider
+) -> None:
+    await smsc.command(reject={"447700900002": 0x458})
+    provider = make_provider(smpp_status_map={"0x00000458": "no_credits"})
+    recipients = ["+447700900001", "+447700900002", "+447700900003"]
+    (deliveries,) = await provider.send([batch("hi", *recipients)])
+    assert [d.status for d in deliveries] == [DeliveryStatus.SENT, DeliveryStatus.TRANSIENT, DeliveryStatus.SENT]
+    with pytest.raises(ProviderAccountError) as raised:
+        await provider.send([batch("hi", "+447700900004")])
+    assert raised.value.state is ProviderState.NO_CREDITS
+    assert sorted(p["destination_addr"] for p in smsc.records("submit_sm")) == [r[1:] for r in recipients]
+
+
+async def test_a_paced_bind_sends_a_batch_at_its_rate_and_each_once(
+    smsc: TestSmsc, make_provider: MakeProvider
+) -> None:
+    provider = make_provider(smpp_submit_rate=200.0, smpp_window=3)
+    recipients = [f"+4477009004{i:02d}" for i in range(12)]
+    (deliveries,) = await provider.send([batch("paced", *recipients)])
+    assert [d.status for d in deliveries] == [DeliveryStatus.SENT] * 12
+    assert sorted(p["destination_addr"] for p in smsc.records("submit_sm")) == sorted(r[1:] for r in recipients)
