@@ -11,7 +11,8 @@ window straight to the same SMSC: what the SMSC, the wire and the window alone a
     .venv/bin/python -m bench.smpp_e2e [--rounds 2] [--windows 10 100] [--big-jobs 2] [--small-jobs 300]
         [--set RSMS_SMPP_BINDS=2 ...]   # try a setting without editing code
         [--roots . ../main]             # compare checkouts: one dispatcher each, rounds interleaved
-        [--profile DIR]                 # py-spy raw profiles of each dispatcher (bench.profile_summary DIR)
+        [--profile DIR]                 # py-spy raw profiles of each dispatcher, in DIR/w<window>r<recipients>/<code>
+                                        # (bench.profile_summary DIR/w100r1/<code>)
 
 Besides recipients/s it reports the dispatcher's CPU-ms per recipient (its user+system time
 over the round, from /proc) and the Redis memory each recipient left behind (used_memory
@@ -186,9 +187,6 @@ async def measure_window(
         # Warm-up: the dispatcher binds on its first send.
         for i, target in enumerate(targets):
             await gateway_round(target, sim, redis, [job_body(1, 9_000_000 + window * 10 + i)], 1)
-        if args.profile:
-            for target in targets:
-                target.profiler = start_profiler(args.profile, target)
         rows = []
         for scenario, per_job, jobs in (
             ("1000-recipient jobs", 1000, args.big_jobs),
@@ -196,6 +194,10 @@ async def measure_window(
         ):
             if not jobs:
                 continue
+            if args.profile:
+                # A profile per checkout, window and scenario: their shares differ.
+                for target in targets:
+                    target.profiler = start_profiler(args.profile / f"w{window}r{per_job}" / target.label, target)
             scenario_rows = [Row(window, t.label, scenario, per_job, jobs) for t in targets]
             for round_number in range(args.rounds):
                 # Interleaved, and the order turned round every round: a noisy neighbour
@@ -217,6 +219,9 @@ async def measure_window(
                     for row in scenario_rows:
                         row.baseline.append(raw)
             rows += scenario_rows
+            for target in targets:
+                stop(target.profiler, signal.SIGINT)  # py-spy writes its file when interrupted
+                target.profiler = None
         await redis.aclose()
         return rows
 
