@@ -171,7 +171,11 @@ class Session:
             if self.is_open and (
                 self._config.submit_rate > 0 or self._rate_lock.locked() or time.monotonic() < self._paused_until
             ):
-                await self._pace()
+                try:
+                    await self._pace()
+                except BaseException:  # cancelled while paced: the slot was never used
+                    self._window.release()
+                    raise
             if not self.is_open:
                 self._window.release()
                 answers.append(NotSubmitted(f"{self.name} is not bound"))
