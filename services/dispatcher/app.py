@@ -234,6 +234,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
             task.cancel()
         await breaker.close()
         await live_provider.close()
+        await markers.close()
         await redis.aclose()
         await observability.stop()
 

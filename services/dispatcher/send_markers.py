@@ -265,6 +265,17 @@ class SendMarkers:
             loop = asyncio.get_running_loop()
             self._settle_timer = loop.call_later(_SETTLE_DELAY_SECONDS, self._settle_alone)
 
+    async def close(self) -> None:
+        """On shutdown: the settled keys still waiting go now (best effort: if Redis
+        fails, they keep the full TTL)."""
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        if self._settled:
+            self._settle_alone()
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+
     def _settle_alone(self) -> None:
         self._settle_timer = None
         if self._settled:

@@ -142,6 +142,7 @@ async def test_a_settled_job_keeps_its_markers_the_settled_ttl_and_a_claim_puts_
         assert (await markers.claim(done, ["+4790000001"])).markers == ["s:sim-1"]
         assert await redis.ttl(marker_key(done)) > 86_400
     finally:
+        await markers.close()
         await redis.delete(marker_key(done), marker_key(other))
         await redis.aclose()
 
@@ -162,6 +163,21 @@ async def test_settled_keys_go_on_their_own_when_no_claim_or_record_comes(redis_
         assert await redis.hget(marker_key(done), "+4790000001") == b"p"  # only its TTL changed
         assert await redis.exists(GENERATION_KEY)  # and not the generation's
         assert await redis.ttl(GENERATION_KEY) == -1
+    finally:
+        await markers.close()
+        await redis.delete(marker_key(done))
+        await redis.aclose()
+
+
+async def test_closing_sends_the_settled_keys_still_waiting(redis_url):
+    redis = Redis.from_url(redis_url)
+    markers = SendMarkers(redis, ttl_seconds=7 * 86_400, settled_ttl_seconds=3_600)
+    done = uuid.uuid4()
+    try:
+        await markers.claim(done, ["+4790000001"])
+        markers.settled([done])
+        await markers.close()  # a dispatcher stopping: no later call to ride along with
+        assert 3_500 < await redis.ttl(marker_key(done)) <= 3_600
     finally:
         await redis.delete(marker_key(done))
         await redis.aclose()

@@ -228,5 +228,6 @@ async def test_only_a_job_with_nothing_left_to_do_has_its_markers_kept_the_short
         assert 0 < await redis.ttl(marker_key(done.message_id)) <= 600
         assert await redis.ttl(marker_key(held.message_id)) > 86_400
     finally:
+        await markers.close()
         await redis.delete(marker_key(done.message_id), marker_key(held.message_id))
         await redis.aclose()
