@@ -157,32 +157,39 @@ class SmppProvider:
         if self._account_error is not None:
             raise self._account_error
         refused: list[_AccountRefused] = []
-        sends: list[Coroutine[Any, Any, Delivery | list[Delivery]]] = []
-        for batch in batches:
+        # One-part messages (the common case, single-recipient jobs and bulk alike) go
+        # together, every batch's, without a task per recipient (`_send_one_part`); a
+        # multipart one per recipient, its parts on one bind.
+        one_part: list[tuple[SubmitTemplate, str]] = []
+        one_part_at: list[tuple[int, int]] = []
+        multipart: list[Coroutine[Any, Any, Delivery]] = []
+        multipart_at: list[tuple[int, int]] = []
+        for b, batch in enumerate(batches):
             # Encoded once a batch: every recipient gets the same parts, only the
             # destination differs (`pdu.SubmitTemplate`).
             message = self._message(batch.sender, batch.text)
-            if len(message) == 1 and len(batch.recipients) > 1:
-                sends.append(self._send_one_part(message[0], batch.recipients, refused))
-            else:
-                sends.extend(self._send_recipient(message, recipient, refused) for recipient in batch.recipients)
-        answers: list[Delivery] = []
-        for answer in await asyncio.gather(*sends):
-            if isinstance(answer, list):
-                answers.extend(answer)
-            else:
-                answers.append(answer)
+            for r, recipient in enumerate(batch.recipients):
+                if len(message) == 1:
+                    one_part.append((message[0], recipient))
+                    one_part_at.append((b, r))
+                else:
+                    multipart.append(self._send_recipient(message, recipient, refused))
+                    multipart_at.append((b, r))
+        out: list[list[Delivery | None]] = [[None] * len(batch.recipients) for batch in batches]
+        sent_one_part, *sent_multipart = await asyncio.gather(self._send_one_part(one_part, refused), *multipart)
+        for (b, r), delivery in zip(one_part_at, sent_one_part, strict=True):
+            out[b][r] = delivery
+        for (b, r), delivery in zip(multipart_at, sent_multipart, strict=True):
+            out[b][r] = delivery
+        answers = [d for deliveries in out for d in deliveries if d is not None]
+        if len(answers) != sum(len(b.recipients) for b in batches):
+            raise RuntimeError("a recipient was left without a delivery")
         if refused:
             error = ProviderAccountError(refused[0].state, refused[0].detail)
             if all(d.status is DeliveryStatus.TRANSIENT for d in answers):
                 raise error
             self._account_error = error  # the next call opens the circuit; what went out stays recorded
-        out: list[list[Delivery]] = []
-        position = 0
-        for b in batches:
-            out.append(list(answers[position : position + len(b.recipients)]))
-            position += len(b.recipients)
-        return out
+        return [[d for d in deliveries if d is not None] for deliveries in out]
 
     async def account_state(self) -> ProviderState:
         self.start()
@@ -272,9 +279,13 @@ class SmppProvider:
         return candidates[next(self._next_bind) % len(candidates)]
 
     async def _transmitters(self) -> list[Session]:
-        """Every open transmitting bind, waiting for one a while (as `_transmitter`)."""
+        """Every open transmitting bind, the freest first, or the one `_transmitter` waits for."""
         if not (self._account_error is not None and self._refused_binds):
             ready = [s for s in self._sessions if s is not None and s.can_submit and s.is_open]
+            if len(ready) > 1:
+                # The freest first (a lone submit goes there), turns taken among equals.
+                turn = next(self._next_bind) % len(ready)
+                return sorted(ready[turn:] + ready[:turn], key=lambda s: -s.free_window)
             if ready:
                 return ready
         return [await self._transmitter()]
@@ -317,26 +328,30 @@ class SmppProvider:
         return [SubmitTemplate(self._submit_of(part, source, ton, npi)) for part in parts]
 
     async def _send_one_part(
-        self, part: SubmitTemplate, recipients: Sequence[str], refused: list[_AccountRefused]
+        self, submits: Sequence[tuple[SubmitTemplate, str]], refused: list[_AccountRefused]
     ) -> list[Delivery]:
-        """A one-part message to many recipients, the common bulk case: split over the
-        open binds and submitted by each (`Session.submit_many`) with no task per recipient.
-        What needs more than one submit (throttled, or not written because a bind went
-        down) goes on `_send_recipient`'s way: the SMSC did not take it, so it is safe."""
+        """One-part messages to their recipients: split over the open binds and submitted
+        by each (`Session.submit_many`), with no task per recipient. What needs more than
+        one submit (throttled, or not written because a bind went down) goes on
+        `_send_recipient`'s way: the SMSC did not take it, so that is safe."""
+        if not submits:
+            return []
         try:
             sessions = await self._transmitters()
         except NotSubmitted as exc:
-            return [Delivery(DeliveryStatus.TRANSIENT, detail=f"not submitted: {exc}")] * len(recipients)
+            return [Delivery(DeliveryStatus.TRANSIENT, detail=f"not submitted: {exc}")] * len(submits)
         except _AccountRefused as exc:
             refused.append(exc)
             detail = f"provider refused the account: {exc.detail}"
-            return [Delivery(DeliveryStatus.TRANSIENT, detail=detail)] * len(recipients)
-        destinations = [r.removeprefix("+") for r in recipients]
-        shares = [range(i, len(destinations), len(sessions)) for i in range(len(sessions))]
+            return [Delivery(DeliveryStatus.TRANSIENT, detail=detail)] * len(submits)
+        shares = [range(i, len(submits), len(sessions)) for i in range(len(sessions))]
         answered = await asyncio.gather(
-            *(s.submit_many(part, [destinations[i] for i in share]) for s, share in zip(sessions, shares, strict=True))
+            *(
+                session.submit_many([(submits[i][0], submits[i][1].removeprefix("+")) for i in share])
+                for session, share in zip(sessions, shares, strict=True)
+            )
         )
-        deliveries: list[Delivery | None] = [None] * len(recipients)
+        deliveries: list[Delivery | None] = [None] * len(submits)
         again: list[int] = []
         status_map = self._config.status_map
         receipts = self._receipts_expected
@@ -368,10 +383,15 @@ class SmppProvider:
                             DeliveryStatus.TRANSIENT, detail=f"provider refused the account: {exc.detail}"
                         )
         if again:
-            retried = await asyncio.gather(*(self._send_recipient([part], recipients[i], refused) for i in again))
+            retried = await asyncio.gather(
+                *(self._send_recipient([submits[i][0]], submits[i][1], refused) for i in again)
+            )
             for i, delivery in zip(again, retried, strict=True):
                 deliveries[i] = delivery
-        return [d for d in deliveries if d is not None]
+        done = [d for d in deliveries if d is not None]
+        if len(done) != len(submits):
+            raise RuntimeError("a recipient was left without a delivery")
+        return done
 
     async def _send_recipient(
         self, parts: list[SubmitTemplate], recipient: str, refused: list[_AccountRefused]

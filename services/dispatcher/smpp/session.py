@@ -156,9 +156,9 @@ class Session:
                     self._idle.set()
 
     async def submit_many(
-        self, template: pdu.SubmitTemplate, destinations: Sequence[str]
+        self, submits: Sequence[tuple[pdu.SubmitTemplate, str]]
     ) -> list[tuple[int, str] | NotSubmitted | OutcomeUnknown]:
-        """`submit` to each destination, in order, without a task or a wait of its own each:
+        """`submit` each (part, destination), in order, without a task or a wait of its own each:
         each takes a window slot (waiting while the window is full), and gives it back when
         its answer comes (or the timer or a lost bind fails it). Answers in order: the
         (command_status, message_id), or `NotSubmitted` for a destination whose submit_sm
@@ -166,7 +166,7 @@ class Session:
         loop = asyncio.get_running_loop()
         timeout = self._config.response_timeout_seconds
         answers: list[asyncio.Future[tuple[int, str]] | NotSubmitted] = []
-        for destination in destinations:
+        for template, destination in submits:
             await self._window.acquire()
             if self.is_open and (
                 self._config.submit_rate > 0 or self._rate_lock.locked() or time.monotonic() < self._paused_until

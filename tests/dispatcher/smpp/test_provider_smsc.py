@@ -269,3 +269,23 @@ async def test_a_paced_bind_sends_a_batch_at_its_rate_and_each_once(
     (deliveries,) = await provider.send([batch("paced", *recipients)])
     assert [d.status for d in deliveries] == [DeliveryStatus.SENT] * 12
     assert sorted(p["destination_addr"] for p in smsc.records("submit_sm")) == sorted(r[1:] for r in recipients)
+
+
+async def test_two_binds_share_the_submits_of_one_call_and_of_single_recipient_batches(
+    smsc: TestSmsc, make_provider: MakeProvider
+) -> None:
+    provider = make_provider(smpp_binds=2, smpp_window=5)
+    ((warm,),) = await provider.send([batch("warm-up", "+447700900500")])  # binds open at the first send
+    for _ in range(100):  # the second bind may still be on its way
+        if sum(s is not None for s in provider._sessions) == 2:
+            break
+        await asyncio.sleep(0.02)
+    bulk = [f"+4477009005{i:02d}" for i in range(1, 21)]
+    singles = [batch("single", f"+4477009006{i:02d}") for i in range(10)]
+    deliveries = await provider.send([batch("bulk", *bulk), *singles])
+    assert warm.status is DeliveryStatus.SENT
+    assert [d.status for ds in deliveries for d in ds] == [DeliveryStatus.SENT] * 30
+    submits = smsc.records("submit_sm")
+    destinations = [p["destination_addr"] for p in submits]
+    assert len(destinations) == len(set(destinations)) == 31  # each once
+    assert len({p["session"] for p in submits[1:]}) == 2  # both binds took a share
