@@ -125,7 +125,12 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         state_ttl_seconds=settings.provider_state_ttl_seconds,
         on_change=metrics.circuit_changed,
     )
-    markers = SendMarkers(redis, settings.dispatcher_marker_ttl_seconds, settings.redis_durability())
+    markers = SendMarkers(
+        redis,
+        settings.dispatcher_marker_ttl_seconds,
+        settings.redis_durability(),
+        settled_ttl_seconds=settings.dispatcher_settled_marker_ttl_seconds,
+    )
     handler = JobHandler(
         JobDispatcher(
             live_provider,
@@ -229,6 +234,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
             task.cancel()
         await breaker.close()
         await live_provider.close()
+        await markers.close()
         await redis.aclose()
         await observability.stop()
 

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
 from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, Provider, ProviderAccountError
 from services.dispatcher.retry_policy import RetryPolicy
 from services.dispatcher.send_markers import (
@@ -93,6 +95,73 @@ def outcome_unknown_dead_letter(job: SmsJob, held: list[str], now: datetime) -> 
     )
 
 
+_OUTCOME_FIELDS = frozenset(RecipientOutcome.model_fields)
+_PYDANTIC_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _fast_outcome(
+    *,
+    recipient: str,
+    country: str,
+    status: str,
+    segments: int,
+    cost: Decimal,
+    provider_reference: str | None,
+    error_code: str | None,
+    error_message: str | None,
+) -> RecipientOutcome:
+    """`RecipientOutcome.model_construct` with every field given, in a seventh of its time
+    (it was the largest Python cost per recipient of a big job): the instance pydantic's
+    own would be, set up as `model_construct` sets it up. `outcome_constructor` uses it
+    only where pydantic lays models out as this expects, and the dispatcher's tests
+    compare the two field for field and byte for byte."""
+    outcome = _new(RecipientOutcome)
+    _set(
+        outcome,
+        "__dict__",
+        {
+            "recipient": recipient,
+            "country": country,
+            "status": status,
+            "segments": segments,
+            "cost": cost,
+            "provider_reference": provider_reference,
+            "error_code": error_code,
+            "error_message": error_message,
+        },
+    )
+    _set(outcome, "__pydantic_fields_set__", set(_OUTCOME_FIELDS))
+    _set(outcome, "__pydantic_extra__", None)
+    _set(outcome, "__pydantic_private__", None)
+    return outcome
+
+
+def outcome_constructor() -> Callable[..., RecipientOutcome]:
+    """The fast constructor where pydantic's model layout is the one it relies on (the
+    slots of `BaseModel` and these eight fields), else `model_construct`."""
+    if (
+        getattr(BaseModel, "__slots__", ()) == _PYDANTIC_SLOTS
+        and {
+            "recipient",
+            "country",
+            "status",
+            "segments",
+            "cost",
+            "provider_reference",
+            "error_code",
+            "error_message",
+        }
+        == _OUTCOME_FIELDS
+    ):
+        return _fast_outcome
+    return RecipientOutcome.model_construct
+
+
+_construct_outcome = outcome_constructor()
+
+
 def _every_one(deliveries: list[Delivery | None]) -> list[Delivery]:
     """The deliveries once every chunk is done: each recipient has one."""
     done = [d for d in deliveries if d is not None]
@@ -163,6 +232,18 @@ class JobDispatcher:
         if newly_blocked:
             await self._blocklist.add(newly_blocked)
         return self._settle(job, deliveries, newly_blocked)
+
+    def settled(self, done: Sequence[tuple[SmsJob, DispatchResult]]) -> None:
+        """After the ack of a delivery: the live jobs with nothing left to do (no retry,
+        dead letter or held recipients) keep their markers the settled TTL only
+        (`SendMarkers.settled`)."""
+        finished = [
+            job.message_id
+            for job, result in done
+            if not job.test and result.retry is None and result.dead_letter is None and result.held is None
+        ]
+        if finished:
+            self._markers.settled(finished)
 
     async def _send_test(self, job: SmsJob) -> list[Delivery]:
         deliveries: list[Delivery | None] = [None] * len(job.recipients)
@@ -276,7 +357,7 @@ class JobDispatcher:
         remaining: list[str] = []
         held: list[str] = []
         counts: dict[str, int] = {}
-        construct = RecipientOutcome.model_construct
+        construct = _construct_outcome
         for recipient, delivery in zip(job.recipients, deliveries, strict=True):
             country = country_of(recipient)
             status = delivery.status

@@ -122,6 +122,7 @@ class JobHandler:
             )
         for job, result in results:
             self._account(job, result)
+        self._dispatcher.settled(results)
 
     async def _dispatch_all(self, jobs: list[SmsJob], redelivered: bool) -> list[DispatchResult | BaseException]:
         if len(jobs) == 1:  # the common case without group commit: no gather machinery

@@ -17,11 +17,17 @@ from collections.abc import Awaitable, Sequence
 from faststream.rabbit import RabbitBroker
 
 from services.dispatcher.job_dispatcher import DispatchResult
-from shared.contracts import Contract, DeadLetter
+from shared.contracts import Contract, DeadLetter, OutcomeEvent
 from shared.rabbitmq import ConfirmedPublisher, PublishHealth
 from shared.topology import DEAD_LETTER_QUEUE, OUTCOMES_EXCHANGE, retry_queue
+from shared.turn_batch import TurnBatch
 
 OUTCOME_BATCH_OPEN = b'{"schema_version":1,"events":['  # shared.contracts.OutcomeBatch
+_MAX_OUTCOMES_PER_MESSAGE = 1_000
+
+
+def _outcomes(event: OutcomeEvent) -> int:
+    return len(event.outcomes)
 
 
 class Outbox:
@@ -31,6 +37,13 @@ class Outbox:
         # These publishes bypass FastStream's middlewares: recorded here, so refused ones
         # make the service unready (and, when stuck, reconnect it to another node).
         self._health = health or PublishHealth()
+        # A message carries at most this many recipients' outcomes (a 1000-recipient job's
+        # event goes alone); more in one turn go in more messages. A partial message waits
+        # while another is unconfirmed, so under load the events pile up behind it and go
+        # together (group commit), for at most one confirm's wait more.
+        self._events: TurnBatch[OutcomeEvent, None] = TurnBatch(
+            self._publish_events, max_size=_MAX_OUTCOMES_PER_MESSAGE, size_of=_outcomes, max_partial_in_flight=1
+        )
 
     async def start(self) -> None:
         """Opens the channel; call once the broker is connected."""
@@ -38,29 +51,37 @@ class Outbox:
 
     async def publish_result(self, result: DispatchResult) -> None:
         """Returns once the broker confirmed every message the attempt produced."""
-        event = self._publish(result.event, exchange=OUTCOMES_EXCHANGE.name, routing_key="")
-        if result.retry is None and result.dead_letter is None and result.held is None:
-            await event  # the common case: one publish, no gather machinery
-            return
-        await asyncio.gather(event, *self._follow_ups(result))
+        await self.publish_results([result])
 
     async def publish_results(self, results: Sequence[DispatchResult], dead_letters: Sequence[DeadLetter] = ()) -> None:
-        """The attempts of one delivery's jobs: their outcome events as one message (one
-        `OutcomeEvent` alone, an `OutcomeBatch` for more), each job's retry and dead letters
-        as today. Returns once the broker confirmed all of them."""
-        if len(results) == 1 and not dead_letters:
-            await self.publish_result(results[0])
-            return
-        sends: list[Awaitable[None]] = [self.publish_dead_letter(letter) for letter in dead_letters]
-        if len(results) == 1:
-            sends.append(self._publish(results[0].event, exchange=OUTCOMES_EXCHANGE.name, routing_key=""))
-        elif results:
-            # The events' own JSON spliced in: each encoded once, as a lone event would be.
-            body = OUTCOME_BATCH_OPEN + b",".join(r.event.model_dump_json().encode() for r in results) + b"]}"
-            sends.append(self._publish_body(body, exchange=OUTCOMES_EXCHANGE.name, routing_key="", message_id=None))
+        """The attempts of one delivery's jobs: their outcome events, with the events of
+        the other deliveries finishing in the same event-loop turn, as one message (one
+        `OutcomeEvent` alone, an `OutcomeBatch` for more); each job's retry and dead
+        letters as their own messages. Returns once the broker confirmed all of them."""
+        sends: list[Awaitable[None]] = [self._events.put(result.event) for result in results]
+        sends.extend(self.publish_dead_letter(letter) for letter in dead_letters)
         for result in results:
             sends.extend(self._follow_ups(result))
-        await asyncio.gather(*sends)
+        if len(sends) == 1:
+            await sends[0]  # the common case: one event, no gather machinery
+        else:
+            await asyncio.gather(*sends)
+
+    async def _publish_events(self, events: list[OutcomeEvent]) -> list[None]:
+        """One message, one confirm for the outcome events of every delivery that finished
+        in one loop turn: with a thousand single-recipient jobs a second, a message each
+        cost the dispatcher and the broker more than the events themselves. Each event
+        keeps its own event_id, and the consumers deduplicate event by event whatever the
+        grouping (`OutcomeBatch`); a delivery is acknowledged only once the message that
+        carries its events is confirmed (an error reaches every delivery in it, and each
+        is handed back)."""
+        if len(events) == 1:
+            await self._publish(events[0], exchange=OUTCOMES_EXCHANGE.name, routing_key="")
+        else:
+            # The events' own JSON spliced in: each encoded once, as a lone event would be.
+            body = OUTCOME_BATCH_OPEN + b",".join(e.model_dump_json().encode() for e in events) + b"]}"
+            await self._publish_body(body, exchange=OUTCOMES_EXCHANGE.name, routing_key="", message_id=None)
+        return [None] * len(events)
 
     def _follow_ups(self, result: DispatchResult) -> list[Awaitable[None]]:
         """What an attempt publishes besides its outcome event: its retry, its dead letter

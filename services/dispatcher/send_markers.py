@@ -37,14 +37,18 @@ first claim, so the jobs accepted after are known to have all their markers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
+from shared.log import get_logger
 from shared.redis_connection import PRIMARY_ONLY, ConfirmedScript, Durability, RedisClient
 from shared.turn_batch import TurnBatch
+
+log = get_logger(__name__)
 
 CLAIMED = "p"
 RETRYABLE = "t"
@@ -58,9 +62,11 @@ MARKERS_SLOT_TAG = "{rsms:dispatch}"
 records for many messages, and in a Redis Cluster a script's keys must share a slot."""
 GENERATION_KEY = f"rsms:dispatch:{MARKERS_SLOT_TAG}:generation"
 
-# KEYS[1] is the generation hash, then one marker hash per op. ARGV: ttl, then per marker
-# key: an op ("c" claim, "r" record, "u" record only where still claimed), a count n, for a
-# claim the job's replay number and n fields, for a record n field/value pairs. Answers the
+# KEYS[1] is the generation hash, then one marker hash per op. ARGV: ttl, settled ttl, then
+# per marker key: an op ("c" claim, "r" record, "u" record only where still claimed, "e"
+# the job is done: keep it the settled ttl, "n" nothing: a call for the "e" alone), a count
+# n, for a claim the job's replay number and n fields, for a record n field/value pairs,
+# nothing for "e" and "n". Answers the
 # generation's start (ms since the epoch, Redis's clock), then one list per marker key: the
 # earlier markers for a claim ('' where there was none), an empty list for a record.
 _APPLY = """
@@ -73,8 +79,9 @@ if generation[1] ~= run_id or not since then
   redis.call('HSET', KEYS[1], 'run_id', run_id, 'since', since)
 end
 local ttl = ARGV[1]
+local settled_ttl = ARGV[2]
 local answers = {since}
-local at = 2
+local at = 3
 for k = 2, #KEYS do
   local key = KEYS[k]
   local op = ARGV[at]
@@ -98,6 +105,8 @@ for k = 2, #KEYS do
     end
     at = at + n
     redis.call('EXPIRE', key, ttl)
+  elseif op == 'e' then
+    redis.call('EXPIRE', key, settled_ttl)
   else
     for i = 1, n do
       -- 'u' settles an unknown outcome: only where the claim still stands, never over
@@ -115,6 +124,7 @@ return answers
 
 # Fields in one script call at most: a few big jobs must not hold Redis for long.
 _MAX_FIELDS_PER_CALL = 4_000
+_SETTLE_DELAY_SECONDS = 1.0
 
 
 class MarkerVerdict(StrEnum):
@@ -172,7 +182,7 @@ _Op = tuple[str, str, list[str]]
 
 
 def _fields(op: _Op) -> int:
-    return len(op[2])
+    return len(op[2]) or 1
 
 
 def marker_key(message_id: UUID) -> str:
@@ -180,13 +190,29 @@ def marker_key(message_id: UUID) -> str:
 
 
 class SendMarkers:
-    def __init__(self, redis: RedisClient, ttl_seconds: int, durability: Durability = PRIMARY_ONLY) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        ttl_seconds: int,
+        durability: Durability = PRIMARY_ONLY,
+        settled_ttl_seconds: int | None = None,
+    ) -> None:
         self._ttl = ttl_seconds
+        # What a job's markers keep once it is done (`settled`); the full TTL if not set.
+        self._settled_ttl = min(settled_ttl_seconds or ttl_seconds, ttl_seconds)
         # A claim must outlive a failover before its recipients are sent: WAIT for replicas.
         self._apply = ConfirmedScript(redis, _APPLY, durability)
         # The claims and records asked for in one loop turn: one script call, or a few
         # when they are many (see `_MAX_FIELDS_PER_CALL`).
-        self._ops: TurnBatch[_Op, _Answer] = TurnBatch(self._call, max_size=_MAX_FIELDS_PER_CALL, size_of=_fields)
+        # A partial call waits while another is in flight, so under load the ops pile up
+        # behind it and go together (group commit): fewer, bigger calls, each a system call
+        # and a script run less, for at most one round trip more.
+        self._ops: TurnBatch[_Op, _Answer] = TurnBatch(
+            self._call, max_size=_MAX_FIELDS_PER_CALL, size_of=_fields, max_partial_in_flight=1
+        )
+        self._settled: list[UUID] = []
+        self._settle_timer: asyncio.TimerHandle | None = None
+        self._settling: set[asyncio.Task[_Answer]] = set()
 
     async def begin_generation(self) -> int:
         """Starts the marker store's generation unless it has begun; answers its start.
@@ -196,7 +222,7 @@ class SendMarkers:
         began has every marker it ever had, so a redelivery sends its unclaimed recipients
         instead of treating them as possibly forgotten (`markers_may_be_lost`).
         """
-        (since,) = await self._apply(keys=[GENERATION_KEY], args=[self._ttl])
+        (since,) = await self._apply(keys=[GENERATION_KEY], args=[self._ttl, self._settled_ttl])
         return int(since)
 
     async def claim(self, message_id: UUID, recipients: Sequence[str], replay: int = 0) -> Claim:
@@ -218,17 +244,68 @@ class SendMarkers:
             args = [part for field, value in markers.items() for part in (field, value)]
             await self._submit("u", marker_key(message_id), args)
 
+    def settled(self, message_ids: Sequence[UUID]) -> None:
+        """The jobs' attempts are done and acknowledged, with nothing left to send (no
+        retry, no dead letter, nobody held): their markers keep the settled TTL.
+
+        Every marker keeps the full TTL while its job may still come back after a long
+        wait: handed back behind an open circuit (as long as the provider is down), a
+        retry in its delay queue, recipients held until an operator replays them. An
+        acknowledged attempt comes back only when its ack was lost with its channel, and
+        RabbitMQ then delivers it again at once, to the next dispatcher consuming: the
+        settled TTL only has to outlast the longest time no dispatcher consumes. A claim
+        (a replay, a duplicate) puts the full TTL back.
+
+        Not a Redis call of its own: the keys ride along with the next claims and records
+        (`_call`), or go on their own after `_SETTLE_DELAY_SECONDS` when none come. Lost
+        with the process, they only keep the full TTL.
+        """
+        self._settled.extend(message_ids)
+        if self._settled and self._settle_timer is None:
+            loop = asyncio.get_running_loop()
+            self._settle_timer = loop.call_later(_SETTLE_DELAY_SECONDS, self._settle_alone)
+
+    async def close(self) -> None:
+        """On shutdown: the settled keys still waiting go now (best effort: if Redis
+        fails, they keep the full TTL)."""
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        if self._settled:
+            self._settle_alone()
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+
+    def _settle_alone(self) -> None:
+        self._settle_timer = None
+        if self._settled:
+            task = asyncio.get_running_loop().create_task(self._ops.submit(("n", GENERATION_KEY, [])))
+            self._settling.add(task)
+            task.add_done_callback(self._settle_done)
+
+    def _settle_done(self, task: asyncio.Task[_Answer]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Their markers keep the full TTL: safe, only longer.
+            log.info("send markers kept the full TTL: Redis failed", error=type(task.exception()).__name__)
+
     async def _submit(self, op: str, key: str, args: list[str]) -> _Answer:
         return await self._ops.submit((op, key, args))
 
     async def _call(self, group: list[_Op]) -> list[_Answer]:
         # An error reaches every caller in the call (RedisError above all), and each hands
         # its own job back.
-        argv: list[str | int] = [self._ttl]
+        argv: list[str | int] = [self._ttl, self._settled_ttl]
+        # The settled keys first (`settled`), then the callers' ops, each answered in order.
+        settled, self._settled = self._settled, []
+        keys = [GENERATION_KEY, *(marker_key(m) for m in settled), *(key for _, key, _ in group)]
+        for _ in settled:
+            argv.extend(("e", 0))
         for op, _, args in group:
             argv.append(op)
             # A claim's args are its replay number, then its fields.
             argv.append(len(args) - 1 if op == "c" else len(args) // 2)
             argv.extend(args)
-        since, *answers = await self._apply(keys=[GENERATION_KEY, *(key for _, key, _ in group)], args=argv)
+        since, *answers = await self._apply(keys=keys, args=argv)
+        answers = answers[len(settled) :]
         return [(int(since), [a.decode() if isinstance(a, bytes) else a for a in answer]) for answer in answers]

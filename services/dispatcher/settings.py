@@ -21,7 +21,18 @@ class DispatcherSettings(ServiceSettings):
         (1_000, 5_000, 25_000, 120_000, 600_000),
         description="Wait before attempt n+1 is RETRY_DELAYS[n-1]; the last one repeats.",
     )
-    dispatcher_marker_ttl_seconds: int = Field(7 * 86_400, description="How long a per-recipient send marker is kept.")
+    dispatcher_marker_ttl_seconds: int = Field(
+        7 * 86_400,
+        description="How long a per-recipient send marker is kept while its job may still come back "
+        "(handed back behind an open circuit, a retry waiting, recipients held for an operator).",
+    )
+    dispatcher_settled_marker_ttl_seconds: int = Field(
+        86_400,
+        ge=60,
+        description="How long the send markers of a job that is done (acknowledged, nothing left to send) "
+        "are kept: it comes back only if its ack was lost with the channel, and then at the next "
+        "consume, so this must outlast the longest time no dispatcher consumes.",
+    )
     dispatcher_unknown_outcome: Literal["hold", "resend"] = Field(
         "hold",
         description="A recipient that may or may not have been sent (a crash between the send and "

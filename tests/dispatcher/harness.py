@@ -119,6 +119,12 @@ async def peek(amqp_url: str, queue: str) -> list[dict[str, Any]]:
         await connection.close()
 
 
+async def peek_events(amqp_url: str, queue: str) -> list[dict[str, Any]]:
+    """The outcome events on `queue` (`peek`), whatever their grouping on the wire: a
+    message is an OutcomeEvent, or an OutcomeBatch of the events that finished together."""
+    return [event for message in await peek(amqp_url, queue) for event in message.get("events", [message])]
+
+
 def _python_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSMS_")}
     env.update({"PYTHONUNBUFFERED": "1", **extra})

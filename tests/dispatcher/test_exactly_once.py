@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from shared.topology import DISPATCH_QUEUE, LEDGER_OUTCOMES_QUEUE
-from tests.dispatcher.harness import eventually, make_job, numbers, peek, publish
+from tests.dispatcher.harness import eventually, make_job, numbers, peek_events, publish
 from tests.support.queues import depth
 
 
@@ -26,7 +26,7 @@ async def test_dispatcher_killed_mid_job_sends_every_recipient_exactly_once(amqp
     await start_dispatcher(**settings).ready()
     await eventually(simulator.stats, lambda s: s.get("delivered", 0) >= 1000, what="all 1000 sent")
     events = await eventually(
-        lambda: peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
+        lambda: peek_events(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
         lambda e: len(e) >= 1,
         what="outcome event",
     )
@@ -59,7 +59,7 @@ async def test_two_dispatchers_share_the_queue_without_sending_twice(amqp_url, s
     for dispatcher in dispatchers:
         assert 'rsms_dispatcher_jobs_total{result="done"}' in await dispatcher.metrics()
     events = await eventually(
-        lambda: peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
+        lambda: peek_events(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
         lambda e: len(e) >= 150,
         what="150 events",
     )

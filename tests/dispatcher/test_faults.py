@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from services.ingest.app import create_app
 from shared.blocklist import Blocklist
 from shared.topology import DEAD_LETTER_QUEUE, LEDGER_OUTCOMES_QUEUE
-from tests.dispatcher.harness import eventually, make_job, numbers, peek, publish
+from tests.dispatcher.harness import eventually, make_job, numbers, peek_events, publish
 from tests.support.accounts import add_project
 from tests.support.queues import depth
 
@@ -37,7 +37,7 @@ async def test_thirty_percent_transient_faults_deliver_everyone_once(amqp_url, s
     retries = next(line for line in metrics.splitlines() if line.startswith("rsms_dispatcher_retries_total "))
     assert float(retries.split()[1]) > 0
     events = await eventually(
-        lambda: peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
+        lambda: peek_events(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
         lambda found: _latest_statuses(found) == {"sent": 1000},
         what="every recipient's latest outcome to be sent",
     )
@@ -73,7 +73,7 @@ async def test_blocked_number_is_not_retried_and_ingest_refuses_it_next_time(
     await publish(amqp_url, job)
 
     (event,) = await eventually(
-        lambda: peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
+        lambda: peek_events(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
         lambda e: len(e) >= 1,
         what="outcome event",
     )
@@ -145,7 +145,7 @@ async def test_out_of_credits_stops_sending_keeps_jobs_and_resumes(
         await redis.aclose()
 
     events = await eventually(
-        lambda: peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name), lambda e: len(e) >= 3, what="3 events"
+        lambda: peek_events(amqp_url, LEDGER_OUTCOMES_QUEUE.name), lambda e: len(e) >= 3, what="3 events"
     )
     assert {e["attempt"] for e in events} == {1}
     assert {o["status"] for e in events for o in e["outcomes"]} == {"sent"}
@@ -159,7 +159,7 @@ async def test_test_key_jobs_never_reach_the_provider(amqp_url, simulator, start
     await publish(amqp_url, job)
 
     (event,) = await eventually(
-        lambda: peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
+        lambda: peek_events(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
         lambda e: len(e) >= 1,
         what="outcome event",
     )

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cli.dlq import dlq
 from shared.topology import DEAD_LETTER_QUEUE, DISPATCH_QUEUE, LEDGER_OUTCOMES_QUEUE
-from tests.dispatcher.harness import eventually, make_job, numbers, peek, publish
+from tests.dispatcher.harness import eventually, make_job, numbers, peek, peek_events, publish
 from tests.support.queues import depth
 
 
@@ -56,7 +56,7 @@ async def test_poison_jobs_are_dead_lettered_and_failed_jobs_replayed_after_the_
     await eventually(simulator.stats, lambda s: s.get("delivered", 0) >= 4, what="replayed job sent")
     assert sorted(m["to"] for m in await simulator.messages()) == sorted(job.recipients)
     events = await eventually(
-        lambda: peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
+        lambda: peek_events(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
         lambda e: len(e) >= 3,
         what="replay's event",
     )
@@ -82,7 +82,7 @@ async def test_sigterm_finishes_in_flight_sends_then_exits(amqp_url, simulator, 
 
     assert await dispatcher.terminate() == 0
     assert "dispatcher stopped" in dispatcher.output()
-    (event,) = await peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name)
+    (event,) = await peek_events(amqp_url, LEDGER_OUTCOMES_QUEUE.name)
     assert {o["status"] for o in event["outcomes"]} == {"sent"}
     assert await depth(amqp_url, DISPATCH_QUEUE.name) == 0  # acknowledged, not handed back
     assert (await simulator.stats()).get("duplicate_attempts", 0) == 0

@@ -3,6 +3,7 @@ it atomically in a real Redis, including one that lost its data."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,7 @@ from services.dispatcher.send_markers import (
     GENERATION_KEY,
     MarkerVerdict,
     SendMarkers,
+    marker_key,
     markers_may_be_lost,
     verdict,
 )
@@ -120,4 +122,62 @@ async def test_an_unknown_outcome_is_settled_only_where_its_claim_still_stands(r
         again = await markers.claim(message_id, [sent, in_flight], replay=1)
         assert again.markers == ["s:sim-1", "u:0"]
     finally:
+        await redis.aclose()
+
+
+async def test_a_settled_job_keeps_its_markers_the_settled_ttl_and_a_claim_puts_the_full_one_back(redis_url):
+    redis = Redis.from_url(redis_url)
+    markers = SendMarkers(redis, ttl_seconds=7 * 86_400, settled_ttl_seconds=3_600)
+    done, other = uuid.uuid4(), uuid.uuid4()
+    try:
+        for message_id in (done, other):
+            await markers.claim(message_id, ["+4790000001"])
+            await markers.record(message_id, {"+4790000001": "s:sim-1"})
+        markers.settled([done])
+        await markers.record(other, {"+4790000002": "s:sim-2"})  # the settled key rides along
+        assert 3_500 < await redis.ttl(marker_key(done)) <= 3_600
+        assert await redis.ttl(marker_key(other)) > 86_400  # not settled: the full TTL
+        assert await redis.hget(marker_key(done), "+4790000001") == b"s:sim-1"  # only its TTL changed
+        # A duplicate delivery claims again: the markers are needed for the full time again.
+        assert (await markers.claim(done, ["+4790000001"])).markers == ["s:sim-1"]
+        assert await redis.ttl(marker_key(done)) > 86_400
+    finally:
+        await markers.close()
+        await redis.delete(marker_key(done), marker_key(other))
+        await redis.aclose()
+
+
+async def test_settled_keys_go_on_their_own_when_no_claim_or_record_comes(redis_url, monkeypatch):
+    monkeypatch.setattr("services.dispatcher.send_markers._SETTLE_DELAY_SECONDS", 0.05)
+    redis = Redis.from_url(redis_url)
+    markers = SendMarkers(redis, ttl_seconds=7 * 86_400, settled_ttl_seconds=3_600)
+    done = uuid.uuid4()
+    try:
+        await markers.claim(done, ["+4790000001"])
+        markers.settled([done])
+        for _ in range(100):
+            if await redis.ttl(marker_key(done)) <= 3_600:
+                break
+            await asyncio.sleep(0.02)
+        assert 3_500 < await redis.ttl(marker_key(done)) <= 3_600
+        assert await redis.hget(marker_key(done), "+4790000001") == b"p"  # only its TTL changed
+        assert await redis.exists(GENERATION_KEY)  # and not the generation's
+        assert await redis.ttl(GENERATION_KEY) == -1
+    finally:
+        await markers.close()
+        await redis.delete(marker_key(done))
+        await redis.aclose()
+
+
+async def test_closing_sends_the_settled_keys_still_waiting(redis_url):
+    redis = Redis.from_url(redis_url)
+    markers = SendMarkers(redis, ttl_seconds=7 * 86_400, settled_ttl_seconds=3_600)
+    done = uuid.uuid4()
+    try:
+        await markers.claim(done, ["+4790000001"])
+        markers.settled([done])
+        await markers.close()  # a dispatcher stopping: no later call to ride along with
+        assert 3_500 < await redis.ttl(marker_key(done)) <= 3_600
+    finally:
+        await redis.delete(marker_key(done))
         await redis.aclose()

@@ -204,3 +204,30 @@ async def test_after_redis_lost_its_markers_a_recipient_without_one_is_unknown_n
         assert result.held.job.recipients == job.recipients
     finally:
         await redis.aclose()
+
+
+async def test_only_a_job_with_nothing_left_to_do_has_its_markers_kept_the_shorter_settled_ttl(redis_url):
+    # A job whose recipients are held waits for an operator's replay (and one with a retry
+    # for its delay): their markers keep the full TTL; a job that is done keeps the settled one.
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    markers = SendMarkers(redis, ttl_seconds=7 * 86_400, settled_ttl_seconds=600)
+    work = JobDispatcher(
+        ScriptedProvider(resends_are_safe=False),
+        TestTrafficProvider(),
+        markers,
+        Blocklist(redis),
+        RetryPolicy(3, (100,)),
+        batch_size=10,
+    )
+    done, held = make_job([SURE]), make_job([SURE, UNSURE])
+    try:
+        results = [(job, await work.dispatch(job)) for job in (done, held)]
+        assert results[1][1].held is not None
+        work.settled(results)
+        await markers.claim(make_job([SURE]).message_id, [SURE])  # a call they ride along with
+        assert 0 < await redis.ttl(marker_key(done.message_id)) <= 600
+        assert await redis.ttl(marker_key(held.message_id)) > 86_400
+    finally:
+        await markers.close()
+        await redis.delete(marker_key(done.message_id), marker_key(held.message_id))
+        await redis.aclose()

@@ -23,17 +23,24 @@ import contextlib
 import itertools
 import random
 import ssl
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from services.dispatcher.carrier_reports import CarrierReportSink
 from services.dispatcher.provider import Delivery, DeliveryStatus, OutboundBatch, ProviderAccountError
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.smpp.encoding import Concatenation, Part, encode_parts
-from services.dispatcher.smpp.pdu import Command, Submit
+from services.dispatcher.smpp.pdu import Command, Submit, SubmitTemplate
 from services.dispatcher.smpp.reports import DeliverHandler
 from services.dispatcher.smpp.session import BindRefused, NotSubmitted, OutcomeUnknown, Session, SessionConfig
-from services.dispatcher.smpp.status import Meaning, classify_bind, classify_submit, parse_status_map, status_name
+from services.dispatcher.smpp.status import (
+    Meaning,
+    classify_bind,
+    classify_submit,
+    parse_status_map,
+    status_name,
+)
 from shared.log import get_logger
 from shared.provider_state import ProviderState
 
@@ -100,10 +107,31 @@ def source_address(sender: str) -> tuple[str, int, int]:
     return sender, 5, 0
 
 
+def receipts_requested(registered_delivery: int) -> bool:
+    """Whether an SMSC sends deliver_sm receipts for a submit_sm with this
+    registered_delivery (SMPP 3.4 5.2.17): bits 0-1 ask for the final receipt (on success
+    or failure, or on failure only), bit 4 for intermediate notifications."""
+    return bool(registered_delivery & 0x13)
+
+
 class _AccountRefused(Exception):
     def __init__(self, state: ProviderState, detail: str) -> None:
         self.state = state
         self.detail = detail
+
+
+def _refusal(meaning: Meaning, detail: str) -> Delivery:
+    """What the SMSC refusing a recipient's first part means (nothing of it was taken);
+    raises `_AccountRefused` for the account-wide refusals."""
+    if meaning is Meaning.INVALID:
+        return Delivery(DeliveryStatus.INVALID, detail=detail)
+    if meaning is Meaning.BLOCKED:
+        return Delivery(DeliveryStatus.BLOCKED, detail=detail)
+    if meaning is Meaning.AUTH_ERROR:
+        raise _AccountRefused(ProviderState.AUTH_ERROR, detail)
+    if meaning is Meaning.NO_CREDITS:
+        raise _AccountRefused(ProviderState.NO_CREDITS, detail)
+    return Delivery(DeliveryStatus.TRANSIENT, detail=detail)
 
 
 class SmppProvider:
@@ -120,6 +148,7 @@ class SmppProvider:
         self._references = itertools.count(random.randrange(0x10000))
         self._next_bind = itertools.count()
         self._closing = False
+        self._receipts_expected = receipts_requested(config.registered_delivery)
 
     # -- Provider ------------------------------------------------------------------------
 
@@ -128,28 +157,39 @@ class SmppProvider:
         if self._account_error is not None:
             raise self._account_error
         refused: list[_AccountRefused] = []
-
-        async def one(sender: str, text: str, recipient: str) -> Delivery:
-            try:
-                return await self._send_recipient(sender, text, recipient)
-            except _AccountRefused as exc:
-                refused.append(exc)
-                return Delivery(DeliveryStatus.TRANSIENT, detail=f"provider refused the account: {exc.detail}")
-
-        answers = await asyncio.gather(
-            *(one(b.sender, b.text, r) for b in batches for r in b.recipients),
-        )
+        # One-part messages (the common case, single-recipient jobs and bulk alike) go
+        # together, every batch's, without a task per recipient (`_send_one_part`); a
+        # multipart one per recipient, its parts on one bind.
+        one_part: list[tuple[SubmitTemplate, str]] = []
+        one_part_at: list[tuple[int, int]] = []
+        multipart: list[Coroutine[Any, Any, Delivery]] = []
+        multipart_at: list[tuple[int, int]] = []
+        for b, batch in enumerate(batches):
+            # Encoded once a batch: every recipient gets the same parts, only the
+            # destination differs (`pdu.SubmitTemplate`).
+            message = self._message(batch.sender, batch.text)
+            for r, recipient in enumerate(batch.recipients):
+                if len(message) == 1:
+                    one_part.append((message[0], recipient))
+                    one_part_at.append((b, r))
+                else:
+                    multipart.append(self._send_recipient(message, recipient, refused))
+                    multipart_at.append((b, r))
+        out: list[list[Delivery | None]] = [[None] * len(batch.recipients) for batch in batches]
+        sent_one_part, *sent_multipart = await asyncio.gather(self._send_one_part(one_part, refused), *multipart)
+        for (b, r), delivery in zip(one_part_at, sent_one_part, strict=True):
+            out[b][r] = delivery
+        for (b, r), delivery in zip(multipart_at, sent_multipart, strict=True):
+            out[b][r] = delivery
+        answers = [d for deliveries in out for d in deliveries if d is not None]
+        if len(answers) != sum(len(b.recipients) for b in batches):
+            raise RuntimeError("a recipient was left without a delivery")
         if refused:
             error = ProviderAccountError(refused[0].state, refused[0].detail)
             if all(d.status is DeliveryStatus.TRANSIENT for d in answers):
                 raise error
             self._account_error = error  # the next call opens the circuit; what went out stays recorded
-        out: list[list[Delivery]] = []
-        position = 0
-        for b in batches:
-            out.append(list(answers[position : position + len(b.recipients)]))
-            position += len(b.recipients)
-        return out
+        return [[d for d in deliveries if d is not None] for deliveries in out]
 
     async def account_state(self) -> ProviderState:
         self.start()
@@ -231,8 +271,32 @@ class SmppProvider:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self._config.reconnect_max_seconds)
 
+    def _pick(self, ready: list[Session]) -> Session:
+        if len(ready) == 1:
+            return ready[0]
+        best = max(s.free_window for s in ready)
+        candidates = [s for s in ready if s.free_window == best]
+        return candidates[next(self._next_bind) % len(candidates)]
+
+    async def _transmitters(self) -> list[Session]:
+        """Every open transmitting bind, the freest first, or the one `_transmitter` waits for."""
+        if not (self._account_error is not None and self._refused_binds):
+            ready = [s for s in self._sessions if s is not None and s.can_submit and s.is_open]
+            if len(ready) > 1:
+                # The freest first (a lone submit goes there), turns taken among equals.
+                turn = next(self._next_bind) % len(ready)
+                return sorted(ready[turn:] + ready[:turn], key=lambda s: -s.free_window)
+            if ready:
+                return ready
+        return [await self._transmitter()]
+
     async def _transmitter(self) -> Session:
         """The open transmitting bind with the most free window, waiting for one a while."""
+        if not (self._account_error is not None and self._refused_binds):
+            # The common case, without the condition's lock: a bind is open.
+            ready = [s for s in self._sessions if s is not None and s.can_submit and s.is_open]
+            if ready:
+                return self._pick(ready)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._config.bind_wait_seconds
         async with self._bound:
@@ -241,9 +305,7 @@ class SmppProvider:
                     raise _AccountRefused(self._account_error.state, self._account_error.detail)
                 ready = [s for s in self._sessions if s is not None and s.can_submit and s.is_open]
                 if ready:
-                    best = max(s.free_window for s in ready)
-                    candidates = [s for s in ready if s.free_window == best]
-                    return candidates[next(self._next_bind) % len(candidates)]
+                    return self._pick(ready)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise NotSubmitted("no SMSC bind available")
@@ -252,7 +314,10 @@ class SmppProvider:
 
     # -- one recipient -------------------------------------------------------------------
 
-    async def _send_recipient(self, sender: str, text: str, recipient: str) -> Delivery:
+    def _message(self, sender: str, text: str) -> list[SubmitTemplate]:
+        """One template per part. A multipart message has one concatenation reference for
+        all its recipients: a reference only has to tell apart the concatenations in flight
+        to one handset (3GPP TS 23.040 9.2.3.24.1), and each recipient is another handset."""
         parts = encode_parts(
             text,
             concatenation=self._config.concatenation,
@@ -260,11 +325,87 @@ class SmppProvider:
             reference=next(self._references),
         )
         source, ton, npi = source_address(sender)
-        destination = recipient.removeprefix("+")
+        return [SubmitTemplate(self._submit_of(part, source, ton, npi)) for part in parts]
+
+    async def _send_one_part(
+        self, submits: Sequence[tuple[SubmitTemplate, str]], refused: list[_AccountRefused]
+    ) -> list[Delivery]:
+        """One-part messages to their recipients: split over the open binds and submitted
+        by each (`Session.submit_many`), with no task per recipient. What needs more than
+        one submit (throttled, or not written because a bind went down) goes on
+        `_send_recipient`'s way: the SMSC did not take it, so that is safe."""
+        if not submits:
+            return []
+        try:
+            sessions = await self._transmitters()
+        except NotSubmitted as exc:
+            return [Delivery(DeliveryStatus.TRANSIENT, detail=f"not submitted: {exc}")] * len(submits)
+        except _AccountRefused as exc:
+            refused.append(exc)
+            detail = f"provider refused the account: {exc.detail}"
+            return [Delivery(DeliveryStatus.TRANSIENT, detail=detail)] * len(submits)
+        shares = [range(i, len(submits), len(sessions)) for i in range(len(sessions))]
+        answered = await asyncio.gather(
+            *(
+                session.submit_many([(submits[i][0], submits[i][1].removeprefix("+")) for i in share])
+                for session, share in zip(sessions, shares, strict=True)
+            )
+        )
+        deliveries: list[Delivery | None] = [None] * len(submits)
+        again: list[int] = []
+        status_map = self._config.status_map
+        receipts = self._receipts_expected
+        for session, share, answers in zip(sessions, shares, answered, strict=True):
+            for i, answer in zip(share, answers, strict=True):
+                if isinstance(answer, NotSubmitted):
+                    again.append(i)
+                    continue
+                if isinstance(answer, OutcomeUnknown):
+                    deliveries[i] = self._unknown([], f"part 1 of 1: {answer}")
+                    continue
+                status, message_id = answer
+                meaning = classify_submit(status, status_map)
+                if meaning is Meaning.ACCEPTED:
+                    deliveries[i] = Delivery(
+                        DeliveryStatus.SENT,
+                        provider_reference=message_id,
+                        carrier_ids=(message_id,) if receipts else (),
+                    )
+                elif meaning is Meaning.THROTTLED:
+                    session.pause(self._config.throttle_backoff_seconds)
+                    again.append(i)
+                else:
+                    try:
+                        deliveries[i] = _refusal(meaning, f"SMSC answered {status_name(status)}")
+                    except _AccountRefused as exc:
+                        refused.append(exc)
+                        deliveries[i] = Delivery(
+                            DeliveryStatus.TRANSIENT, detail=f"provider refused the account: {exc.detail}"
+                        )
+        if again:
+            retried = await asyncio.gather(
+                *(self._send_recipient([submits[i][0]], submits[i][1], refused) for i in again)
+            )
+            for i, delivery in zip(again, retried, strict=True):
+                deliveries[i] = delivery
+        done = [d for d in deliveries if d is not None]
+        if len(done) != len(submits):
+            raise RuntimeError("a recipient was left without a delivery")
+        return done
+
+    async def _send_recipient(
+        self, parts: list[SubmitTemplate], recipient: str, refused: list[_AccountRefused]
+    ) -> Delivery:
+        try:
+            return await self._submit_parts(parts, recipient.removeprefix("+"))
+        except _AccountRefused as exc:
+            refused.append(exc)
+            return Delivery(DeliveryStatus.TRANSIENT, detail=f"provider refused the account: {exc.detail}")
+
+    async def _submit_parts(self, parts: list[SubmitTemplate], destination: str) -> Delivery:
         carrier_ids: list[str] = []
         session: Session | None = None
-        for number, part in enumerate(parts, 1):
-            submit = self._submit_of(part, source, ton, npi, destination)
+        for number, submit in enumerate(parts, 1):
             sent_before = bool(carrier_ids)
             throttled = 0
             pause = self._config.throttle_backoff_seconds
@@ -275,7 +416,7 @@ class SmppProvider:
                             # Later parts go on the bind the first ones went on, or not at all.
                             return self._unknown(carrier_ids, f"bind lost before part {number} of {len(parts)}")
                         session = await self._transmitter()
-                    status, message_id = await session.submit(submit)
+                    status, message_id = await session.submit(submit, destination)
                 except NotSubmitted as exc:
                     if sent_before:
                         return self._unknown(carrier_ids, f"part {number} of {len(parts)} not submitted: {exc}")
@@ -296,23 +437,21 @@ class SmppProvider:
                     return self._unknown(
                         carrier_ids, f"part {number} of {len(parts)} refused after earlier parts: {detail}"
                     )
-                if meaning is Meaning.INVALID:
-                    return Delivery(DeliveryStatus.INVALID, detail=detail)
-                if meaning is Meaning.BLOCKED:
-                    return Delivery(DeliveryStatus.BLOCKED, detail=detail)
-                if meaning is Meaning.AUTH_ERROR:
-                    raise _AccountRefused(ProviderState.AUTH_ERROR, detail)
-                if meaning is Meaning.NO_CREDITS:
-                    raise _AccountRefused(ProviderState.NO_CREDITS, detail)
-                return Delivery(DeliveryStatus.TRANSIENT, detail=detail)
-        return Delivery(DeliveryStatus.SENT, provider_reference=carrier_ids[-1], carrier_ids=tuple(carrier_ids))
+                return _refusal(meaning, detail)
+        # The parts' ids go on record for receipt matching only where receipts will come
+        # (`Delivery.carrier_ids`): without registered_delivery none ever names them.
+        return Delivery(
+            DeliveryStatus.SENT,
+            provider_reference=carrier_ids[-1],
+            carrier_ids=tuple(carrier_ids) if self._receipts_expected else (),
+        )
 
-    def _submit_of(self, part: Part, source: str, ton: int, npi: int, destination: str) -> Submit:
+    def _submit_of(self, part: Part, source: str, ton: int, npi: int) -> Submit:
         return Submit(
             source_addr=source,
             source_ton=ton,
             source_npi=npi,
-            destination_addr=destination,
+            destination_addr="",
             short_message=part.short_message,
             data_coding=part.data_coding,
             esm_class=part.esm_class,

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from services.dispatcher.smpp import pdu
-from services.dispatcher.smpp.pdu import Command, Deliver, Submit
+from services.dispatcher.smpp.pdu import Command, Deliver
 from services.dispatcher.smpp.status import ESME_ROK, status_name
 from shared.log import get_logger
 
 log = get_logger(__name__)
 
 _MAX_PDU = 64 * 1024
+_READ_SIZE = 256 * 1024
+_HEADER_SIZE = pdu.HEADER.size
 
 
 class BindRefused(Exception):
@@ -71,7 +74,7 @@ class Session:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._sequence = 0
-        self._waiting: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self._waiting: dict[int, asyncio.Future[tuple[int, str]]] = {}
         self._window = asyncio.Semaphore(config.window)
         self._outstanding = 0
         self._idle = asyncio.Event()
@@ -79,6 +82,7 @@ class Session:
         self._next_submit_at = 0.0
         self._paused_until = 0.0
         self._rate_lock = asyncio.Lock()
+        self._unwritten: list[bytes] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_heard = 0.0
         self._unbinding = False
@@ -121,32 +125,112 @@ class Session:
         self._spawn(self._read_loop())
         self._spawn(self._keep_alive())
 
-    async def submit(self, submit: Submit) -> tuple[int, str]:
+    async def submit(self, template: pdu.SubmitTemplate, destination: str) -> tuple[int, str]:
         """(command_status, message_id) of the submit_sm_resp."""
         async with self._window:
             if not self.is_open:
                 raise NotSubmitted(f"{self.name} is not bound")
-            await self._pace()
-            if not self.is_open:
-                raise NotSubmitted(f"{self.name} is not bound")
-            assert self._writer is not None
+            # Without a rate or a pause there is nothing to wait for: no lock to take.
+            if self._config.submit_rate > 0 or self._rate_lock.locked() or time.monotonic() < self._paused_until:
+                await self._pace()
+                if not self.is_open:
+                    raise NotSubmitted(f"{self.name} is not bound")
             sequence = self._next_sequence()
-            answer = asyncio.get_running_loop().create_future()
+            frame = template.frame(sequence, destination)
+            loop = asyncio.get_running_loop()
+            answer: asyncio.Future[tuple[int, str]] = loop.create_future()
             self._waiting[sequence] = answer
             self._outstanding += 1
             self._idle.clear()
+            # One timer a submit rather than `asyncio.wait_for` (a second future and its
+            # callbacks a submit): it fails the answer, as a lost bind does.
+            timer = loop.call_later(self._config.response_timeout_seconds, self._expire, sequence)
             try:
-                self._writer.write(pdu.encode_submit_sm(sequence, submit))
-                try:
-                    status, frame = await asyncio.wait_for(answer, self._config.response_timeout_seconds)
-                except TimeoutError:
-                    raise OutcomeUnknown(f"no submit_sm_resp within {self._config.response_timeout_seconds}s") from None
+                self._write_soon(frame)
+                return await answer
             finally:
+                timer.cancel()
                 self._waiting.pop(sequence, None)
                 self._outstanding -= 1
                 if not self._outstanding:
                     self._idle.set()
-        return status, pdu.c_string_body(frame) if status == ESME_ROK else ""
+
+    async def submit_many(
+        self, submits: Sequence[tuple[pdu.SubmitTemplate, str]]
+    ) -> list[tuple[int, str] | NotSubmitted | OutcomeUnknown]:
+        """`submit` each (part, destination), in order, without a task or a wait of its own each:
+        each takes a window slot (waiting while the window is full), and gives it back when
+        its answer comes (or the timer or a lost bind fails it). Answers in order: the
+        (command_status, message_id), or `NotSubmitted` for a destination whose submit_sm
+        was never written (the bind went down first), or `OutcomeUnknown`."""
+        loop = asyncio.get_running_loop()
+        timeout = self._config.response_timeout_seconds
+        answers: list[asyncio.Future[tuple[int, str]] | NotSubmitted] = []
+        for template, destination in submits:
+            await self._window.acquire()
+            if self.is_open and (
+                self._config.submit_rate > 0 or self._rate_lock.locked() or time.monotonic() < self._paused_until
+            ):
+                try:
+                    await self._pace()
+                except BaseException:  # cancelled while paced: the slot was never used
+                    self._window.release()
+                    raise
+            if not self.is_open:
+                self._window.release()
+                answers.append(NotSubmitted(f"{self.name} is not bound"))
+                continue
+            sequence = self._next_sequence()
+            try:
+                frame = template.frame(sequence, destination)
+            except BaseException:
+                self._window.release()
+                raise
+            answer: asyncio.Future[tuple[int, str]] = loop.create_future()
+            self._waiting[sequence] = answer
+            self._outstanding += 1
+            self._idle.clear()
+            timer = loop.call_later(timeout, self._expire, sequence)
+            answer.add_done_callback(functools.partial(self._answered, sequence, timer))
+            self._write_soon(frame)
+            answers.append(answer)
+        results: list[tuple[int, str] | NotSubmitted | OutcomeUnknown] = []
+        for pending in answers:
+            if isinstance(pending, NotSubmitted):
+                results.append(pending)
+                continue
+            try:
+                results.append(await pending)
+            except OutcomeUnknown as exc:
+                results.append(exc)
+        return results
+
+    def _answered(self, sequence: int, timer: asyncio.TimerHandle, answer: asyncio.Future[tuple[int, str]]) -> None:
+        """A `submit_many` answer came (or failed): its slot is free again."""
+        timer.cancel()
+        self._waiting.pop(sequence, None)
+        self._outstanding -= 1
+        if not self._outstanding:
+            self._idle.set()
+        self._window.release()
+
+    def _expire(self, sequence: int) -> None:
+        answer = self._waiting.get(sequence)
+        if answer is not None and not answer.done():
+            answer.set_exception(OutcomeUnknown(f"no submit_sm_resp within {self._config.response_timeout_seconds}s"))
+
+    def _write_soon(self, frame: bytes) -> None:
+        """The submit_sm written in one loop turn leave together, in one write (a system
+        call each was much of the CPU per recipient). A frame still here when the bind is
+        lost fails with the others outstanding (`OutcomeUnknown`): never resent."""
+        self._unwritten.append(frame)
+        if len(self._unwritten) == 1:
+            asyncio.get_running_loop().call_soon(self._write_unwritten)
+
+    def _write_unwritten(self) -> None:
+        frames, self._unwritten = self._unwritten, []
+        if frames and self._writer is not None and not self.closed.is_set():
+            self._writer.write(b"".join(frames))
 
     def pause(self, seconds: float) -> None:
         """Throttled: no submit on this bind for `seconds`."""
@@ -183,6 +267,7 @@ class Session:
             if not answer.done():
                 answer.set_exception(OutcomeUnknown("the bind was lost before the answer came"))
         self._waiting.clear()
+        self._unwritten.clear()
         self.closed.set()
 
     def _next_sequence(self) -> int:
@@ -214,15 +299,50 @@ class Session:
         return header, head + body
 
     async def _read_loop(self) -> None:
+        assert self._reader is not None
+        reader = self._reader
+        rest = b""
         try:
             while True:
-                header, frame = await self._read_frame()
-                self._on_frame(header, frame)
+                # Whatever has arrived, many PDUs at a time: a window's worth of answers
+                # costs one read, not two awaits each.
+                chunk = await reader.read(_READ_SIZE)
+                if not chunk:
+                    raise asyncio.IncompleteReadError(rest, None)
+                self._last_heard = time.monotonic()
+                rest = self._on_data(rest + chunk if rest else chunk)
         except (OSError, asyncio.IncompleteReadError) as exc:
             if not self._unbinding:
                 log.warning("smpp bind lost", bind=self.name, error=type(exc).__name__)
         finally:
             self._abort()
+
+    def _on_data(self, data: bytes) -> bytes:
+        """Handles every whole PDU in `data`; answers the bytes of the incomplete last one."""
+        at = 0
+        end = len(data)
+        waiting = self._waiting
+        while end - at >= _HEADER_SIZE:
+            length, command, status, sequence = pdu.HEADER.unpack_from(data, at)
+            if not _HEADER_SIZE <= length <= _MAX_PDU:
+                raise OSError(f"PDU length {length} out of range")
+            if end - at < length:
+                break
+            if command == Command.SUBMIT_SM_RESP:
+                # The common answer, read in place: its message_id is the body's C-string.
+                answer = waiting.get(sequence)
+                if answer is not None and not answer.done():
+                    message_id = ""
+                    if status == ESME_ROK:
+                        stop = data.find(b"\0", at + _HEADER_SIZE, at + length)
+                        message_id = data[at + _HEADER_SIZE : stop if stop >= 0 else at + length].decode(
+                            "ascii", errors="replace"
+                        )
+                    answer.set_result((status, message_id))
+            else:
+                self._on_frame(pdu.Header(length, command, status, sequence), data[at : at + length])
+            at += length
+        return data[at:]
 
     def _on_frame(self, header: pdu.Header, frame: bytes) -> None:
         assert self._writer is not None
@@ -230,7 +350,7 @@ class Session:
         if command & pdu.RESPONSE_BIT:
             answer = self._waiting.get(header.sequence)
             if answer is not None and not answer.done():
-                answer.set_result((header.status, frame))
+                answer.set_result((header.status, ""))
         elif command == Command.DELIVER_SM:
             self._spawn(self._deliver(header.sequence, frame))
         elif command == Command.ENQUIRE_LINK:

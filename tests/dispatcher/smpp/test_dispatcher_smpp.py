@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from shared.provider_state import ProviderState, read_provider_state
 from shared.segments import count_segments
 from shared.topology import DEAD_LETTER_QUEUE, DISPATCH_QUEUE, LEDGER_OUTCOMES_QUEUE
-from tests.dispatcher.harness import Dispatcher, eventually, make_job, numbers, peek, publish
+from tests.dispatcher.harness import Dispatcher, eventually, make_job, numbers, peek, peek_events, publish
 from tests.support.queues import depth
 from tests.support.smsc import TestSmsc
 
@@ -24,7 +24,7 @@ async def test_a_job_goes_out_part_by_part_once_per_recipient(
     recipients = numbers(40)
     job = make_job(recipients, message=TEXT)
     await publish(amqp_url, job)
-    (event,) = await eventually(lambda: peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name), lambda e: len(e) >= 1)
+    (event,) = await eventually(lambda: peek_events(amqp_url, LEDGER_OUTCOMES_QUEUE.name), lambda e: len(e) >= 1)
     assert {o["status"] for o in event["outcomes"]} == {"sent"}
     segments = count_segments(TEXT).segments
     per_destination = Counter(p["destination_addr"] for p in smsc.records("submit_sm"))
@@ -60,7 +60,7 @@ async def test_smsc_dropping_every_connection_mid_window_holds_the_unanswered_an
 
     (letter,) = await eventually(lambda: peek(amqp_url, DEAD_LETTER_QUEUE.name), lambda d: len(d) >= 1, what="held")
     events = await eventually(
-        lambda: peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
+        lambda: peek_events(amqp_url, LEDGER_OUTCOMES_QUEUE.name),
         lambda e: sum(o["status"] in ("sent", "dead_lettered") for ev in e for o in ev["outcomes"]) >= 30,
         what="every recipient settled",
     )

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from shared.topology import DEAD_LETTER_QUEUE, DISPATCH_QUEUE, LEDGER_OUTCOMES_QUEUE
-from tests.dispatcher.harness import ROOT, Dispatcher, eventually, make_job, numbers, peek, publish
+from tests.dispatcher.harness import ROOT, Dispatcher, eventually, make_job, numbers, peek, peek_events, publish
 from tests.support.queues import depth
 from tests.support.smsc import TestSmsc
 
@@ -64,7 +64,7 @@ async def test_kill_9_mid_window_loses_nobody_and_submits_nobody_twice(
 
     await start_smpp_dispatcher(**SETTINGS).ready()
     (event,) = await eventually(
-        lambda: peek(amqp_url, LEDGER_OUTCOMES_QUEUE.name), lambda e: len(e) >= 1, what="the outcome event"
+        lambda: peek_events(amqp_url, LEDGER_OUTCOMES_QUEUE.name), lambda e: len(e) >= 1, what="the outcome event"
     )
     await eventually(lambda: depth(amqp_url, DISPATCH_QUEUE.name), lambda n: n == 0, what="the job acknowledged")
     await asyncio.sleep(1.0)  # anything the second dispatcher would (wrongly) submit arrives now

@@ -212,3 +212,80 @@ async def test_close_unbinds(smsc: TestSmsc, make_provider: MakeProvider) -> Non
 
 async def _bound(smsc: TestSmsc) -> bool:
     return bool(smsc.records("bind_transceiver"))
+
+
+async def test_a_batch_shares_one_encoding_and_each_recipient_gets_its_own_destination(
+    smsc: TestSmsc, make_provider: MakeProvider
+) -> None:
+    # Recipients of one batch get one template (`pdu.SubmitTemplate`): the same parts, the
+    # same concatenation reference, each its own destination and sequence number.
+    provider = make_provider()
+    recipients = [f"+4790000{i:03d}" for i in range(25)]
+    (deliveries,) = await provider.send([batch(LONG_GSM7, *recipients)])
+    billed = count_segments(LONG_GSM7).segments
+    assert all(d.status is DeliveryStatus.SENT and len(d.carrier_ids) == billed for d in deliveries)
+    parts = smsc.records("submit_sm")
+    assert len(parts) == billed * len(recipients)
+    assert sorted({p["destination_addr"] for p in parts}) == [r[1:] for r in recipients]
+    for recipient in recipients:
+        mine = [p for p in parts if p["destination_addr"] == recipient[1:]]
+        assert "".join(p["message"] for p in mine) == LONG_GSM7
+        assert [p["udh"][0][4] for p in mine] == list(range(1, billed + 1))
+    assert len({tuple(p["udh"][0][:4]) for p in parts}) == 1
+
+
+@pytest.mark.parametrize(("registered_delivery", "expected"), [(0, False), (1, True), (2, True), (0x10, True)])
+async def test_parts_are_named_for_receipts_only_where_a_receipt_was_asked_for(
+    smsc: TestSmsc, make_provider: MakeProvider, registered_delivery: int, expected: bool
+) -> None:
+    # Without a receipt nothing will name a part's carrier id: nothing for the receipt
+    # store to keep (`receipts.sent_parts` records only the ids a delivery carries).
+    provider = make_provider(smpp_registered_delivery=registered_delivery)
+    ((delivery,),) = await provider.send([batch("Hello", "+447700900123")])
+    assert delivery.status is DeliveryStatus.SENT and delivery.provider_reference
+    assert {p["registered_delivery"] for p in smsc.records("submit_sm")} == {registered_delivery}
+    assert delivery.carrier_ids == ((delivery.provider_reference,) if expected else ())
+
+
+async def test_an_account_refusal_mid_batch_keeps_what_was_sent_and_the_next_send_raises(
+    smsc: TestSmsc, make_provider: MakeProvider
+) -> None:
+    await smsc.command(reject={"447700900002": 0x458})
+    provider = make_provider(smpp_status_map={"0x00000458": "no_credits"})
+    recipients = ["+447700900001", "+447700900002", "+447700900003"]
+    (deliveries,) = await provider.send([batch("hi", *recipients)])
+    assert [d.status for d in deliveries] == [DeliveryStatus.SENT, DeliveryStatus.TRANSIENT, DeliveryStatus.SENT]
+    with pytest.raises(ProviderAccountError) as raised:
+        await provider.send([batch("hi", "+447700900004")])
+    assert raised.value.state is ProviderState.NO_CREDITS
+    assert sorted(p["destination_addr"] for p in smsc.records("submit_sm")) == [r[1:] for r in recipients]
+
+
+async def test_a_paced_bind_sends_a_batch_at_its_rate_and_each_once(
+    smsc: TestSmsc, make_provider: MakeProvider
+) -> None:
+    provider = make_provider(smpp_submit_rate=200.0, smpp_window=3)
+    recipients = [f"+4477009004{i:02d}" for i in range(12)]
+    (deliveries,) = await provider.send([batch("paced", *recipients)])
+    assert [d.status for d in deliveries] == [DeliveryStatus.SENT] * 12
+    assert sorted(p["destination_addr"] for p in smsc.records("submit_sm")) == sorted(r[1:] for r in recipients)
+
+
+async def test_two_binds_share_the_submits_of_one_call_and_of_single_recipient_batches(
+    smsc: TestSmsc, make_provider: MakeProvider
+) -> None:
+    provider = make_provider(smpp_binds=2, smpp_window=5)
+    ((warm,),) = await provider.send([batch("warm-up", "+447700900500")])  # binds open at the first send
+    for _ in range(100):  # the second bind may still be on its way
+        if sum(s is not None for s in provider._sessions) == 2:
+            break
+        await asyncio.sleep(0.02)
+    bulk = [f"+4477009005{i:02d}" for i in range(1, 21)]
+    singles = [batch("single", f"+4477009006{i:02d}") for i in range(10)]
+    deliveries = await provider.send([batch("bulk", *bulk), *singles])
+    assert warm.status is DeliveryStatus.SENT
+    assert [d.status for ds in deliveries for d in ds] == [DeliveryStatus.SENT] * 30
+    submits = smsc.records("submit_sm")
+    destinations = [p["destination_addr"] for p in submits]
+    assert len(destinations) == len(set(destinations)) == 31  # each once
+    assert len({p["session"] for p in submits[1:]}) == 2  # both binds took a share
