@@ -206,10 +206,10 @@ class System:
 # --- RSMS ---------------------------------------------------------------------------------
 
 
-RSMS_SERVICES = ("ingest", "dispatcher", "ledger")
-"""The services that do work when RSMS sends over SMPP (the simulator and the webhook sender idle)."""
 RSMS_ALL_SERVICES = ("ingest", "dispatcher", "ledger", "webhooks", "provider-sim")
-"""Every service `rsms up` starts."""
+"""Every service `rsms up` starts, each counted: the webhook sender takes its copy of every
+outcome event even when no project has a webhook (the simulator idles: RSMS sends over
+SMPP to the sink here)."""
 
 
 class Rsms(System):
@@ -289,10 +289,8 @@ class Rsms(System):
             self.redis.stop()
         self.vhost.delete()
 
-    def parts(self, services: tuple[str, ...] = RSMS_SERVICES) -> dict[str, list[int]]:
-        """The supervisor, each of `services` with its workers, and its own redis-server; by
-        default not the provider simulator nor the webhook sender (they idle: RSMS sends
-        over SMPP here and nobody registered a webhook)."""
+    def parts(self, services: tuple[str, ...] = RSMS_ALL_SERVICES) -> dict[str, list[int]]:
+        """The supervisor, each of `services` with its workers, and its own redis-server."""
         if self.up is None:
             return {}
         found: dict[str, list[int]] = {"supervisor": [self.up.pid]}
