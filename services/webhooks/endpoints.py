@@ -26,6 +26,10 @@ class EndpointDirectory:
     def get(self, project: str) -> WebhookEndpoint | None:
         return self._endpoints.get(project)
 
+    def empty(self) -> bool:
+        """No project has a webhook: every event can be let go unread."""
+        return not self._endpoints
+
     def reload(self) -> bool:
         """Re-read the file if it changed; True if new endpoints took effect."""
         if not self._file.reload():

@@ -20,7 +20,13 @@ from click.testing import CliRunner, Result
 
 from cli.main import rsms
 from shared.contracts import OutcomeBatch
-from shared.topology import WEBHOOK_DEAD_LETTER_QUEUE
+from shared.topology import (
+    OUTCOMES_EXCHANGE,
+    WEBHOOK_DEAD_LETTER_QUEUE,
+    WEBHOOK_INBOUND_QUEUE,
+    WEBHOOK_OUTCOMES_QUEUE,
+    WEBHOOK_RECEIPTS_QUEUE,
+)
 from tests.support.queues import depth
 from tests.webhooks.receiver import Receiver, free_port
 from tests.webhooks.support import (
@@ -265,3 +271,18 @@ async def test_a_sender_killed_mid_request_loses_nothing(
         second.terminate()
         second.wait(30)
     assert {e["recipient"] for e in taken} == {f"+47940000{i:02d}" for i in range(3)}
+
+
+async def test_without_any_webhook_events_are_let_go_unread(amqp_url: str, accounts_file: Path) -> None:
+    write_accounts(accounts_file, {"quiet": None})
+    async with running_sender(sender_settings(amqp_url, accounts_file)), publisher(amqp_url) as broker:
+        await publish(broker, outcome("quiet", {"+4790000009": "sent"}), receipt("quiet"), inbound("quiet"))
+        # Not even parsed: a body no version reads goes too, and no dead letter is made of it.
+        await broker.publish(b"{not json", exchange=OUTCOMES_EXCHANGE, persist=True)
+
+        async def drained() -> bool:
+            queues = (WEBHOOK_OUTCOMES_QUEUE, WEBHOOK_RECEIPTS_QUEUE, WEBHOOK_INBOUND_QUEUE)
+            return all([await depth(amqp_url, queue.name) == 0 for queue in queues])
+
+        await eventually(drained, "the sender's queues drained")
+    assert await depth(amqp_url, WEBHOOK_DEAD_LETTER_QUEUE.name) == 0
