@@ -77,6 +77,9 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             redis,
             ttl_seconds=settings.idempotency_ttl_seconds,
             wait_seconds=settings.publish_timeout_seconds,
+            # A live holder answers within a publish and a Redis write of its claim; three
+            # times that, and its claim is a dead process's.
+            stale_after_seconds=3 * (settings.publish_timeout_seconds + settings.redis_timeout_seconds),
             durability=settings.redis_durability(),
         )
         accepted = AcceptedMessages(redis, ttl_seconds=settings.accepted_status_ttl_seconds)

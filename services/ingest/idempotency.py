@@ -6,6 +6,14 @@ and answers with its response. The claim records a fingerprint of the request, s
 key with a different request is refused. A claim whose request failed is removed, so the
 client's retry is processed afresh. Claims live 24 hours.
 
+A claim also names the message id its job is published under, and when it was made. A
+claim whose holder died (an ingest worker killed between claim and answer) would keep
+every retry waiting for 24 hours; once it is older than anything a live holder can take
+(`stale_after_seconds`), a retry takes it over and publishes under the same message id. If
+the holder had published before it died, the job is then queued twice with one id, as a
+broker redelivery would queue it: the dispatcher's send markers and the ledger count a
+message id's recipient once, so nobody is sent or billed twice.
+
 Records are scoped by project and key kind: a live key never sees a test key's records,
 so a live send is never answered with a test send that was never delivered.
 
@@ -22,6 +30,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import time
+import uuid
 from dataclasses import dataclass
 from enum import Enum
 
@@ -38,6 +48,13 @@ MAX_KEY_LENGTH = 255
 _PENDING = "pending"
 _DONE = "done"
 FLUSH_INTERVAL_SECONDS = 0.2
+_TAKE_OVER_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +68,22 @@ class IdempotencyRecord:
     fingerprint: str
     response: StoredResponse | None
     """None while the first request is still being processed."""
+    message_id: str = ""
+    """A pending claim's: the id its job is published under ("" in claims made before
+    claims named one)."""
+    claimed_at: float = 0.0
+    """A pending claim's: when it was made or taken over (Unix seconds)."""
 
     def encode(self) -> str:
         if self.response is None:
-            return json.dumps({"state": _PENDING, "fingerprint": self.fingerprint})
+            return json.dumps(
+                {
+                    "state": _PENDING,
+                    "fingerprint": self.fingerprint,
+                    "message_id": self.message_id,
+                    "claimed_at": self.claimed_at,
+                }
+            )
         return json.dumps(
             {
                 "state": _DONE,
@@ -68,7 +97,7 @@ class IdempotencyRecord:
     def decode(cls, raw: bytes | str) -> IdempotencyRecord:
         stored = json.loads(raw)
         if stored["state"] == _PENDING:
-            return cls(stored["fingerprint"], None)
+            return cls(stored["fingerprint"], None, stored.get("message_id", ""), float(stored.get("claimed_at", 0)))
         return cls(stored["fingerprint"], StoredResponse(int(stored["status"]), stored["body"].encode()))
 
 
@@ -77,13 +106,17 @@ class Claim(Enum):
     """No record (the first request failed and let go): claim the key again."""
     WAIT = "wait"
     """The first request with this key is still being processed."""
+    TAKE_OVER = "take_over"
+    """The first request's claim is older than a live request can be: its holder died."""
     REPLAY = "replay"
     """Answer with the first request's response."""
 
 
-def decide(record: IdempotencyRecord | None, fingerprint: str) -> Claim:
-    """What an existing record means for a request with the same key; raises when the key
-    belongs to a different request."""
+def decide(
+    record: IdempotencyRecord | None, fingerprint: str, now: float = 0.0, stale_after: float = float("inf")
+) -> Claim:
+    """What an existing record means for a request with the same key at `now`; raises when
+    the key belongs to a different request."""
     if record is None:
         return Claim.TAKE
     if record.fingerprint != fingerprint:
@@ -91,7 +124,9 @@ def decide(record: IdempotencyRecord | None, fingerprint: str) -> Claim:
             ErrorCode.VALIDATION_ERROR,
             details=["Idempotency-Key: already used with a different request in the last 24 hours"],
         )
-    return Claim.WAIT if record.response is None else Claim.REPLAY
+    if record.response is not None:
+        return Claim.REPLAY
+    return Claim.TAKE_OVER if now - record.claimed_at >= stale_after else Claim.WAIT
 
 
 def check_key(key: str) -> None:
@@ -109,6 +144,7 @@ class IdempotencyStore:
         *,
         ttl_seconds: int,
         wait_seconds: float,
+        stale_after_seconds: float = 30.0,
         prefix: str = "rsms:idem",
         durability: Durability = PRIMARY_ONLY,
     ) -> None:
@@ -116,35 +152,45 @@ class IdempotencyStore:
         self._durability = durability
         self._ttl = ttl_seconds
         self._wait = wait_seconds
+        self._stale_after = stale_after_seconds
         self._prefix = prefix
         self._unwritten: dict[str, IdempotencyRecord] = {}
         self._flusher: asyncio.Task[None] | None = None
 
-    async def claim(self, project: str, kind: KeyKind, key: str, fingerprint: str) -> StoredResponse | None:
-        """Claim `key` for this request; or the first request's response if it has one.
+    async def claim(self, project: str, kind: KeyKind, key: str, fingerprint: str) -> StoredResponse | uuid.UUID:
+        """Claim `key` for this request: the message id to publish its job under; or the
+        first request's response if it has one.
 
         Raises GatewayError when the key belongs to a different request, or the first
         request with it is still being processed after waiting for it; RedisError when
         Redis fails.
         """
         name = self._name(project, kind, key)
-        pending = IdempotencyRecord(fingerprint, None).encode()
+        message_id = uuid.uuid4()
         deadline = asyncio.get_running_loop().time() + self._wait
         while True:
             held = self._unwritten.get(name)
             if held is not None:
                 decide(held, fingerprint)
+                assert held.response is not None
                 return held.response
-            if await self._claim_confirmed(name, pending):
-                return None
+            pending = IdempotencyRecord(fingerprint, None, str(message_id), time.time())
+            if await self._claim_confirmed(name, pending.encode()):
+                return message_id
             raw = await self._redis.get(name)
             record = IdempotencyRecord.decode(raw) if raw is not None else None
-            match decide(record, fingerprint):
+            match decide(record, fingerprint, time.time(), self._stale_after):
                 case Claim.TAKE:
                     continue
                 case Claim.REPLAY:
                     assert record is not None and record.response is not None
                     return record.response
+                case Claim.TAKE_OVER:
+                    assert raw is not None and record is not None
+                    taken = uuid.UUID(record.message_id) if record.message_id else message_id
+                    if await self._take_over(name, raw, IdempotencyRecord(fingerprint, None, str(taken), time.time())):
+                        log.warning("idempotency_claim_taken_over", project=project, message_id=str(taken))
+                        return taken
                 case Claim.WAIT:
                     if asyncio.get_running_loop().time() >= deadline:
                         raise GatewayError(
@@ -153,6 +199,14 @@ class IdempotencyStore:
                             retry_after=1,
                         )
                     await asyncio.sleep(0.05)
+
+    async def _take_over(self, name: str, seen: bytes | str, claim: IdempotencyRecord) -> bool:
+        """Replace the stale claim `seen` with `claim`, unless it changed meanwhile (its
+        holder answered, or another retry took it over first)."""
+        (replaced,) = await write_confirmed(
+            self._redis, name, [("EVAL", _TAKE_OVER_SCRIPT, 1, name, seen, claim.encode())], self._durability
+        )
+        return bool(replaced)
 
     async def _claim_confirmed(self, name: str, pending: str) -> bool:
         """SET NX, confirmed by the replicas the setting asks for. A claim they do not

@@ -146,10 +146,10 @@ class SendService:
             earlier = await self._idempotency.claim(caller.project_id, kind, idempotency_key, request_print)
         except RedisError as exc:
             raise GatewayError(ErrorCode.INTERNAL_ERROR, REDIS_UNAVAILABLE, retry_after=1) from exc
-        if earlier is not None:
+        if isinstance(earlier, StoredResponse):
             return earlier
         try:
-            response = await self._queue(caller, plan, admission)
+            response = await self._queue(caller, plan, admission, earlier)
         except BaseException:
             try:
                 await self._idempotency.release(caller.project_id, kind, idempotency_key)
@@ -173,11 +173,14 @@ class SendService:
             message=request.message,
         )
 
-    async def _queue(self, caller: Caller, plan: SendPlan, admission: Admission) -> StoredResponse:
+    async def _queue(
+        self, caller: Caller, plan: SendPlan, admission: Admission, message_id: uuid.UUID | None = None
+    ) -> StoredResponse:
+        """Publish the job (under `message_id`, an Idempotency-Key's claim's, else a new one)."""
         assert plan.sender is not None
         accepted_at = datetime.now(UTC)
         job = SmsJob(
-            message_id=uuid.uuid4(),
+            message_id=message_id or uuid.uuid4(),
             project=caller.project_id,
             key_id=caller.key.id,
             tag=plan.tag,

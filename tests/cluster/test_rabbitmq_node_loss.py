@@ -18,31 +18,34 @@ The figures go to stdout as one JSON line (`pytest -s`).
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from services.dispatcher.job_dispatcher import idempotency_reference
 from shared import accounts as store
+from tests.support.fault_load import (
+    SIM_ADMIN,
+    DeliveryWatch,
+    Load,
+    delivered_references,
+    delivery_times,
+    longest_pause_after,
+    ready,
+    rsms_sql,
+)
 from tests.support.rabbit_cluster import Node, RabbitCluster, rabbit_cluster
 from tests.support.redis_server import RedisServer
 from tests.support.rsms_up import PORT_NAMES, Gateway, eventually, rsms_up_runner
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SIM_ADMIN = {"Authorization": "Bearer sim-token"}
 VHOST = "rsms-cluster"
 RECIPIENTS_PER_REQUEST = 5
 SECONDS_BEFORE_KILL = 12.0
@@ -58,100 +61,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass
-class Load:
-    """A client sending steadily; each request retried (same Idempotency-Key) until accepted."""
-
-    api: str
-    key: str
-    accepted: dict[str, tuple[list[str], float]] = field(default_factory=dict)  # message id → recipients, when
-    refused: Counter[str] = field(default_factory=Counter)  # status code (or "no answer") → times
-    stop: threading.Event = field(default_factory=threading.Event)
-    _next: int = 0
-
-    def run(self) -> None:
-        with httpx.Client(timeout=15) as client:
-            while not self.stop.is_set():
-                recipients = [
-                    f"+479{self._next * RECIPIENTS_PER_REQUEST + i:07d}" for i in range(RECIPIENTS_PER_REQUEST)
-                ]
-                self._next += 1
-                self._send(client, recipients)
-                time.sleep(REQUEST_INTERVAL)
-
-    def _send(self, client: httpx.Client, recipients: list[str]) -> None:
-        headers = {"Authorization": f"Bearer {self.key}", "Idempotency-Key": uuid.uuid4().hex}
-        body = {"tag": "load", "recipients": recipients, "message": "Cluster test"}
-        while True:  # until accepted: a refused request is retried, even while stopping
-            try:
-                response = client.post(f"{self.api}/api/v1/sms/send", headers=headers, json=body)
-            except httpx.TransportError:
-                response = None
-            if response is not None and response.status_code == 200:
-                self.accepted[response.json()["data"]["messageId"]] = (recipients, time.monotonic())
-                return
-            self.refused[str(response.status_code) if response is not None else "no answer"] += 1
-            time.sleep(0.5)
-
-
-@dataclass
-class DeliveryWatch:
-    """Polls the simulator's delivered count, to see when sending paused and resumed."""
-
-    sim: str
-    samples: list[tuple[float, int]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not self.stop.is_set():
-                try:
-                    stats = client.get(f"{self.sim}/admin/stats", headers=SIM_ADMIN).json()
-                    self.samples.append((time.monotonic(), int(stats.get("delivered", 0))))
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-
-
-def longest_pause_after(times: list[float], since: float, until: float) -> float:
-    """The longest interval without an event between `since` and `until` (seconds)."""
-    edges = [since, *sorted(t for t in times if since < t < until), until]
-    return max(later - earlier for earlier, later in itertools.pairwise(edges))
-
-
-def delivery_times(samples: list[tuple[float, int]]) -> list[float]:
-    """When the delivered count went up."""
-    return [t for (t, n), (_, before) in zip(samples[1:], samples, strict=False) if n > before]
-
-
 @pytest.fixture
 def cluster() -> Iterator[RabbitCluster]:
     with rabbit_cluster() as built:
         built.add_vhost(VHOST)
         yield built
-
-
-def rsms_sql(amqp_url: str, statement: str) -> list[dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RSMS_")}
-    env.update(RSMS_AMQP_URL=amqp_url, PYTHONPATH=str(PROJECT_ROOT))
-    done = subprocess.run(
-        [sys.executable, "-m", "cli", "sql", "--json", "--limit", "100000", statement],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    rows: list[dict[str, Any]] = json.loads(done.stdout)["rows"]
-    return rows
-
-
-def ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=3).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def run_scenario(cluster: RabbitCluster, tmp_path: Path, scenario: str) -> None:
@@ -191,11 +105,11 @@ def run_scenario(cluster: RabbitCluster, tmp_path: Path, scenario: str) -> None:
             }
             eventually(lambda: all(ready(p) for p in service_ports.values()), "every service ready", timeout=120)
 
-            load = Load(api, key)
+            load = Load(api, key, recipients_per_request=RECIPIENTS_PER_REQUEST, interval=REQUEST_INTERVAL)
             watch = DeliveryWatch(sim)
-            threads = [threading.Thread(target=load.run, daemon=True), threading.Thread(target=watch.run, daemon=True)]
-            for thread in threads:
-                thread.start()
+            watcher = threading.Thread(target=watch.run, daemon=True)
+            load.start()
+            watcher.start()
             time.sleep(SECONDS_BEFORE_KILL)
 
             if scenario == "connected":
@@ -218,30 +132,22 @@ def run_scenario(cluster: RabbitCluster, tmp_path: Path, scenario: str) -> None:
                 raise AssertionError(f"not ready 90 s after the kill: {unready}") from None
             ready_again = time.monotonic() - killed_at
             time.sleep(max(0.0, SECONDS_AFTER_KILL - (time.monotonic() - killed_at)))
-            load.stop.set()
-            threads[0].join(120)
+            load.finish()
             accepted_after = len(load.accepted) - accepted_before
 
             # Everything accepted reaches the provider: once per recipient.
-            expected = {
-                idempotency_reference(uuid.UUID(message_id), recipient): recipient
-                for message_id, (recipients, _) in load.accepted.items()
-                for recipient in recipients
-            }
+            expected = load.expected()
 
             def delivered() -> Counter[str] | None:
-                messages = httpx.get(f"{sim}/admin/messages", headers=SIM_ADMIN, timeout=30).json()
-                found = Counter(m["reference"] for m in messages)
+                found = delivered_references(sim)
                 return found if expected.keys() <= found.keys() else None
 
             try:
                 found = eventually(delivered, "every accepted recipient at the provider", timeout=120)
             except AssertionError:
-                found = Counter(
-                    m["reference"] for m in httpx.get(f"{sim}/admin/messages", headers=SIM_ADMIN, timeout=30).json()
-                )
+                found = delivered_references(sim)
             watch.stop.set()
-            threads[1].join(10)
+            watcher.join(10)
             load_ended = killed_at + SECONDS_AFTER_KILL
             lost = len(expected.keys() - found.keys())
             sent_twice = sum(1 for reference, n in found.items() if n > 1)

@@ -99,7 +99,7 @@ async def test_every_redis_user_works_and_scripts_come_back_after_a_flush(redis_
 
         # Idempotency: claimed and completed with a replica's confirmation.
         store = IdempotencyStore(raw, ttl_seconds=60, wait_seconds=0.5, durability=ONE_REPLICA)
-        assert await store.claim("acme", "live", "k-1", "print") is None
+        assert isinstance(await store.claim("acme", "live", "k-1", "print"), uuid.UUID)
         await store.complete("acme", "live", "k-1", "print", StoredResponse(200, b"{}"))
         assert await store.claim("acme", "live", "k-1", "print") == StoredResponse(200, b"{}")
 

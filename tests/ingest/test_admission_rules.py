@@ -144,3 +144,14 @@ def test_idempotency_decisions() -> None:
         decide(done, "print-b")
     assert raised.value.code is ErrorCode.VALIDATION_ERROR
     assert IdempotencyRecord.decode(done.encode()) == done
+    # A pending claim: waited for while its holder may be alive, taken over once it cannot be.
+    pending = IdempotencyRecord("print-a", None, "7f0c8a57-3a3c-4a39-9c52-3c5f0e6a2b10", 1000.0)
+    assert IdempotencyRecord.decode(pending.encode()) == pending
+    assert decide(pending, "print-a", now=1020.0, stale_after=21.0) is Claim.WAIT
+    assert decide(pending, "print-a", now=1021.0, stale_after=21.0) is Claim.TAKE_OVER
+    with pytest.raises(GatewayError):
+        decide(pending, "print-b", now=5000.0, stale_after=21.0)  # still someone else's key
+    # A claim written before claims named their message id still reads.
+    assert IdempotencyRecord.decode('{"state": "pending", "fingerprint": "print-a"}') == IdempotencyRecord(
+        "print-a", None
+    )

@@ -4,6 +4,7 @@ Redis lost its script cache (SCRIPT FLUSH, as after a restart or on a promoted r
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -38,7 +39,7 @@ async def test_an_unconfirmed_idempotency_claim_is_withdrawn_so_a_retry_is_not_l
         assert await client.keys("rsms:idem:*") == []
         # With the primary's word enough, the same key is claimed normally.
         plain = IdempotencyStore(client, ttl_seconds=60, wait_seconds=0.2)
-        assert await plain.claim("acme", "live", "key-1", "print") is None
+        assert isinstance(await plain.claim("acme", "live", "key-1", "print"), uuid.UUID)
         assert len(await client.keys("rsms:idem:*")) == 1
         # A request finding the key held wrote nothing: it waits for the holder as ever,
         # and leaves that claim alone.
@@ -73,5 +74,27 @@ async def test_scripts_are_loaded_again_after_redis_lost_them(redis_url: str) ->
         assert await client.hget(marker_key(message), "+4712345678") == CLAIMED
         answers = await limiter.admit(AdmissionQuery("key_1", limits, project="acme"))
         assert answers.rate.verdict is Verdict.ADMITTED and answers.rate.remaining == 8
+    finally:
+        await client.aclose()
+
+
+async def test_a_claim_whose_holder_died_is_taken_over_with_its_message_id(redis_url: str) -> None:
+    client = connect(redis_url)
+    dead = IdempotencyStore(client, ttl_seconds=60, wait_seconds=0.2, stale_after_seconds=0.5)
+    retry = IdempotencyStore(client, ttl_seconds=60, wait_seconds=0.2, stale_after_seconds=0.5)
+    try:
+        first = await dead.claim("acme", "live", "key-1", "print")  # then the process dies
+        assert isinstance(first, uuid.UUID)
+        # While the holder may still be alive, a retry waits, then is told to retry.
+        with pytest.raises(GatewayError, match="still being processed"):
+            await retry.claim("acme", "live", "key-1", "print")
+        await asyncio.sleep(0.6)
+        # Then it takes the claim over, under the same message id: if the dead holder had
+        # published, the job is queued twice under one id (a redelivery, sent once).
+        assert await retry.claim("acme", "live", "key-1", "print") == first
+        # Taken over means claimed afresh: the next retry waits for this holder again.
+        with pytest.raises(GatewayError, match="still being processed"):
+            await retry.claim("acme", "live", "key-1", "print")
+        assert 0 < await client.ttl(next(iter(await client.keys("rsms:idem:*")))) <= 60
     finally:
         await client.aclose()
