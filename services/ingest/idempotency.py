@@ -3,8 +3,9 @@
 A key is claimed in Redis with `SET NX` before the job is published, so of two concurrent
 requests with the same key only one can publish; the other waits for the first to finish
 and answers with its response. The claim records a fingerprint of the request, so the same
-key with a different request is refused. A claim whose request failed is removed, so the
-client's retry is processed afresh. Claims live 24 hours.
+key with a different request is refused. A claim whose request failed is let go: the
+client's retry takes it over at once, under the same message id (a publish whose confirm
+was lost may have queued the job after all). Claims live 24 hours.
 
 A claim also names the message id its job is published under, and when it was made. A
 claim whose holder died (an ingest worker killed between claim and answer) would keep
@@ -103,11 +104,12 @@ class IdempotencyRecord:
 
 class Claim(Enum):
     TAKE = "take"
-    """No record (the first request failed and let go): claim the key again."""
+    """No record: claim the key."""
     WAIT = "wait"
     """The first request with this key is still being processed."""
     TAKE_OVER = "take_over"
-    """The first request's claim is older than a live request can be: its holder died."""
+    """The first request let go of its claim (it failed), or its claim is older than a live
+    request can be (its holder died): publish under the claim's message id."""
     REPLAY = "replay"
     """Answer with the first request's response."""
 
@@ -237,8 +239,14 @@ class IdempotencyStore:
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.create_task(self._flush())
 
-    async def release(self, project: str, kind: KeyKind, key: str) -> None:
-        await self._redis.delete(self._name(project, kind, key))
+    async def let_go(self, project: str, kind: KeyKind, key: str, fingerprint: str, message_id: uuid.UUID) -> None:
+        """The request failed: its claim is left for the client's retry to take over at
+        once, under the same message id. Not deleted: a publish whose confirm was lost
+        (the broker's connection died) may still have queued the job, and a retry under a
+        new id would then send it twice."""
+        name = self._name(project, kind, key)
+        given_up = IdempotencyRecord(fingerprint, None, str(message_id), claimed_at=0.0)
+        await self._redis.set(name, given_up.encode(), xx=True, keepttl=True)
 
     async def close(self) -> None:
         """Try once more to write what is held in memory, then stop trying."""

@@ -152,7 +152,7 @@ class SendService:
             response = await self._queue(caller, plan, admission, earlier)
         except BaseException:
             try:
-                await self._idempotency.release(caller.project_id, kind, idempotency_key)
+                await self._idempotency.let_go(caller.project_id, kind, idempotency_key, request_print, earlier)
             except RedisError:
                 log.warning("idempotency_claim_release_failed", project=caller.project_id)
             raise

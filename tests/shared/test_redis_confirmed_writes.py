@@ -98,3 +98,21 @@ async def test_a_claim_whose_holder_died_is_taken_over_with_its_message_id(redis
         assert 0 < await client.ttl(next(iter(await client.keys("rsms:idem:*")))) <= 60
     finally:
         await client.aclose()
+
+
+async def test_a_claim_let_go_after_a_failed_publish_is_taken_at_once_under_its_message_id(redis_url: str) -> None:
+    client = connect(redis_url)
+    store = IdempotencyStore(client, ttl_seconds=60, wait_seconds=0.2, stale_after_seconds=3600)
+    try:
+        first = await store.claim("acme", "live", "key-1", "print")
+        assert isinstance(first, uuid.UUID)
+        # The publish failed, perhaps after the broker had the job (its confirm lost).
+        await store.let_go("acme", "live", "key-1", "print", first)
+        assert await store.claim("acme", "live", "key-1", "print") == first
+        # The key still belongs to its request.
+        await store.let_go("acme", "live", "key-1", "print", first)
+        with pytest.raises(GatewayError) as refused:
+            await store.claim("acme", "live", "key-1", "another print")
+        assert "different request" in str(refused.value.details)
+    finally:
+        await client.aclose()
