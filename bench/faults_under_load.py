@@ -25,7 +25,10 @@ numbers at the sink, lost (200 but never at the sink), sent twice (at the sink m
 once), billed (`rsms sql` on `sms_outcomes FINAL`), billed twice, the longest pause in
 submits after the fault ("sending resumed after"), accepted/s over the whole load.
 Progress on stderr; a markdown table (or `--json`) on stdout. Exit status 1 when anything
-was lost, sent or billed twice, or not billed.
+was lost, sent or billed twice, or not billed. "held for operator": jobs the dispatcher
+parked in `rsms.dispatch.dead` because a send was in flight when it died (outcome unknown:
+parked rather than perhaps sent twice; `rsms dlq` shows them); their numbers count as lost
+when the sink never got them.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class Counts:
     billed_twice: int  # numbers with more than one `sent` row
     unanswered: int  # requests given up on (no 200 by `--give-up`)
     sent_without_200: int  # at the sink, but its request never got a 200 (given up on)
+    held: int  # jobs the dispatcher parked in rsms.dispatch.dead (outcome unknown) in this scenario
     retries: int
     accepted_per_s: float
     sending_resumed_after_s: float
@@ -144,6 +148,7 @@ COLUMNS = (
     ("retries", "retries"),
     ("gave up", "unanswered"),
     ("sent without 200", "sent_without_200"),
+    ("held for operator", "held"),
     ("accepted/s", "accepted_per_s"),
     ("sending resumed after", "sending_resumed_after_s"),
     ("restarted after", "restarted_after_s"),
@@ -316,16 +321,33 @@ def billed_rows(amqp_url: str, scenario: int) -> dict[str, int]:
     return {row["recipient"]: int(row["c"]) for row in json.loads(done.stdout)["rows"]}
 
 
-def drain(sink: Sink, amqp_url: str, scenario: int, accepted: dict[str, str], cap: float) -> dict[str, int]:
-    """Waits until every answered number is at the sink and billed (or `cap` seconds)."""
+def dead_jobs(cluster: RabbitCluster) -> int:
+    """Jobs in the dispatcher's dead-letter queue (held for an operator)."""
+    for line in cluster.ctl(
+        "list_queues", "-p", VHOST, "name", "messages", "--quiet", "--no-table-headers"
+    ).splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "rsms.dispatch.dead":
+            return int(parts[1])
+    return 0
+
+
+def drain(
+    sink: Sink, amqp_url: str, scenario: int, accepted: dict[str, str], cap: float, stall: float
+) -> dict[str, int]:
+    """Waits until every answered number is at the sink and billed, or nothing new arrived at
+    the sink for `stall` seconds (what is missing then is lost or held), or `cap` seconds."""
     wanted = {digits(address) for address in accepted}
-    started = time.monotonic()
+    started = moved = time.monotonic()
     billed: dict[str, int] = {}
+    seen = -1
     while time.monotonic() - started < cap:
         at_sink = {digits(address) for address in sink.destinations()}
-        if wanted <= at_sink:
+        if len(at_sink) != seen:
+            seen, moved = len(at_sink), time.monotonic()
+        if wanted <= at_sink or time.monotonic() - moved > stall:
             billed = billed_rows(amqp_url, scenario)
-            if wanted <= {digits(address) for address in billed}:
+            if wanted & at_sink <= {digits(address) for address in billed}:
                 break
         waited = time.monotonic() - started
         done = f"{len(wanted & at_sink):,} of {len(wanted):,} at the sink, {len(billed):,} billed"
@@ -338,6 +360,7 @@ def drain(sink: Sink, amqp_url: str, scenario: int, accepted: dict[str, str], ca
 async def run_scenario(rsms: Rsms, sink: Sink, cluster: RabbitCluster, amqp_url: str, index: int, name: str,
                        args: argparse.Namespace) -> Counts:  # fmt: skip
     await asyncio.to_thread(sink.reset)
+    dead_before = await asyncio.to_thread(dead_jobs, cluster)
     load = Load(rsms.port, rsms.key, index, args.give_up, args.request_timeout)
     submits: list[float] = []
     watching = asyncio.Event()
@@ -360,7 +383,7 @@ async def run_scenario(rsms: Rsms, sink: Sink, cluster: RabbitCluster, amqp_url:
     watching.set()
     await watcher
     say(f"  load stopped: {len(load.accepted):,} answered 200, {load.retries:,} retries; draining …")
-    billed = await asyncio.to_thread(drain, sink, amqp_url, index, load.accepted, args.drain_cap)
+    billed = await asyncio.to_thread(drain, sink, amqp_url, index, load.accepted, args.drain_cap, args.stall)
     return count(
         name,
         load.accepted,
@@ -371,6 +394,7 @@ async def run_scenario(rsms: Rsms, sink: Sink, cluster: RabbitCluster, amqp_url:
         accepted_per_s=round(len(load.accepted) / (load_end - started), 1),
         sending_resumed_after_s=round(longest_pause_after(submits, fault_at, load_end), 1),
         restarted_after_s=restarted,
+        held=await asyncio.to_thread(dead_jobs, cluster) - dead_before,
         load_average=round(os.getloadavg()[0], 1),
     )
 
@@ -385,6 +409,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--give-up", type=float, default=180.0, help="A request's retries end after this.")
     parser.add_argument("--request-timeout", type=float, default=30.0)
     parser.add_argument("--drain-cap", type=float, default=600.0, help="Longest wait for sink and ledger.")
+    parser.add_argument("--stall", type=float, default=30.0, help="Drained when the sink got nothing new this long.")
     parser.add_argument("--set", action="append", default=[], metavar="RSMS_X=VALUE", help="An RSMS setting.")
     parser.add_argument("--json", action="store_true", help="One JSON document instead of the table.")
     args = parser.parse_args(argv)
@@ -405,7 +430,9 @@ def main(argv: list[str] | None = None) -> int:
         cluster.add_vhost(VHOST)
         amqp_url = cluster.urls(VHOST)
         say(f"own RabbitMQ node {cluster.nodes[0].name} on port {cluster.nodes[0].amqp_port}")
-        rsms = Rsms(sink.port, dict(item.split("=", 1) for item in args.set), directory=RUN_DIR, amqp_url=amqp_url)
+        # `rsms sql` answers at most RSMS_LEDGER_SQL_MAX_ROWS rows (10,000): the tool reads a row a number.
+        settings = {"RSMS_LEDGER_SQL_MAX_ROWS": "1000000", **dict(item.split("=", 1) for item in args.set)}
+        rsms = Rsms(sink.port, settings, directory=RUN_DIR, amqp_url=amqp_url)
         try:
             sink.start()
             say(f"SMPP sink on port {sink.port}; starting RSMS (rsms up in {RUN_DIR}) …")

@@ -13,6 +13,7 @@ FIGURES = {
     "accepted_per_s": 250.0,
     "sending_resumed_after_s": 1.5,
     "restarted_after_s": 1.0,
+    "held": 0,
     "load_average": 6.0,
 }
 
