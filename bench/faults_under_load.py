@@ -335,19 +335,22 @@ def dead_jobs(cluster: RabbitCluster) -> int:
 def drain(
     sink: Sink, amqp_url: str, scenario: int, accepted: dict[str, str], cap: float, stall: float
 ) -> dict[str, int]:
-    """Waits until every answered number is at the sink and billed, or nothing new arrived at
-    the sink for `stall` seconds (what is missing then is lost or held), or `cap` seconds."""
+    """Waits until every answered number is at the sink and billed, or neither the sink nor
+    the ledger got anything new for `stall` seconds (what is missing then is lost, or held for
+    an operator: the dispatcher bills no held job), or `cap` seconds."""
     wanted = {digits(address) for address in accepted}
     started = moved = time.monotonic()
     billed: dict[str, int] = {}
-    seen = -1
+    seen = (-1, -1)
     while time.monotonic() - started < cap:
         at_sink = {digits(address) for address in sink.destinations()}
-        if len(at_sink) != seen:
-            seen, moved = len(at_sink), time.monotonic()
-        if wanted <= at_sink or time.monotonic() - moved > stall:
+        if (len(at_sink), len(billed)) != seen:
+            seen, moved = (len(at_sink), len(billed)), time.monotonic()
+        if time.monotonic() - moved > stall:
+            break  # what is missing now is lost, or held for an operator (sent or not, unbilled)
+        if wanted <= at_sink or time.monotonic() - moved > stall / 2:
             billed = billed_rows(amqp_url, scenario)
-            if wanted & at_sink <= {digits(address) for address in billed}:
+            if wanted <= {digits(address) for address in billed}:
                 break
         waited = time.monotonic() - started
         done = f"{len(wanted & at_sink):,} of {len(wanted):,} at the sink, {len(billed):,} billed"
