@@ -55,10 +55,11 @@ class Target:
     body: bytes
     key: str
 
-    def request_bytes(self) -> bytes:
+    def request_bytes(self, extra_headers: str = "") -> bytes:
+        """`extra_headers`: more header lines, each ending in CRLF (an Idempotency-Key)."""
         head = (
             f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Authorization: Bearer {self.key}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {self.key}\r\nContent-Type: application/json\r\n{extra_headers}"
             f"Content-Length: {len(self.body)}\r\n\r\n"
         )
         return head.encode() + self.body
@@ -158,6 +159,10 @@ class Connection:
 
     async def send(self, request: bytes) -> int:
         """The status code; the body is read and dropped."""
+        return (await self.exchange(request))[0]
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes]:
+        """The status code and the body."""
         self._writer.write(request)
         head = await self._reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
@@ -169,8 +174,7 @@ class Connection:
                 break
         if length is None:
             raise RuntimeError("response without Content-Length (chunked bodies are not read)")
-        await self._reader.readexactly(length)
-        return status
+        return status, await self._reader.readexactly(length)
 
     def close(self) -> None:
         self._writer.close()

@@ -97,6 +97,11 @@ class Sink:
     def reset(self) -> None:
         self._ask("reset")
 
+    def destinations(self) -> dict[str, int]:
+        """Submits per destination number since the last reset."""
+        counts: dict[str, int] = json.loads(self._ask("destinations"))
+        return counts
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

@@ -213,7 +213,13 @@ SMPP to the sink here)."""
 
 
 class Rsms(System):
-    def __init__(self, sink_port: int, settings: dict[str, str], directory: Path = PEERS_DIR / "rsms") -> None:
+    def __init__(
+        self,
+        sink_port: int,
+        settings: dict[str, str],
+        directory: Path = PEERS_DIR / "rsms",
+        amqp_url: str | None = None,
+    ) -> None:
         super().__init__(
             "rsms",
             "RSMS (this branch)",
@@ -230,11 +236,14 @@ class Rsms(System):
         self.key = ""
         self.extra_settings = settings
         self.up: subprocess.Popen[bytes] | None = None
+        # A RabbitMQ of the caller's (bench.faults_under_load restarts its own node); by
+        # default a vhost of the bench's own on the machine's RabbitMQ.
+        self.amqp_url = amqp_url
 
     def start(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
         (self.dir / "var").mkdir(parents=True, mode=0o700)
-        vhost = self.vhost.create()
+        amqp_url = self.amqp_url or f"amqp://guest:guest@localhost:5672/{self.vhost.create()}"
         self.redis = RedisServer(free_port(), self.dir / "redis", appendonly=True).start()
         accounts = self.dir / "var" / "accounts.toml"
         with store.editing(accounts) as data:
@@ -250,7 +259,7 @@ class Rsms(System):
             )
         env = {k: v for k, v in os.environ.items() if not k.startswith("RSMS_")}
         env.update(
-            RSMS_AMQP_URL=f"amqp://guest:guest@localhost:5672/{vhost}",
+            RSMS_AMQP_URL=amqp_url,
             RSMS_REDIS_URL=self.redis.url,
             RSMS_ACCOUNTS_FILE=str(accounts),
             RSMS_INGEST_PORT=str(self.port),

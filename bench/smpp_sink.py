@@ -14,7 +14,9 @@ The control port speaks one line at a time: `stats` answers a JSON line
 `time.monotonic()`, 0 before the first submit; `destinations`: distinct `destination_addr`s
 submitted, so `submits - destinations` is how many went to a destination a second time: a
 duplicate when every request names a new number, as `bench.saturation`'s load does),
-`reset` zeroes the counters and answers `ok`.
+`reset` zeroes the counters and answers `ok`, `destinations` answers a JSON line
+`{"<destination_addr>": submits, ...}` (`bench.faults_under_load` reads which numbers
+arrived, and which more than once).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import contextlib
 import json
 import struct
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -47,19 +50,19 @@ class Counters:
     first: float = 0.0
     last: float = 0.0
     binds: int = 0
-    destinations: set[bytes] = field(default_factory=set)
+    destinations: Counter[bytes] = field(default_factory=Counter)
 
     def submitted(self, now: float, destination: bytes = b"") -> None:
         if self.submits == 0:
             self.first = now
         self.submits += 1
         self.last = now
-        self.destinations.add(destination)
+        self.destinations[destination] += 1
 
     def reset(self) -> None:
         """A new round: submits and times start again (binds are the sessions still open)."""
         self.submits, self.first, self.last = 0, 0.0, 0.0
-        self.destinations = set()
+        self.destinations = Counter()
 
     def as_json(self) -> str:
         return json.dumps(
@@ -156,6 +159,9 @@ async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, co
             if line == b"reset":
                 counters.reset()
                 writer.write(b"ok\n")
+            elif line == b"destinations":
+                counts = {addr.decode(errors="replace"): n for addr, n in counters.destinations.items()}
+                writer.write(json.dumps(counts).encode() + b"\n")
             elif line == b"stats":
                 writer.write(counters.as_json().encode() + b"\n")
             else:
