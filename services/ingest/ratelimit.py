@@ -326,11 +326,12 @@ class RateLimiter:
         the other requests of this loop turn). Raises RedisError when Redis fails."""
         spend = query.spend
         cost = to_micros(spend.cost) if spend else 0
-        results = await self._round_trip(_Admit(query, self._next_slot(), cost))
-        rate = self._decision(results[0], results[-1])
+        admission = _Admit(query, self._next_slot(), cost)
+        results = await self._round_trip(admission)
+        rate = self._decision(results[0], admission.slot)
         recipients = query.recipients
         blocked = frozenset(n.decode() for n in (*results[1], *results[2])) if recipients else frozenset()
-        state = results[-2]
+        state = results[-1]
         status, spent, day = (int(v) for v in results[0][6:9])
         spend_verdict = SpendVerdict(status)
         reserved = spend is not None and spend_verdict is SpendVerdict.RESERVED
@@ -363,8 +364,7 @@ class RateLimiter:
         return result
 
     async def _pipeline(self, items: list[_Admit | Reservation]) -> list[list[Any] | Exception]:
-        """One pipeline for `items`; each gets its own replies (the admission's with its
-        slot appended), or the first error among them.
+        """One pipeline for `items`; each gets its own replies, or the first error among them.
 
         The script goes as a bare EVALSHA: redis-py's `Script` would send SCRIPT EXISTS
         before every pipeline, a second round trip. If Redis has lost the script (first
@@ -386,8 +386,7 @@ class RateLimiter:
                 if isinstance(error, NoScriptError) and attempt == 1:
                     again.append(i)
                     continue
-                item = items[i]
-                answers[i] = error if error is not None else [*own, item.slot] if isinstance(item, _Admit) else own
+                answers[i] = error if error is not None else own
             if not again:
                 break
             await self._redis.script_load(_SCRIPT)
