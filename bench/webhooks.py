@@ -57,7 +57,7 @@ from services.webhooks.signing import request_body, signed_headers
 from shared import accounts as store
 from shared.contracts import ReceiptEvent
 from shared.log import configure_logging
-from shared.topology import RECEIPTS_EXCHANGE, declare_topology, declare_webhook_queues
+from shared.topology import RECEIPTS_EXCHANGE, bind_webhook_queues, declare_topology, declare_webhook_queues
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_AMQP = "amqp://guest:guest@localhost:5672/"
@@ -333,6 +333,8 @@ async def main(args: argparse.Namespace) -> None:
         async with RabbitBroker(defaults.amqp_url, logger=None) as broker:
             await declare_topology(broker)
             await declare_webhook_queues(broker, defaults.webhooks_retry_delays_ms)
+            # Events are published while no sender runs: bound as a sender with webhooks leaves them.
+            await bind_webhook_queues(broker, bound=True)
         scenarios = [
             Scenario("batched (default settings)", args.events, {}),
             Scenario("one event per request", args.unbatched_events, {"webhooks_batch_max_events": 1}),

@@ -24,8 +24,9 @@ publishes always find their queues.
                           └──▶ rsms.ledger.inbound     ──▶ ledger (inbound SMS rows)
     every consumed queue, a message delivered DELIVERY_LIMIT times ──dead-letter──▶
                           its dead-letter queue (dispatch.dead, ledger.dead, receipts.unmatched)
-    [rsms.outcomes], [rsms.receipts], [rsms.inbound] ──▶ rsms.webhooks.{outcomes,receipts,inbound}
+    [rsms.outcomes], [rsms.receipts], [rsms.inbound] ┄┄▶ rsms.webhooks.{outcomes,receipts,inbound}
                           ──▶ webhook sender ──HTTP──▶ each project's URL
+                          (┄┄ bound only while some project has a webhook: see below)
     webhook sender, a delivery not taken ──▶ rsms.webhooks.retry.<n> (TTL) ──dead-letter──▶
                           rsms.webhooks.retries ──▶ webhook sender (tries it again)
     webhook sender, after the last attempt ──▶ rsms.webhooks.dead (operator: `rsms webhooks`)
@@ -52,6 +53,16 @@ queue lives on one node only), built by one of four functions that new queues mu
 
 Queue arguments cannot change in place: a deployment declared by an older version is moved
 to these arguments by `rsms migrate-topology` (cli/migrate_topology.py).
+
+The webhook sender's three event queues are the one part of the topology that is not
+fixed: `bind_webhook_queues` binds them to their exchanges only while at least one project
+has a webhook, so a gateway without webhooks does not pay RabbitMQ an extra quorum-queue
+enqueue, delivery and ack for every outcome batch, receipt and inbound message. The rule,
+asserted by every webhook sender at its start and at every accounts-file reload tick
+(services/webhooks/bindings.py): bound iff its directory of webhooks is non-empty. An
+event published while they are unbound is not copied for webhooks at all (the same as an
+event of a project without a webhook, which the sender always let go); the queues stay
+declared and durable, and what is already on them is still consumed.
 """
 
 from __future__ import annotations
@@ -162,7 +173,8 @@ RECEIPT_RETRY_DELAY_MS = 1_000
 RECEIPTS_RETRY_QUEUE = delay_queue("rsms.receipts.retry", RECEIPT_RETRY_DELAY_MS, RECEIPTS_PENDING_QUEUE.name)
 
 # The webhook sender's own copy of every outcome, receipt and inbound message (the
-# exchanges fan out), so a slow receiver delays nothing the ledger or the dispatcher does.
+# exchanges fan out), so a slow receiver delays nothing the ledger or the dispatcher does;
+# copied only while some project has a webhook (`bind_webhook_queues`).
 # Deliveries given up on (`WebhookDeadLetter`) and events the broker dead-lettered at the
 # delivery limit (as they were, with `x-death`): `rsms webhooks list|replay` reads both.
 WEBHOOK_DEAD_LETTER_QUEUE = holding_queue("rsms.webhooks.dead")
@@ -241,20 +253,43 @@ async def declare_topology(broker: RabbitBroker, retry_delays_ms: tuple[int, ...
         await broker.declare_queue(retry_queue(delay))
 
 
+# The webhook sender's event queues and the exchanges they copy (`declare_webhook_queues`
+# declares them, `bind_webhook_queues` binds them; keep `webhook_queues` in step).
+WEBHOOK_EVENT_SOURCES: tuple[tuple[RabbitQueue, RabbitExchange], ...] = (
+    (WEBHOOK_OUTCOMES_QUEUE, OUTCOMES_EXCHANGE),
+    (WEBHOOK_RECEIPTS_QUEUE, RECEIPTS_EXCHANGE),
+    (WEBHOOK_INBOUND_QUEUE, INBOUND_EXCHANGE),
+)
+
+
 async def declare_webhook_queues(broker: RabbitBroker, retry_delays_ms: tuple[int, ...]) -> None:
-    """The webhook sender's queues, bound to the events they copy: declared by the sender
-    itself, so a gateway that never runs it (benchmarks, a deployment without webhooks)
-    does not pile up copies nobody reads. From its first start on they are durable, and
-    events wait there while it is down."""
-    sources = (  # keep `webhook_queues` in step
-        (WEBHOOK_OUTCOMES_QUEUE, OUTCOMES_EXCHANGE),
-        (WEBHOOK_RECEIPTS_QUEUE, RECEIPTS_EXCHANGE),
-        (WEBHOOK_INBOUND_QUEUE, INBOUND_EXCHANGE),
-    )
-    for queue, exchange in sources:
-        declared = await broker.declare_queue(queue)
-        await declared.bind(await broker.declare_exchange(exchange))
+    """The webhook sender's queues, declared by the sender itself, so a gateway that never
+    runs it (benchmarks, a deployment without webhooks) does not pile up copies nobody
+    reads. From its first start on they are durable. Declaring binds nothing: the event
+    queues are bound by `bind_webhook_queues`, only while some project has a webhook."""
+    for queue, exchange in WEBHOOK_EVENT_SOURCES:
+        await broker.declare_queue(queue)
+        await broker.declare_exchange(exchange)
     await broker.declare_queue(WEBHOOK_RETRIES_QUEUE)
     await broker.declare_queue(WEBHOOK_DEAD_LETTER_QUEUE)
     for delay in sorted(set(retry_delays_ms)):
         await broker.declare_queue(webhook_retry_queue(delay))
+
+
+async def bind_webhook_queues(broker: RabbitBroker, *, bound: bool) -> None:
+    """Bind (`bound`) or unbind the webhook sender's event queues to the exchanges they copy.
+
+    Idempotent both ways: binding a bound queue and unbinding an unbound one change nothing
+    (the broker answers OK to either), so any number of senders may assert it at every tick.
+    The routing key is the queue's name, the one every version bound them with (a fanout
+    ignores it, but an unbind must name the binding exactly). Not robust (aio-pika would
+    re-create a binding on reconnect from its memory, undoing a later unbind by another
+    sender): the broker keeps durable bindings itself, and the caller asserts the state again
+    at its next tick. Queues and exchanges must be declared (`declare_webhook_queues`)."""
+    for queue, exchange in WEBHOOK_EVENT_SOURCES:
+        declared = await broker.declare_queue(queue)
+        source = await broker.declare_exchange(exchange)
+        if bound:
+            await declared.bind(source, routing_key=queue.name, robust=False)
+        else:
+            await declared.unbind(source, routing_key=queue.name)

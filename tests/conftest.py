@@ -84,6 +84,28 @@ class RabbitAdmin:
     def delete_vhost(self, name: str) -> None:
         self._ctl("delete_vhost", name)
 
+    def bindings(self, amqp_url: str) -> set[tuple[str, str]]:
+        """(exchange, queue) of every binding on the vhost of `amqp_url` but the default exchange's."""
+        vhost = urlsplit(amqp_url).path.lstrip("/")
+        listed = subprocess.run(
+            [
+                *self.exec_prefix,
+                "rabbitmqctl",
+                "-q",
+                "list_bindings",
+                "-p",
+                vhost,
+                "source_name",
+                "destination_name",
+                "--no-table-headers",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        rows = (line.split("\t") for line in listed.splitlines())
+        return {(row[0], row[1]) for row in rows if len(row) == 2 and row[0]}
+
     def set_policy(self, amqp_url: str, name: str, pattern: str, definition: str, apply_to: str) -> None:
         """A policy on the vhost of `amqp_url` (a test's own), e.g. RabbitMQ 4's delivery limit."""
         vhost = urlsplit(amqp_url).path.lstrip("/")

@@ -11,12 +11,13 @@ from typing import Any
 
 from faststream import AckPolicy, FastStream
 from faststream.message import StreamMessage
-from faststream.rabbit import Channel, RabbitExchange, RabbitQueue
+from faststream.rabbit import Channel, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import TypeAdapter, ValidationError
 
 from services.webhooks.batcher import EventBatcher, NotDelivered
+from services.webhooks.bindings import EventBindings
 from services.webhooks.delivery import Deliverer
 from services.webhooks.endpoints import EndpointDirectory
 from services.webhooks.events import by_project, inbound_events, outcome_message_events, receipt_events
@@ -42,9 +43,6 @@ from shared.ops_server import OpsServer
 from shared.queue_depths import watch_queue_depths
 from shared.rabbitmq import PublishHealth, broker_ready, cluster_broker
 from shared.topology import (
-    INBOUND_EXCHANGE,
-    OUTCOMES_EXCHANGE,
-    RECEIPTS_EXCHANGE,
     WEBHOOK_DEAD_LETTER_QUEUE,
     WEBHOOK_INBOUND_QUEUE,
     WEBHOOK_OUTCOMES_QUEUE,
@@ -85,6 +83,7 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
     )
     policy = RetryPolicy(settings.webhooks_max_attempts, settings.webhooks_retry_delays_ms)
     endpoints = EndpointDirectory(settings.accounts_file)
+    bindings = EventBindings(broker, endpoints, metrics)
     client = WebhookClient(settings.webhooks_request_timeout_seconds)
     outbox = WebhookOutbox(broker, settings.webhooks_publish_timeout_seconds)
     slots = ProjectSlots(settings.webhooks_max_concurrent_per_project, settings.webhooks_max_waiting_events_per_project)
@@ -115,8 +114,9 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
         to_events: Callable[[Any], list[WebhookEvent]],
     ) -> None:
         if endpoints.empty():
-            # Nobody to tell: let it go unread. Reading a batch of outcomes to learn that
-            # cost more CPU per SMS than any other step of a gateway without webhooks.
+            # Nobody to tell: let it go unread (queued before the last webhook went; the
+            # queues are unbound meanwhile, bindings.py). Reading a batch of outcomes to
+            # learn that cost more CPU per SMS than any other step of a gateway without webhooks.
             await message.ack()
             return
         try:
@@ -148,10 +148,11 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
                 raise outcome
         await message.ack()
 
-    def source(queue: RabbitQueue, exchange: RabbitExchange) -> RabbitSubscriber:
+    def source(queue: RabbitQueue) -> RabbitSubscriber:
+        # No exchange here: FastStream would bind the queue at every start (and aio-pika
+        # re-bind it at every reconnect), whatever `bindings` asserts.
         return broker.subscriber(
             queue,
-            exchange,
             channel=Channel(prefetch_count=settings.webhooks_prefetch),
             ack_policy=AckPolicy.MANUAL,
             no_reply=True,
@@ -161,15 +162,15 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
     def current_message() -> RabbitMessage:
         return rabbitmq.current_message(broker)
 
-    @source(WEBHOOK_OUTCOMES_QUEUE, OUTCOMES_EXCHANGE)
+    @source(WEBHOOK_OUTCOMES_QUEUE)
     async def on_outcome(body: bytes) -> None:
         await take_events(current_message(), "outcomes", OUTCOME_MESSAGE, outcome_message_events)
 
-    @source(WEBHOOK_RECEIPTS_QUEUE, RECEIPTS_EXCHANGE)
+    @source(WEBHOOK_RECEIPTS_QUEUE)
     async def on_receipt(body: bytes) -> None:
         await take_events(current_message(), "receipts", RECEIPT, receipt_events)
 
-    @source(WEBHOOK_INBOUND_QUEUE, INBOUND_EXCHANGE)
+    @source(WEBHOOK_INBOUND_QUEUE)
     async def on_inbound(body: bytes) -> None:
         await take_events(current_message(), "inbound", INBOUND, inbound_events)
 
@@ -210,12 +211,15 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
         async def declare() -> None:
             await declare_topology(broker)
             await declare_webhook_queues(broker, policy.delays_in_use() or (settings.webhooks_retry_delays_ms[0],))
+            # Before the consumers start: a deployment an older version made has the
+            # bindings, and one without webhooks loses them here.
+            await bindings.assert_wanted()
 
         await connect_when_available(broker, declare)
 
     async def after_start() -> None:
         background.append(
-            asyncio.create_task(endpoints.watch(settings.accounts_reload_seconds), name="webhooks-accounts")
+            asyncio.create_task(bindings.watch(settings.accounts_reload_seconds), name="webhooks-accounts")
         )
         background.append(
             asyncio.create_task(

@@ -3,11 +3,12 @@
 The file is re-read as ingest and the dispatcher re-read it (`shared/accounts_reload.py`),
 so `rsms accounts set-webhook` takes effect within `RSMS_ACCOUNTS_RELOAD_SECONDS`; a file
 that does not parse is logged and ignored, and the last good endpoints stay in force.
+`bindings.py` re-reads it at each tick, and binds the sender's event queues only while
+some project has a webhook.
 """
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from shared.accounts import WebhookEndpoint
@@ -38,8 +39,3 @@ class EndpointDirectory:
         self._endpoints = {pid: p.webhook for pid, p in projects if p.webhook is not None}
         log.info("webhook_endpoints_loaded", projects=sorted(self._endpoints))
         return True
-
-    async def watch(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            self.reload()

@@ -53,6 +53,12 @@ class WebhooksMetrics:
             "Requests waiting for a receiver's answer.",
             registry=self.registry,
         )
+        self.events_bound = Gauge(
+            "rsms_webhooks_events_bound",
+            "1 while this sender keeps its event queues bound to the exchanges (some project has a "
+            "webhook), 0 while it keeps them unbound (events are not copied for webhooks).",
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "rsms_webhooks_queue_depth",
             "Messages ready in a webhook queue (lag, waiting retries, dead letters).",

@@ -28,6 +28,7 @@ from shared.topology import (
     INBOUND_EXCHANGE,
     OUTCOMES_EXCHANGE,
     RECEIPTS_EXCHANGE,
+    bind_webhook_queues,
     declare_topology,
     declare_webhook_queues,
 )
@@ -97,12 +98,16 @@ EXCHANGES = {
 
 
 @contextlib.asynccontextmanager
-async def publisher(amqp_url: str) -> AsyncIterator[RabbitBroker]:
+async def publisher(amqp_url: str, *, events_bound: bool = True) -> AsyncIterator[RabbitBroker]:
+    """A broker to publish events with, the sender's queues declared as a sender that ran
+    before would have left them: bound to the exchanges if it had a webhook to deliver to
+    (`events_bound`), else not bound (and not unbound: a sender running now decides)."""
     broker = RabbitBroker(amqp_url, logger=None)
     await broker.connect()
     await declare_topology(broker)
-    # As a sender that ran before would have left them (they are declared at its first start).
     await declare_webhook_queues(broker, ())
+    if events_bound:
+        await bind_webhook_queues(broker, bound=True)
     try:
         yield broker
     finally:
