@@ -14,7 +14,11 @@ publisher would find the queue gone; the command refuses while a queue has consu
 
 The webhook sender's queues are checked when they exist, and never created: the sender
 declares them itself (shared/topology.py, `declare_webhook_queues`), so a gateway that
-never ran it gets none from this command either.
+never ran it gets none from this command either. Where they exist, their event queues are
+left bound to the exchanges iff the accounts file (`RSMS_ACCOUNTS_FILE`, read as the sender
+reads it) gives some project a webhook, the rule the sender asserts itself
+(services/webhooks/bindings.py): a re-declared queue has lost its bindings, and a gateway
+with webhooks must not drop events for them between the migration and the sender's start.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from shared.rabbitmq import cluster_broker, connect_to_any
 from shared.settings import ServiceSettings
 from shared.topology import (
     RETRY_DELAYS_MS,
+    bind_webhook_queues,
     declare_topology,
     declare_webhook_queues,
     holding_queue,
@@ -117,9 +122,11 @@ async def migrate(
     queues: list[RabbitQueue],
     retry_delays_ms: tuple[int, ...],
     webhook_delays_ms: tuple[int, ...] | None = None,
+    webhook_events_bound: bool = False,
 ) -> list[QueueResult]:
     """Migrates `queues`; re-declares the topology, and the webhook sender's queues with
-    delay queues `webhook_delays_ms` unless None (the sender never ran here)."""
+    delay queues `webhook_delays_ms` unless None (the sender never ran here), their event
+    queues bound to the exchanges iff `webhook_events_bound`."""
     connection = await connect_to_any(amqp_url)
     try:
         states = await inspect(connection, queues)
@@ -136,7 +143,7 @@ async def migrate(
                 out[state.name] = await move_all(channel, state.name, holding.name)
                 await _delete_empty(channel, state.name)
         await channel.close()
-        await _declare_topology(amqp_url, retry_delays_ms, webhook_delays_ms)
+        await _declare_topology(amqp_url, retry_delays_ms, webhook_delays_ms, webhook_events_bound)
         # A fresh channel: RabbitMQ 3.10's channel keeps the state of a queue it published to,
         # and publishing to a classic queue re-declared as quorum under the same name on that
         # channel crashes it (function_clause in rabbit_classic_queue:update).
@@ -176,7 +183,10 @@ def _status(state: QueueState, *, moved_out: int, moved_back: int) -> str:
 
 
 async def _declare_topology(
-    amqp_url: str, retry_delays_ms: tuple[int, ...], webhook_delays_ms: tuple[int, ...] | None
+    amqp_url: str,
+    retry_delays_ms: tuple[int, ...],
+    webhook_delays_ms: tuple[int, ...] | None,
+    webhook_events_bound: bool,
 ) -> None:
     broker = cluster_broker(amqp_url)
     await broker.connect()
@@ -184,6 +194,7 @@ async def _declare_topology(
         await declare_topology(broker, retry_delays_ms=retry_delays_ms)
         if webhook_delays_ms is not None:
             await declare_webhook_queues(broker, webhook_delays_ms)
+            await bind_webhook_queues(broker, bound=webhook_events_bound)
     finally:
         await broker.stop()
 
@@ -210,6 +221,23 @@ def _webhook_delays() -> tuple[int, ...]:
 
     default = WebhooksSettings.model_fields["webhooks_retry_delays_ms"].default
     return tuple(sorted({*WebhooksSettings().webhooks_retry_delays_ms, *default}))
+
+
+def _webhook_events_wanted() -> tuple[bool, int]:
+    """Whether the sender's event queues are to be bound, as the sender decides it from the
+    accounts file it reads (`events_wanted`), and how many projects have a webhook there."""
+    from services.webhooks.bindings import events_wanted
+    from services.webhooks.endpoints import webhook_endpoints
+    from services.webhooks.settings import WebhooksSettings
+    from shared.accounts import AccountsError, load_accounts
+
+    path = WebhooksSettings().accounts_file
+    try:
+        endpoints = webhook_endpoints(load_accounts(path))
+        return events_wanted(endpoints), len(endpoints)
+    except AccountsError as error:
+        # Guessing either way could drop events (unbound) or keep a cost (bound): ask.
+        raise click.ClickException(f"{path}: {error}; fix the accounts file first") from error
 
 
 def existing_webhook_queues(
@@ -242,6 +270,7 @@ def migrate_topology(yes: bool, as_json: bool) -> None:
     kept = (d for d, state in zip(unused, found, strict=True) if state.exists or state.parked is not None)
     delays = tuple(sorted({*configured, *kept}))
     webhooks, webhook_delays = existing_webhook_queues(amqp_url, _webhook_delays())
+    events_bound, with_webhook = _webhook_events_wanted() if webhook_delays is not None else (False, 0)
     queues = topology_queues(delays) + webhooks
     pending = [s for s in asyncio.run(plan(amqp_url, queues)) if s.needs_work]
     if pending and not yes:
@@ -250,10 +279,16 @@ def migrate_topology(yes: bool, as_json: bool) -> None:
             f"Re-declare {len(pending)} queue(s), moving {waiting} message(s)? Every service must be stopped.",
             abort=True,
         )
-    results = asyncio.run(migrate(amqp_url, queues, delays, webhook_delays))
+    results = asyncio.run(migrate(amqp_url, queues, delays, webhook_delays, events_bound))
     print_table(
         ["queue", "moved", "status"],
         [[r.name, r.moved, r.status] for r in results],
         empty="No queues.",
         as_json=as_json,
     )
+    if webhook_delays is not None and not as_json:
+        click.echo(
+            f"Webhook event queues bound to their exchanges: {with_webhook} project(s) have a webhook."
+            if events_bound
+            else "Webhook event queues not bound: no project has a webhook (the sender binds them once one has)."
+        )

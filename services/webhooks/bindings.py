@@ -42,11 +42,13 @@ does not leave a deployment with webhooks unbound until its sender starts.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from faststream.rabbit import RabbitBroker
 
 from services.webhooks.endpoints import EndpointDirectory
 from services.webhooks.metrics import WebhooksMetrics
+from shared.accounts import WebhookEndpoint
 from shared.log import get_logger
 from shared.rabbitmq import AMQPError, ChannelInvalidStateError
 from shared.topology import bind_webhook_queues
@@ -54,9 +56,10 @@ from shared.topology import bind_webhook_queues
 log = get_logger(__name__)
 
 
-def events_wanted(directory: EndpointDirectory) -> bool:
-    """Whether the event queues should be bound: iff some project has a webhook."""
-    return not directory.empty()
+def events_wanted(webhooks: Mapping[str, WebhookEndpoint]) -> bool:
+    """Whether the event queues should be bound, from a directory of webhooks (project →
+    endpoint, `EndpointDirectory.endpoints` or `webhook_endpoints`): iff it names one."""
+    return len(webhooks) > 0
 
 
 class EventBindings:
@@ -70,7 +73,7 @@ class EventBindings:
 
     async def assert_wanted(self) -> None:
         """Bind or unbind as the directory says now. Raises what the broker raises."""
-        wanted = events_wanted(self._directory)
+        wanted = events_wanted(self._directory.endpoints)
         await bind_webhook_queues(self._broker, bound=wanted)
         if wanted != self._bound:
             log.info("webhooks.events_bound" if wanted else "webhooks.events_unbound")

@@ -9,13 +9,20 @@ some project has a webhook.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
-from shared.accounts import WebhookEndpoint
+from shared.accounts import AccountsFile, WebhookEndpoint
 from shared.accounts_reload import AccountsReloader
 from shared.log import get_logger
 
 log = get_logger(__name__)
+
+
+def webhook_endpoints(accounts: AccountsFile) -> dict[str, WebhookEndpoint]:
+    """Each project's webhook, of the projects that have one."""
+    return {pid: p.webhook for pid, p in accounts.projects.items() if p.webhook is not None}
 
 
 class EndpointDirectory:
@@ -27,6 +34,11 @@ class EndpointDirectory:
     def get(self, project: str) -> WebhookEndpoint | None:
         return self._endpoints.get(project)
 
+    @property
+    def endpoints(self) -> Mapping[str, WebhookEndpoint]:
+        """Project → webhook, as last loaded (read-only)."""
+        return MappingProxyType(self._endpoints)
+
     def empty(self) -> bool:
         """No project has a webhook: every event can be let go unread."""
         return not self._endpoints
@@ -35,7 +47,6 @@ class EndpointDirectory:
         """Re-read the file if it changed; True if new endpoints took effect."""
         if not self._file.reload():
             return False
-        projects = self._file.accounts.projects.items()
-        self._endpoints = {pid: p.webhook for pid, p in projects if p.webhook is not None}
+        self._endpoints = webhook_endpoints(self._file.accounts)
         log.info("webhook_endpoints_loaded", projects=sorted(self._endpoints))
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import aio_pika
 from click.testing import CliRunner, Result
@@ -29,6 +30,7 @@ from shared.topology import (
 )
 from tests.dispatcher.harness import make_job, numbers
 from tests.support.queues import depth, drain
+from tests.webhooks.support import write_accounts
 
 OLD_RETRY = "rsms.dispatch.retry.600000ms"
 
@@ -73,10 +75,11 @@ async def _declare_old_topology(amqp_url: str) -> None:
         await connection.close()
 
 
-async def _migrate(amqp_url: str, *args: str) -> Result:
-    return await asyncio.to_thread(
-        CliRunner().invoke, migrate_topology, ["--yes", "--json", *args], env={"RSMS_AMQP_URL": amqp_url}
-    )
+async def _migrate(amqp_url: str, *args: str, accounts_file: Path | None = None) -> Result:
+    env = {"RSMS_AMQP_URL": amqp_url}
+    if accounts_file is not None:  # else no webhook queue exists, and no accounts file is read
+        env["RSMS_ACCOUNTS_FILE"] = str(accounts_file)
+    return await asyncio.to_thread(CliRunner().invoke, migrate_topology, ["--yes", "--json", *args], env=env)
 
 
 async def test_migration_moves_every_message_and_leaves_the_new_arguments_and_a_second_run_does_nothing(
@@ -185,10 +188,13 @@ async def _declare_old_webhook_and_query_queues(amqp_url: str) -> None:
         await connection.close()
 
 
-async def test_the_classic_webhook_dead_letters_and_query_queue_move_to_quorum_without_losing_any(amqp_url) -> None:
+async def test_the_classic_webhook_dead_letters_and_query_queue_move_to_quorum_without_losing_any(
+    amqp_url, accounts_file: Path
+) -> None:
     await _declare_old_webhook_and_query_queues(amqp_url)
+    write_accounts(accounts_file, {"acme": ("https://acme.example/rsms-events", "whsec_" + "s" * 32)})
 
-    result = await _migrate(amqp_url)
+    result = await _migrate(amqp_url, accounts_file=accounts_file)
     assert result.exit_code == 0, result.output
     rows = {r["queue"]: (r["moved"], r["status"]) for r in json.loads(result.output)}
     assert rows[WEBHOOK_DEAD_LETTER_QUEUE.name] == (3, "migrated")
@@ -205,7 +211,39 @@ async def test_the_classic_webhook_dead_letters_and_query_queue_move_to_quorum_w
     states = await plan(amqp_url, [*topology_queues(), *webhook_queues(())])
     assert all(s.exists and s.current and s.parked is None for s in states), states
 
-    # The sender's bindings came back: an outcome published now reaches its queue too.
+    # A project has a webhook: the sender's bindings came back (as it would assert them), so
+    # an outcome published before the sender starts again reaches its queue too.
+    await _publish_outcome(amqp_url)
+    assert await depth(amqp_url, WEBHOOK_OUTCOMES_QUEUE.name) == 5
+    assert await depth(amqp_url, LEDGER_OUTCOMES_QUEUE.name) == 1
+
+    again = await _migrate(amqp_url, accounts_file=accounts_file)
+    assert again.exit_code == 0, again.output
+    assert {(r["moved"], r["status"]) for r in json.loads(again.output)} == {(0, "up to date")}
+
+
+async def test_without_webhooks_the_migrated_event_queues_are_left_unbound(amqp_url, accounts_file: Path) -> None:
+    """As the sender would leave them: no project has a webhook, so no copies (the older
+    version's bindings, lost with the re-declared queues, are not made again)."""
+    await _declare_old_webhook_and_query_queues(amqp_url)
+    write_accounts(accounts_file, {"acme": None})
+    result = await _migrate(amqp_url, accounts_file=accounts_file)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)  # --json: the table only
+    await _publish_outcome(amqp_url)
+    assert await depth(amqp_url, WEBHOOK_OUTCOMES_QUEUE.name) == 4  # the migrated ones, no copy
+    assert await depth(amqp_url, LEDGER_OUTCOMES_QUEUE.name) == 1
+
+    table = await asyncio.to_thread(
+        CliRunner().invoke,
+        migrate_topology,
+        ["--yes"],
+        env={"RSMS_AMQP_URL": amqp_url, "RSMS_ACCOUNTS_FILE": str(accounts_file)},
+    )
+    assert table.exit_code == 0 and "Webhook event queues not bound: no project has a webhook" in table.output
+
+
+async def _publish_outcome(amqp_url: str) -> None:
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
@@ -213,12 +251,6 @@ async def test_the_classic_webhook_dead_letters_and_query_queue_move_to_quorum_w
         await exchange.publish(aio_pika.Message(b'{"n": 99}'), "")
     finally:
         await connection.close()
-    assert await depth(amqp_url, WEBHOOK_OUTCOMES_QUEUE.name) == 5
-    assert await depth(amqp_url, LEDGER_OUTCOMES_QUEUE.name) == 1
-
-    again = await _migrate(amqp_url)
-    assert again.exit_code == 0, again.output
-    assert {(r["moved"], r["status"]) for r in json.loads(again.output)} == {(0, "up to date")}
 
 
 async def test_a_gateway_that_never_ran_the_webhook_sender_gets_none_of_its_queues(amqp_url) -> None:

@@ -19,13 +19,17 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import rsms
+from shared import accounts as store
 from shared.contracts import OutcomeBatch
 from shared.topology import (
+    LEDGER_OUTCOMES_QUEUE,
     OUTCOMES_EXCHANGE,
     WEBHOOK_DEAD_LETTER_QUEUE,
+    WEBHOOK_EVENT_SOURCES,
     WEBHOOK_INBOUND_QUEUE,
     WEBHOOK_OUTCOMES_QUEUE,
     WEBHOOK_RECEIPTS_QUEUE,
+    bind_webhook_queues,
 )
 from tests.support.queues import depth
 from tests.webhooks.receiver import Receiver, free_port
@@ -43,6 +47,7 @@ from tests.webhooks.support import (
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {name: f"whsec_test_secret_of_{name}" for name in ("acme", "flaky", "stuck", "fine")}
+EVENT_BINDINGS = {(exchange.name, queue.name) for queue, exchange in WEBHOOK_EVENT_SOURCES}
 
 
 async def eventually(probe: Callable[[], Awaitable[T] | T], what: str, within: float = 30.0) -> T:
@@ -273,16 +278,96 @@ async def test_a_sender_killed_mid_request_loses_nothing(
     assert {e["recipient"] for e in taken} == {f"+47940000{i:02d}" for i in range(3)}
 
 
-async def test_without_any_webhook_events_are_let_go_unread(amqp_url: str, accounts_file: Path) -> None:
+async def bound_event_queues(rabbit_admin: Any, amqp_url: str) -> set[tuple[str, str]]:
+    """(exchange, queue) of the sender's event queues bound on the broker now."""
+    bindings: set[tuple[str, str]] = await asyncio.to_thread(rabbit_admin.bindings, amqp_url)
+    return bindings & EVENT_BINDINGS
+
+
+def event_queues_bound(rabbit_admin: Any, amqp_url: str, bound: bool) -> Callable[[], Awaitable[bool]]:
+    """A probe for `eventually`: all three event queues bound (`bound`), or none."""
+
+    async def probe() -> bool:
+        return await bound_event_queues(rabbit_admin, amqp_url) == (EVENT_BINDINGS if bound else set())
+
+    return probe
+
+
+async def test_events_are_copied_for_webhooks_only_while_a_project_has_one(
+    amqp_url: str, accounts_file: Path, receiver: Receiver, rabbit_admin: Any
+) -> None:
+    write_accounts(accounts_file, {"acme": None})
+    settings = sender_settings(amqp_url, accounts_file)
+    async with publisher(amqp_url, events_bound=False) as broker:
+        async with running_sender(settings):
+            assert await bound_event_queues(rabbit_admin, amqp_url) == set()
+        # Stopped, so nothing would take a copy off its queue; a confirmed publish on a
+        # fanout has reached every queue bound to it.
+        await publish(broker, outcome("acme", {"+4790000001": "sent"}))
+        assert await depth(amqp_url, WEBHOOK_OUTCOMES_QUEUE.name) == 0
+        assert await depth(amqp_url, LEDGER_OUTCOMES_QUEUE.name) == 1  # the ledger's copy, as ever
+
+        async with running_sender(settings):
+            with store.editing(accounts_file) as data:
+                store.set_webhook(data, "acme", receiver.url("acme"), SECRETS["acme"])
+            await eventually(event_queues_bound(rabbit_admin, amqp_url, True), "bound after the reload")
+            sent = outcome("acme", {"+4790000002": "sent"})
+            await publish(broker, sent)
+            [event] = await eventually(lambda: receiver.events("acme"), "the event at the receiver")
+            assert (event["type"], event["messageId"]) == ("message.sent", str(sent.message_id))
+
+            with store.editing(accounts_file) as data:
+                store.remove_webhook(data, "acme")
+            await eventually(event_queues_bound(rabbit_admin, amqp_url, False), "unbound after the reload")
+        await publish(broker, outcome("acme", {"+4790000003": "sent"}))
+        assert await depth(amqp_url, WEBHOOK_OUTCOMES_QUEUE.name) == 0
+        assert await depth(amqp_url, LEDGER_OUTCOMES_QUEUE.name) == 3
+    assert len(receiver.events("acme")) == 1 and receiver.rejected == []
+
+
+async def test_every_sender_asserts_the_bindings_at_every_tick(
+    amqp_url: str, accounts_file: Path, receiver: Receiver, rabbit_admin: Any
+) -> None:
+    """Two senders on one accounts file. Whatever another sender asserted meanwhile (one
+    that has not read an edit yet), each asserts its own view again at its next tick, the
+    file changed or not, so they converge."""
+    configure(accounts_file, receiver, ["acme"])
+    async with (
+        publisher(amqp_url, events_bound=False) as broker,
+        running_sender(sender_settings(amqp_url, accounts_file)),
+        running_sender(sender_settings(amqp_url, accounts_file)),
+    ):
+        assert await bound_event_queues(rabbit_admin, amqp_url) == EVENT_BINDINGS  # at their start
+        await bind_webhook_queues(broker, bound=False)  # a sender that still sees no webhook
+        await eventually(event_queues_bound(rabbit_admin, amqp_url, True), "bound again")
+
+        with store.editing(accounts_file) as data:
+            store.remove_webhook(data, "acme")
+        await eventually(event_queues_bound(rabbit_admin, amqp_url, False), "unbound by both")
+        await bind_webhook_queues(broker, bound=True)  # a sender that still sees acme's webhook
+        await eventually(event_queues_bound(rabbit_admin, amqp_url, False), "unbound again")
+
+
+async def test_an_older_versions_bindings_go_at_the_first_start_without_webhooks(
+    amqp_url: str, accounts_file: Path, rabbit_admin: Any
+) -> None:
+    """Every version before bound the queues at the sender's start. The first start of this
+    one without webhooks unbinds them; what was queued meanwhile is let go unread."""
     write_accounts(accounts_file, {"quiet": None})
-    async with running_sender(sender_settings(amqp_url, accounts_file)), publisher(amqp_url) as broker:
+    async with publisher(amqp_url, events_bound=True) as broker:  # as the older version left them
         await publish(broker, outcome("quiet", {"+4790000009": "sent"}), receipt("quiet"), inbound("quiet"))
         # Not even parsed: a body no version reads goes too, and no dead letter is made of it.
         await broker.publish(b"{not json", exchange=OUTCOMES_EXCHANGE, persist=True)
+        assert await depth(amqp_url, WEBHOOK_OUTCOMES_QUEUE.name) == 2
 
-        async def drained() -> bool:
-            queues = (WEBHOOK_OUTCOMES_QUEUE, WEBHOOK_RECEIPTS_QUEUE, WEBHOOK_INBOUND_QUEUE)
-            return all([await depth(amqp_url, queue.name) == 0 for queue in queues])
+        async with running_sender(sender_settings(amqp_url, accounts_file)):
+            assert await bound_event_queues(rabbit_admin, amqp_url) == set()
 
-        await eventually(drained, "the sender's queues drained")
+            async def drained() -> bool:
+                queues = (WEBHOOK_OUTCOMES_QUEUE, WEBHOOK_RECEIPTS_QUEUE, WEBHOOK_INBOUND_QUEUE)
+                return all([await depth(amqp_url, queue.name) == 0 for queue in queues])
+
+            await eventually(drained, "the sender's queues drained")
+        await publish(broker, outcome("quiet", {"+4790000010": "sent"}))
+        assert await depth(amqp_url, WEBHOOK_OUTCOMES_QUEUE.name) == 0
     assert await depth(amqp_url, WEBHOOK_DEAD_LETTER_QUEUE.name) == 0
