@@ -207,9 +207,10 @@ class System:
 
 
 RSMS_ALL_SERVICES = ("ingest", "dispatcher", "ledger", "webhooks", "provider-sim")
-"""Every service `rsms up` starts, each counted: the webhook sender takes its copy of every
-outcome event even when no project has a webhook (the simulator idles: RSMS sends over
-SMPP to the sink here)."""
+"""Every service `rsms up` starts, each counted: the webhook sender too, though no project
+has a webhook here, so its event queues are unbound and it gets no copies (it took and
+acked every outcome message unread before; the simulator idles: RSMS sends over SMPP to
+the sink here)."""
 
 
 class Rsms(System):

@@ -243,6 +243,18 @@ async def test_without_webhooks_the_migrated_event_queues_are_left_unbound(amqp_
     assert table.exit_code == 0 and "Webhook event queues not bound: no project has a webhook" in table.output
 
 
+async def test_an_accounts_file_that_does_not_parse_stops_it_before_anything_moves(
+    amqp_url, accounts_file: Path
+) -> None:
+    """Bound or not is read from the accounts file; a guess could drop events or keep a cost."""
+    await _declare_old_webhook_and_query_queues(amqp_url)
+    await asyncio.to_thread(accounts_file.write_text, "projects = [not toml")
+    result = await _migrate(amqp_url, accounts_file=accounts_file)
+    assert result.exit_code == 1 and "fix the accounts file first" in result.output
+    assert await depth(amqp_url, WEBHOOK_OUTCOMES_QUEUE.name) == 4  # where it was, not migrated
+    assert not (await plan(amqp_url, [WEBHOOK_OUTCOMES_QUEUE]))[0].current
+
+
 async def _publish_outcome(amqp_url: str) -> None:
     connection = await aio_pika.connect(amqp_url)
     try:
