@@ -62,7 +62,12 @@ asserted by every webhook sender at its start and at every accounts-file reload 
 (services/webhooks/bindings.py): bound iff its directory of webhooks is non-empty. An
 event published while they are unbound is not copied for webhooks at all (the same as an
 event of a project without a webhook, which the sender always let go); the queues stay
-declared and durable, and what is already on them is still consumed.
+declared and durable, and what is already on them is still consumed. Several senders read
+one accounts file; binding and unbinding are idempotent, and since each re-asserts its view
+at every tick, they agree again within a tick of the last one reading an edit. Upgrading:
+the bindings every older version made go at this version's first start when no project
+has a webhook, and `rsms migrate-topology` applies the same rule to the queues it
+re-declares (reading `RSMS_ACCOUNTS_FILE` as the sender does).
 """
 
 from __future__ import annotations
