@@ -54,10 +54,10 @@ class Outcomes:
         self._reads_per_minute = reads_per_minute
 
     def observe(self, endpoint: str, code: str, progress: RequestProgress | None) -> None:
-        self.metrics.requests.labels(endpoint, code).inc()
+        self.metrics.requests_of(endpoint, code).inc()
         started = progress.started if progress is not None else None
         if started is not None:
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+            self.metrics.latency_of(endpoint).observe(time.perf_counter() - started)
 
     def rate_headers(self, progress: RequestProgress | None) -> dict[str, str]:
         decision: RateDecision | None = progress.decision if progress is not None else None

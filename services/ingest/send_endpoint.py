@@ -126,7 +126,7 @@ class SendEndpoint:
             stored = await send_service.accept(caller, admission, headers.get(b"idempotency-key"))
         assert parsed is not None
         outcomes = self._outcomes
-        outcomes.metrics.accepted_recipients.labels(caller.project_id, "yes" if caller.test else "no").inc(
+        outcomes.metrics.accepted_recipients_of(caller.project_id, "yes" if caller.test else "no").inc(
             len(parsed.recipients)
         )
         outcomes.observe(SEND_PATH, "OK", progress)
