@@ -21,7 +21,6 @@ from services.ingest.access import AccessControl
 from services.ingest.account_store import AccountStore
 from services.ingest.api_reference import docs_asset, swagger_ui
 from services.ingest.asgi_entry import IngestApp
-from services.ingest.body_deadlines import BodyDeadlines
 from services.ingest.errors import Outcomes, handle_gateway_error, handle_http_exception, handle_unexpected
 from services.ingest.http_limits import check_request_header_size
 from services.ingest.idempotency import IdempotencyStore
@@ -115,7 +114,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
                 send_service,
                 outcomes,
                 max_body_bytes=settings.max_body_bytes,
-                body_deadlines=BodyDeadlines(settings.body_timeout_seconds),
+                body_timeout_seconds=settings.body_timeout_seconds,
                 max_header_bytes=settings.max_header_bytes,
             ),
             accepted=accepted,

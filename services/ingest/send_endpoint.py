@@ -19,7 +19,6 @@ from collections.abc import Iterable
 
 from litestar.types import HTTPScope, Receive, Send
 
-from services.ingest.body_deadlines import BodyDeadlines
 from services.ingest.entry_checks import RequestProgress, admitted, identify
 from services.ingest.errors import Answer, Outcomes
 from services.ingest.http_limits import (
@@ -68,13 +67,13 @@ class SendEndpoint:
         outcomes: Outcomes,
         *,
         max_body_bytes: int,
-        body_deadlines: BodyDeadlines,
+        body_timeout_seconds: float,
         max_header_bytes: int,
     ) -> None:
         self._send_service = send_service
         self._outcomes = outcomes
         self._max_body_bytes = max_body_bytes
-        self._body_deadlines = body_deadlines
+        self._body_timeout_seconds = body_timeout_seconds
         self._max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: HTTPScope, headers: RequestHeaders, receive: Receive, send: Send) -> None:
@@ -117,7 +116,7 @@ class SendEndpoint:
             headers.get(b"content-type"),
             receive,
             self._max_body_bytes,
-            self._body_deadlines,
+            self._body_timeout_seconds,
             NumberPolicy.of(caller.project),
         )
         async with admitted(progress, send_service, caller, parsed) as admission:
