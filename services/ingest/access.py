@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from litestar import Request
 
 from services.ingest.account_store import AccountStore, Caller
 from services.ingest.client_ip import Network, client_ip
@@ -24,8 +21,9 @@ class AccessControl:
     def default_limits(self) -> Limits:
         return self._defaults
 
-    def authenticate(self, request: Request[Any, Any, Any]) -> Caller:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    def authenticate(self, authorization: str | None) -> Caller:
+        """The caller whose key the Authorization header's value carries (Bearer)."""
+        scheme, _, key = (authorization or "").partition(" ")
         caller = self._accounts.authenticate(key.strip()) if scheme.lower() == "bearer" else None
         if caller is None:
             raise GatewayError(ErrorCode.UNAUTHORIZED)
@@ -34,12 +32,13 @@ class AccessControl:
             raise GatewayError(ErrorCode.FORBIDDEN, "Project is suspended; contact your administrator")
         return caller
 
-    def check_ip(self, request: Request[Any, Any, Any], caller: Caller) -> None:
+    def check_ip(self, caller: Caller, peer: str, forwarded_for: Sequence[str]) -> None:
+        """`peer` is the socket's address ("" when the server gave none), `forwarded_for`
+        every X-Forwarded-For line of the request, in order: a client's forged line may
+        come before the proxy's."""
         if not caller.project.ip_allowlist:
             return
-        peer = request.client.host if request.client else ""
-        # Every line of the header, in order: a client's forged line may come before the proxy's.
-        ip = client_ip(peer, request.headers.getall("x-forwarded-for", []), self._trusted_proxies)
+        ip = client_ip(peer, forwarded_for, self._trusted_proxies)
         if ip is None or not caller.ip_allowed(ip):
             raise GatewayError(ErrorCode.IP_NOT_WHITELISTED)
 

@@ -1,4 +1,5 @@
-"""The ingest service's composition root: builds the Litestar app and wires its parts."""
+"""The ingest service's composition root: builds the app (Litestar, with the send endpoint
+in front: `asgi_entry.py`) and wires its parts."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from services.ingest.accepted import AcceptedMessages
 from services.ingest.access import AccessControl
 from services.ingest.account_store import AccountStore
 from services.ingest.api_reference import docs_asset, swagger_ui
-from services.ingest.errors import handle_client_left, handle_gateway_error, handle_http_exception, handle_unexpected
-from services.ingest.http_limits import ClientLeft, check_header_size
+from services.ingest.asgi_entry import IngestApp
+from services.ingest.errors import Outcomes, handle_gateway_error, handle_http_exception, handle_unexpected
+from services.ingest.http_limits import check_request_header_size
 from services.ingest.idempotency import IdempotencyStore
 from services.ingest.metrics import IngestMetrics
 from services.ingest.openapi import SECURITY_COMPONENTS
@@ -30,6 +32,7 @@ from services.ingest.publisher import JobPublisher
 from services.ingest.ratelimit import Limits, RateLimiter
 from services.ingest.routes import message_status, send_sms, usage
 from services.ingest.send import SendService
+from services.ingest.send_endpoint import SendEndpoint
 from services.ingest.settings import IngestSettings
 from shared.broker_connection import connect_when_available
 from shared.errors import GatewayError
@@ -49,6 +52,11 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
     if settings is None:
         settings = IngestSettings()
         configure_logging("ingest", settings.log_level, settings.log_format)
+    outcomes = Outcomes(
+        IngestMetrics(),
+        requests_per_minute=settings.requests_per_minute,
+        reads_per_minute=settings.reads_per_minute,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -101,8 +109,14 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             accepted=accepted,
         )
         app.state.update(
-            access=access,
             send_service=send_service,
+            send_endpoint=SendEndpoint(
+                send_service,
+                outcomes,
+                max_body_bytes=settings.max_body_bytes,
+                body_timeout_seconds=settings.body_timeout_seconds,
+                max_header_bytes=settings.max_header_bytes,
+            ),
             accepted=accepted,
             redis=redis,
             broker=broker,
@@ -128,33 +142,28 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             await broker.stop()
             await redis.aclose()
 
-    return Litestar(
+    return IngestApp(
         route_handlers=[send_sms, message_status, usage, docs_asset, health_live, health_ready],
         dependencies={
-            "access": Provide(_state("access"), sync_to_thread=False),
             "send_service": Provide(_state("send_service"), sync_to_thread=False),
             "ledger": Provide(_state("ledger"), sync_to_thread=False),
             "accepted": Provide(_state("accepted"), sync_to_thread=False),
         },
         exception_handlers={
             GatewayError: handle_gateway_error,
-            ClientLeft: handle_client_left,
             HTTPException: handle_http_exception,
             Exception: handle_unexpected,
         },
         lifespan=[lifespan],
         state=State(
             {
-                "metrics": IngestMetrics(),
+                "outcomes": outcomes,
                 "max_body_bytes": settings.max_body_bytes,
-                "body_timeout_seconds": settings.body_timeout_seconds,
                 "max_header_bytes": settings.max_header_bytes,
-                "default_requests_per_minute": settings.requests_per_minute,
-                "default_reads_per_minute": settings.reads_per_minute,
             }
         ),
         request_max_body_size=settings.max_body_bytes,
-        before_request=check_header_size,
+        before_request=check_request_header_size,
         openapi_config=OpenAPIConfig(
             title="RSMS Gateway API",
             version="1.0.0",

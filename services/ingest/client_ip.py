@@ -9,7 +9,7 @@ Network = IPv4Network | IPv6Network
 Address = IPv4Address | IPv6Address
 
 
-def client_ip(peer: str, forwarded_for: list[str], trusted_proxies: Sequence[Network]) -> Address | None:
+def client_ip(peer: str, forwarded_for: Sequence[str], trusted_proxies: Sequence[Network]) -> Address | None:
     """Walk X-Forwarded-For from the right while the hop is a trusted proxy.
 
     `forwarded_for` is every X-Forwarded-For line of the request, in the order received:

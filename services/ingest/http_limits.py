@@ -11,9 +11,11 @@ deliver its body. (The server itself bounds the time to send the headers.)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any, cast
 
 from litestar import Request
+from litestar.types import Receive
 
 from services.ingest.number_policy import NumberPolicy
 from services.ingest.validation import SendRequest, parse_send_request
@@ -35,17 +37,21 @@ class ClientLeft(Exception):
 HTTP_431_HEADERS_TOO_LARGE = 431
 
 
-async def check_header_size(request: Request[Any, Any, Any]) -> None:
+def check_header_size(headers: Iterable[tuple[bytes, bytes]], limit: int) -> None:
     """Headers over the limit get the contract's error shape from here. (The server answers
     headers over its own, larger buffer with an empty 431 of its own: no request reaches
     the app then.)"""
-    limit: int = request.app.state.max_header_bytes
-    if sum(len(name) + len(value) for name, value in request.scope["headers"]) > limit:
+    if sum(len(name) + len(value) for name, value in headers) > limit:
         raise GatewayError(
             ErrorCode.VALIDATION_ERROR,
             f"Request headers exceed the maximum size of {limit // 1024} KB",
             status=HTTP_431_HEADERS_TOO_LARGE,
         )
+
+
+async def check_request_header_size(request: Request[Any, Any, Any]) -> None:
+    """`check_header_size` as the Litestar routes' `before_request` hook."""
+    check_header_size(request.scope["headers"], request.app.state.max_header_bytes)
 
 
 def too_large(max_bytes: int) -> GatewayError:
@@ -81,18 +87,19 @@ def content_type_error(content_type: str | None) -> GatewayError | None:
     )
 
 
-async def read_body(request: Request[Any, Any, Any], max_bytes: int, time_limit: float) -> bytes:
+async def read_body(receive: Receive, max_bytes: int, time_limit: float) -> bytes:
     """The whole body, at most `max_bytes` (else 413) within `time_limit` seconds (else 408).
 
     Raises `ClientLeft` when the body ends early. Read from the ASGI messages directly:
-    Litestar's own reader turns a disconnect into a 500.
+    Litestar's own reader turns a disconnect into a 500 (and the send endpoint has no
+    Litestar request: `send_endpoint.py`).
     """
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(time_limit):
             while True:
-                message = await request.receive()
+                message = await receive()
                 if message["type"] == "http.disconnect":
                     raise ClientLeft
                 chunk = cast(bytes, message.get("body", b""))
@@ -112,17 +119,17 @@ async def read_body(request: Request[Any, Any, Any], max_bytes: int, time_limit:
 
 
 async def receive_send_request(
-    request: Request[Any, Any, Any], max_bytes: int, time_limit: float, policy: NumberPolicy
+    content_type: str | None, receive: Receive, max_bytes: int, time_limit: float, policy: NumberPolicy
 ) -> tuple[SendRequest | None, GatewayError | None]:
     """The parsed request, or the payload error that the admission step will answer with
     (so a malformed body counts against the limits like any other request).
 
     Raises what ends the request at once: 408, 413, `ClientLeft`.
     """
-    wrong_type = content_type_error(request.headers.get("content-type"))
+    wrong_type = content_type_error(content_type)
     if wrong_type is not None:
         return None, wrong_type
-    body = await read_body(request, max_bytes, time_limit)
+    body = await read_body(receive, max_bytes, time_limit)
     try:
         return parse_send_request(body, policy=policy), None
     except GatewayError as error:  # answered once the request is counted: no free pass

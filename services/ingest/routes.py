@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -15,13 +13,9 @@ from litestar.params import FromPath, QueryParameter
 from redis.exceptions import RedisError
 
 from services.ingest.accepted import AcceptedMessages
-from services.ingest.access import AccessControl
 from services.ingest.account_store import Caller
-from services.ingest.admission import Admission, RateLimited
-from services.ingest.errors import observe
-from services.ingest.http_limits import declared_too_large, receive_send_request, too_large
-from services.ingest.metrics import IngestMetrics
-from services.ingest.number_policy import NumberPolicy
+from services.ingest.entry_checks import RequestProgress, admitted, identify
+from services.ingest.errors import UNMATCHED, Outcomes, as_response
 from services.ingest.openapi import (
     SEND_ERRORS,
     STATUS_ERRORS,
@@ -32,7 +26,7 @@ from services.ingest.openapi import (
 )
 from services.ingest.schemas import MessageStatusResponse, SendResponse, UsageResponse
 from services.ingest.send import SendService
-from services.ingest.validation import SendRequest
+from services.ingest.send_endpoint import RequestHeaders, SendEndpoint
 from shared.errors import ErrorCode, GatewayError
 from shared.ledger_queries import (
     LedgerQueries,
@@ -47,20 +41,6 @@ Body = TypeVar("Body")
 REDIS_UNAVAILABLE_FOR_READS = "Message status is unavailable (Redis unreachable). Retry shortly"
 
 
-async def identify(
-    request: AnyRequest, access: AccessControl, send_service: SendService, *, read: bool = False
-) -> Caller:
-    """The key, project and IP checks every API endpoint starts with."""
-    request.state.started = time.perf_counter()
-    caller = access.authenticate(request)
-    try:
-        access.check_ip(request, caller)
-    except GatewayError:
-        request.state.rate_decision = await send_service.usage(caller, read=read)
-        raise
-    return caller
-
-
 @post(
     "/api/v1/sms/send",
     summary="Send SMS",
@@ -72,74 +52,39 @@ async def identify(
     status_code=200,
 )
 async def send_sms(request: AnyRequest) -> Response[SendResponse]:
-    # The send service from the app's state (where the lifespan put it), not through
-    # Litestar's DI: resolving even one dependency per request cost the hot path ~3% of its
-    # CPU (two or more: an anyio task group a request, ~4% more).
-    state = request.app.state
-    send_service: SendService = state.send_service
-    if declared_too_large(request.headers.get("content-length"), state.max_body_bytes):
-        raise too_large(state.max_body_bytes)
-    # The key from the headers first: a request without one is answered before its body is
-    # read, so nobody without a key can hold a connection open by sending it slowly.
-    caller = await identify(request, send_service.access, send_service)
-    parsed, invalid = await receive_send_request(
-        request, state.max_body_bytes, state.body_timeout_seconds, NumberPolicy.of(caller.project)
+    """The send endpoint as the OpenAPI document describes it. The app hands a POST to
+    exactly this path to `SendEndpoint` before Litestar routes it (`asgi_entry.py`); what
+    Litestar routes here (the path with a trailing slash, say) gets the same answer from
+    the same code."""
+    endpoint: SendEndpoint = request.app.state.send_endpoint
+    client = request.client
+    answer = await endpoint.answer(
+        RequestHeaders(request.scope["headers"]), client.host if client else "", request.url.path, request.receive
     )
-    async with admitted(request, send_service, caller, parsed) as admission:
-        if invalid is not None:
-            raise invalid
-        stored = await send_service.accept(caller, admission, request.headers.get("idempotency-key"))
-    metrics: IngestMetrics = request.app.state.metrics
-    label = "yes" if caller.test else "no"
-    assert parsed is not None
-    metrics.accepted_recipients.labels(caller.project_id, label).inc(len(parsed.recipients))
-    observe(request, "OK")
-    return Response(
-        # Encoded once (and replayed as is for an Idempotency-Key): the bytes of a SendResponse.
-        content=stored.body,  # type: ignore[arg-type]
-        status_code=stored.status,
-        media_type=MediaType.JSON,
-        headers=admission.rate.headers(),
-    )
-
-
-@asynccontextmanager
-async def admitted(
-    request: AnyRequest,
-    send_service: SendService,
-    caller: Caller,
-    parsed: SendRequest | None = None,
-    *,
-    read: bool = False,
-) -> AsyncIterator[Admission]:
-    """The admission bracket: count the request against its limits (a read against the
-    key's read limit), then, however the request ends, give back what it holds (its
-    concurrency slot, an unused spend)."""
-    try:
-        admission = await (send_service.admit_read(caller) if read else send_service.admit(caller, parsed))
-    except RateLimited as exc:
-        request.state.rate_decision = exc.decision
-        raise
-    request.state.rate_decision = admission.rate
-    try:
-        yield admission
-    finally:
-        await send_service.release(admission)
+    return as_response(answer)
 
 
 async def _answer_read(
     request: AnyRequest,
-    access: AccessControl,
     send_service: SendService,
     read: Callable[[Caller], Awaitable[Body]],
 ) -> Response[Body]:
     """Reads pass the same key and IP checks as sends, and count against the key's read
     limit (its own, so polling a status never takes a send's place)."""
-    request.state.read = True  # the rate-limit headers of any answer describe the read window
-    caller = await identify(request, access, send_service, read=True)
-    async with admitted(request, send_service, caller, read=True) as admission:
+    # The rate-limit headers of any answer describe the read window (`errors.py` reads it).
+    progress = request.state.progress = RequestProgress(read=True)
+    client = request.client
+    caller = await identify(
+        progress,
+        send_service,
+        request.headers.get("authorization"),
+        client.host if client else "",
+        request.headers.getall("x-forwarded-for", []),
+    )
+    async with admitted(progress, send_service, caller) as admission:
         body = await read(caller)
-    observe(request, "OK")
+    outcomes: Outcomes = request.app.state.outcomes
+    outcomes.observe(request.scope.get("path_template") or UNMATCHED, "OK", progress)
     return Response(body, media_type=MediaType.JSON, headers=admission.rate.headers())
 
 
@@ -157,7 +102,6 @@ async def _answer_read(
 async def message_status(
     request: AnyRequest,
     messageId: FromPath[str],  # the contract's name for it
-    access: NamedDependency[AccessControl],
     send_service: NamedDependency[SendService],
     ledger: NamedDependency[LedgerQueries],
     accepted: NamedDependency[AcceptedMessages],
@@ -178,7 +122,7 @@ async def message_status(
                 raise GatewayError(ErrorCode.INTERNAL_ERROR, REDIS_UNAVAILABLE_FOR_READS, retry_after=1) from exc
         return msgspec.convert(message_status_body(report), MessageStatusResponse)
 
-    return await _answer_read(request, access, send_service, read)
+    return await _answer_read(request, send_service, read)
 
 
 @get(
@@ -194,7 +138,6 @@ async def message_status(
 )
 async def usage(
     request: AnyRequest,
-    access: NamedDependency[AccessControl],
     send_service: NamedDependency[SendService],
     ledger: NamedDependency[LedgerQueries],
     date_from: Annotated[str | None, QueryParameter(name="from", description="First day, YYYY-MM-DD")] = None,
@@ -206,4 +149,4 @@ async def usage(
         report = await ledger.usage(caller.project_id, params.date_from, params.date_to, params.group_by)
         return msgspec.convert(usage_body(report, params, send_service.currency), UsageResponse)
 
-    return await _answer_read(request, access, send_service, read)
+    return await _answer_read(request, send_service, read)

@@ -198,13 +198,14 @@ class SendService:
             accepted_at=accepted_at,
         )
         await self._publisher.publish(job)
+        message_id_text = str(job.message_id)
         admission.keep_spend()
         # Written with the release, before the 200 is sent: a status read right after the
         # 200 finds the message even before the ledger has recorded it.
         admission.leave(self._accepted.write_of(job))
         log.info(
             "sms_accepted",
-            message_id=str(job.message_id),
+            message_id=message_id_text,
             project=job.project,
             key_id=job.key_id,
             tag=job.tag,
@@ -216,7 +217,7 @@ class SendService:
         body = SendResponse(
             success=True,
             data=SendResult(
-                message_id=str(job.message_id),
+                message_id=message_id_text,
                 recipient_count=len(job.recipients),
                 sms_segments_per_recipient=plan.segments.segments,
                 total_sms_segments=plan.segments.segments * len(job.recipients),
