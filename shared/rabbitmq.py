@@ -279,7 +279,7 @@ async def consume_direct_replies(broker: RabbitBroker, on_reply: Callable[[str, 
     async def deliver(message: AbstractIncomingMessage) -> None:
         on_reply(message.correlation_id or "", message.body)
 
-    return RawConsumer(replies, await replies.consume(deliver, no_ack=True))
+    return RawConsumer(replies, await replies.consume(deliver, no_ack=True), deliver, no_ack=True)
 
 
 # --- the raw consumer ---------------------------------------------------------------
@@ -302,20 +302,49 @@ RawDelivery = AbstractIncomingMessage
 @dataclass
 class RawConsumer:
     queue: AbstractQueue
-    consumer_tag: str
+    consumer_tag: str | None
+    """None while paused (or cancelled)."""
+    on_delivery: Callable[[RawDelivery], Awaitable[None]]
+    no_ack: bool = False
 
     async def cancel(self) -> None:
         """No more deliveries (those unsettled stay with the caller to settle)."""
-        if not self.queue.channel.is_closed:
+        if self.consumer_tag is not None and not self.queue.channel.is_closed:
             await self.queue.cancel(self.consumer_tag)
+        self.consumer_tag = None
+
+    async def pause(self) -> bool:
+        """No more deliveries until `resume`; False when it was paused already. Deliveries
+        the broker sent before it took the cancel still arrive (the caller hands them back).
+        aio-pika's robust queue forgets the consumer before it sends the cancel, so a
+        reconnect meanwhile does not consume again; on a closed channel this raises
+        (ChannelInvalidStateError, a RuntimeError) and the consumer stays forgotten."""
+        if self.consumer_tag is None:
+            return False
+        tag, self.consumer_tag = self.consumer_tag, None
+        await self.queue.cancel(tag)
+        return True
+
+    async def resume(self) -> bool:
+        """Deliveries again, to the same callback, after `pause`; False when not paused.
+        Raises on a closed channel (mid-reconnect): call again."""
+        if self.consumer_tag is not None:
+            return False
+        self.consumer_tag = await self.queue.consume(self.on_delivery, no_ack=self.no_ack)
+        return True
+
+    def attached(self) -> bool:
+        return consumer_attached(self.queue, self.consumer_tag)
 
 
 async def consume_raw(
     broker: RabbitBroker, queue_name: str, channel: Channel, on_delivery: Callable[[RawDelivery], Awaitable[None]]
 ) -> RawConsumer:
     """Starts consuming `queue_name` (declared already) with manual acks; `on_delivery`
-    runs for each delivery (a task each, aiormq's and aio-pika's way) and should not wait:
-    the caller settles deliveries later.
+    runs for each delivery, a task each (aiormq's and aio-pika's way), so it may wait (the
+    dispatcher handles the job in it) or return at once (the ledger collects a batch); the
+    caller settles every delivery itself. aiormq cancels the tasks still running when
+    their channel closes (as it did under FastStream's subscribers).
 
     Consumers given the same `channel` object share one AMQP channel (FastStream keeps one
     per `Channel` object, not per equal settings), so their deliveries share one run of
@@ -328,7 +357,7 @@ async def consume_raw(
     # reconnect.
     queue = await robust_channel.declare_queue(queue_name, passive=True)
     tag = await queue.consume(on_delivery, no_ack=False)
-    return RawConsumer(queue, tag)
+    return RawConsumer(queue, tag, on_delivery)
 
 
 async def hand_back(delivery: RawDelivery) -> None:
