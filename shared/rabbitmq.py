@@ -268,12 +268,13 @@ class RawConsumer:
         """No more deliveries until `resume`; False when it was paused already. Deliveries
         the broker sent before it took the cancel still arrive (the caller hands them back).
         aio-pika's robust queue forgets the consumer before it sends the cancel, so a
-        reconnect meanwhile does not consume again; on a closed channel this raises
-        (ChannelInvalidStateError, a RuntimeError) and the consumer stays forgotten."""
+        reconnect does not consume again. On a closed channel (mid-reconnect) this raises
+        (ChannelInvalidStateError, a RuntimeError): call again, which cancels the tag on
+        the channel it may have been restored on."""
         if self.consumer_tag is None:
             return False
-        tag, self.consumer_tag = self.consumer_tag, None
-        await self.queue.cancel(tag)
+        await self.queue.cancel(self.consumer_tag)
+        self.consumer_tag = None
         return True
 
     async def resume(self) -> bool:
