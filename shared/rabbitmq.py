@@ -18,9 +18,9 @@ failing test there names what broke and which section of this file to fix. The
 `faststream<0.8` pin in pyproject.toml stays until those tests pass on the new version.
 
 Sections, in order: versions known to work; errors; the message being handled;
-acknowledging on the delivery channel; pausing a subscriber; confirmed raw publish; the
-direct reply-to consumer; the raw consumer (the ledger's batched intake, checked by
-`tests/shared/test_rabbitmq_raw_consumer.py`); a cluster: several nodes and moving on when
+acknowledging on the delivery channel; confirmed raw publish; the direct reply-to
+consumer; the raw consumer (the ledger's batched intake and the dispatcher's jobs, with
+pause and resume, checked by `tests/shared/test_rabbitmq_raw_consumer.py`); a cluster: several nodes and moving on when
 one dies, consumers attached or not, publishes refused or not (checked by
 `tests/shared/test_rabbitmq_cluster.py`).
 """
@@ -76,20 +76,15 @@ __all__ = [
     "consume_raw",
     "consumer_attached",
     "current_message",
-    "delivery_channel",
-    "delivery_tag",
     "first_node",
     "hand_back",
     "missing_consumers",
     "next_node",
     "parse_amqp_urls",
-    "pause_consumer",
     "publish_confirmed",
     "publishes_refused",
     "refused_too_long",
-    "resume_consumer",
     "subscriber_attached",
-    "was_redelivered",
 ]
 
 # --- versions known to work ---------------------------------------------------------
@@ -126,29 +121,15 @@ def current_message(broker: RabbitBroker) -> RabbitMessage:
     return message
 
 
-def was_redelivered(message: RabbitMessage) -> bool:
-    """The broker's redelivered flag: delivered before to some consumer and not acked.
-    FastStream's message does not carry it; aio-pika's does."""
-    return bool(message.raw_message.redelivered)
-
-
 # --- acknowledging on the delivery channel ------------------------------------------
 # A multiple-ack (`basic.ack` with `multiple=True`) settles every delivery on a channel
 # up to a tag in one frame: FastStream acks one message at a time, through aio-pika's
 # message, which also refuses to ack twice. `services/dispatcher/acknowledger.py` decides
-# which frames are safe; these are the frames.
+# which frames are safe; these are the frames. The delivery's channel and tag are
+# `RawDelivery.channel` / `.delivery_tag` (the raw consumer's).
 
 DeliveryChannel = aiormq.abc.AbstractChannel
 """The AMQP channel a message was delivered on: its delivery tags count 1, 2, 3..."""
-
-
-def delivery_tag(message: RabbitMessage) -> int | None:
-    tag = message.raw_message.delivery_tag
-    return None if tag is None else int(tag)
-
-
-def delivery_channel(message: RabbitMessage) -> DeliveryChannel:
-    return message.raw_message.channel
 
 
 def channel_is_closed(channel: DeliveryChannel) -> bool:
@@ -160,38 +141,6 @@ async def ack_on_channel(channel: DeliveryChannel, tag: int, *, multiple: bool) 
     ChannelInvalidStateError on a closed channel (the broker requeues what it did not
     get acked)."""
     await channel.basic_ack(tag, multiple=multiple)
-
-
-# --- pausing a subscriber -----------------------------------------------------------
-# FastStream 0.7 has no pause: `subscriber.stop()` marks the subscriber stopped first
-# and cancels the consumer only after in-flight handlers finish, and messages the broker
-# delivers in between are silently left unacknowledged. So these cancel the AMQP
-# consumer itself (no more deliveries; in-flight ones are settled by their handlers) and
-# consume again on resume, with the subscriber's own callback and arguments. For
-# subscribers that settle their messages themselves (not `AckPolicy.ACK_FIRST`).
-
-
-async def pause_consumer(subscriber: RabbitSubscriber) -> bool:
-    """Stops deliveries to a started subscriber; False when there was nothing to stop."""
-    queue, tag = subscriber._queue_obj, subscriber._consumer_tag
-    if queue is None or tag is None:
-        return False
-    await queue.cancel(tag)
-    subscriber._consumer_tag = None
-    return True
-
-
-async def resume_consumer(subscriber: RabbitSubscriber) -> bool:
-    """Deliveries again after `pause_consumer`; False when it was not paused."""
-    queue = subscriber._queue_obj
-    if queue is None or subscriber._consumer_tag is not None:
-        return False
-    subscriber._consumer_tag = await queue.consume(
-        subscriber.consume,  # type: ignore[arg-type]
-        no_ack=False,
-        arguments=subscriber.consume_args,
-    )
-    return True
 
 
 # --- confirmed raw publish ----------------------------------------------------------
@@ -279,20 +228,22 @@ async def consume_direct_replies(broker: RabbitBroker, on_reply: Callable[[str, 
     async def deliver(message: AbstractIncomingMessage) -> None:
         on_reply(message.correlation_id or "", message.body)
 
-    return RawConsumer(replies, await replies.consume(deliver, no_ack=True))
+    return RawConsumer(replies, await replies.consume(deliver, no_ack=True), deliver, no_ack=True)
 
 
 # --- the raw consumer ---------------------------------------------------------------
 # A subscriber's handler runs once per delivery through FastStream's whole per-message
 # path (parser, decoder, middlewares, context scopes, logging, the ack policy, and with
 # FastDepends a worker-thread hop to resolve `message: RabbitMessage`): at a few thousand
-# small events a second that was most of the ledger's CPU, ten times its inserts. A
-# consumer that only collects deliveries for a batch needs none of it. So this consumes
+# small events a second that was most of the ledger's CPU, ten times its inserts, and a
+# third of the dispatcher's per single-recipient job. Neither needs any of it. So this consumes
 # a queue with aio-pika directly, on a channel of FastStream's robust connection (which
 # aio-pika re-opens after a connection loss, re-consuming the queue with the same
 # callback), and hands each delivery, unparsed, to a plain coroutine function. The
 # caller settles every delivery itself: `ack_on_channel` (one frame for many with
-# `multiple`) or `hand_back`.
+# `multiple`) or `hand_back`. `RawConsumer.pause` / `resume` stop and restart deliveries
+# (FastStream 0.7 has no pause: `subscriber.stop()` leaves what arrives meanwhile
+# unacknowledged), for the dispatcher while its provider refuses the account.
 
 RawDelivery = AbstractIncomingMessage
 """One delivery as aio-pika gives it: `.body` (bytes), `.delivery_tag` (int, counting
@@ -302,20 +253,50 @@ RawDelivery = AbstractIncomingMessage
 @dataclass
 class RawConsumer:
     queue: AbstractQueue
-    consumer_tag: str
+    consumer_tag: str | None
+    """None while paused (or cancelled)."""
+    on_delivery: Callable[[RawDelivery], Awaitable[None]]
+    no_ack: bool = False
 
     async def cancel(self) -> None:
         """No more deliveries (those unsettled stay with the caller to settle)."""
-        if not self.queue.channel.is_closed:
+        if self.consumer_tag is not None and not self.queue.channel.is_closed:
             await self.queue.cancel(self.consumer_tag)
+        self.consumer_tag = None
+
+    async def pause(self) -> bool:
+        """No more deliveries until `resume`; False when it was paused already. Deliveries
+        the broker sent before it took the cancel still arrive (the caller hands them back).
+        aio-pika's robust queue forgets the consumer before it sends the cancel, so a
+        reconnect does not consume again. On a closed channel (mid-reconnect) this raises
+        (ChannelInvalidStateError, a RuntimeError): call again, which cancels the tag on
+        the channel it may have been restored on."""
+        if self.consumer_tag is None:
+            return False
+        await self.queue.cancel(self.consumer_tag)
+        self.consumer_tag = None
+        return True
+
+    async def resume(self) -> bool:
+        """Deliveries again, to the same callback, after `pause`; False when not paused.
+        Raises on a closed channel (mid-reconnect): call again."""
+        if self.consumer_tag is not None:
+            return False
+        self.consumer_tag = await self.queue.consume(self.on_delivery, no_ack=self.no_ack)
+        return True
+
+    def attached(self) -> bool:
+        return consumer_attached(self.queue, self.consumer_tag)
 
 
 async def consume_raw(
     broker: RabbitBroker, queue_name: str, channel: Channel, on_delivery: Callable[[RawDelivery], Awaitable[None]]
 ) -> RawConsumer:
     """Starts consuming `queue_name` (declared already) with manual acks; `on_delivery`
-    runs for each delivery (a task each, aiormq's and aio-pika's way) and should not wait:
-    the caller settles deliveries later.
+    runs for each delivery, a task each (aiormq's and aio-pika's way), so it may wait (the
+    dispatcher handles the job in it) or return at once (the ledger collects a batch); the
+    caller settles every delivery itself. aiormq cancels the tasks still running when
+    their channel closes (as it did under FastStream's subscribers).
 
     Consumers given the same `channel` object share one AMQP channel (FastStream keeps one
     per `Channel` object, not per equal settings), so their deliveries share one run of
@@ -328,7 +309,7 @@ async def consume_raw(
     # reconnect.
     queue = await robust_channel.declare_queue(queue_name, passive=True)
     tag = await queue.consume(on_delivery, no_ack=False)
-    return RawConsumer(queue, tag)
+    return RawConsumer(queue, tag, on_delivery)
 
 
 async def hand_back(delivery: RawDelivery) -> None:

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from faststream.rabbit.message import RabbitMessage
-
 from shared import rabbitmq
 from shared.ack_plan import ChannelTags, note_handed_back, plan_acks
-from shared.rabbitmq import DeliveryChannel
+from shared.rabbitmq import DeliveryChannel, RawDelivery
 from shared.turn_batch import TurnBatch
 
 _Frame = tuple[int, bool, list[int]]
@@ -52,25 +50,25 @@ class Acknowledger:
         self._channels: dict[DeliveryChannel, _ChannelAcks] = {}
         self._acks: TurnBatch[_Delivery, Exception | None] = TurnBatch(self._send_acks, max_in_flight=1)
 
-    async def ack(self, message: RabbitMessage) -> None:
+    async def ack(self, message: RawDelivery) -> None:
         """Returns once the ack is written to the socket (so a drain on SIGTERM keeps it)."""
-        tag = rabbitmq.delivery_tag(message)
+        tag = message.delivery_tag
         if tag is None:
             await message.ack()
             return
-        error = await self._acks.submit((rabbitmq.delivery_channel(message), tag))
+        error = await self._acks.submit((message.channel, int(tag)))
         if error is not None:
             # Not swallowed: each job's handler gets it (the channel is gone, typically;
             # the broker redelivers what it did not get acked).
             raise error
 
-    async def nack(self, message: RabbitMessage) -> None:
+    async def nack(self, message: RawDelivery) -> None:
         """Hands the job back to the queue (requeue), untouched."""
-        await message.nack(requeue=True)
-        tag = rabbitmq.delivery_tag(message)
+        await rabbitmq.hand_back(message)
+        tag = message.delivery_tag
         if tag is not None:
             # Only now: the nack frame is queued ahead of any multiple-ack covering it.
-            note_handed_back(self._state(rabbitmq.delivery_channel(message)).tags, [tag])
+            note_handed_back(self._state(message.channel).tags, [int(tag)])
 
     def _state(self, channel: DeliveryChannel) -> _ChannelAcks:
         state = self._channels.get(channel)

@@ -16,10 +16,10 @@ from services.dispatcher.acknowledger import Acknowledger
 from services.dispatcher.batching_provider import BatchingProvider
 from services.dispatcher.carrier_reports import CarrierReports, CarrierReportSink
 from services.dispatcher.circuit_breaker import CircuitBreaker
-from services.dispatcher.consumer_gate import ConsumerGate
 from services.dispatcher.http_provider import HttpProvider
 from services.dispatcher.inbound import InboundDirectory, InboundSink
 from services.dispatcher.inbound_rules import Keywords
+from services.dispatcher.job_consumer import JobConsumer
 from services.dispatcher.job_dispatcher import JobDispatcher
 from services.dispatcher.job_handler import JobHandler
 from services.dispatcher.metrics import DispatcherMetrics
@@ -88,7 +88,6 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         # the message object in a worker thread for every job.
         apply_types=False,
     )
-    subscriber = broker.subscriber(DISPATCH_QUEUE, ack_policy=AckPolicy.MANUAL, decoder=_raw_body)
     redis = connect(settings.redis_url, decode_responses=True)
     retry_policy = RetryPolicy(settings.dispatcher_max_attempts, settings.dispatcher_retry_delays_ms)
     outbox = Outbox(broker, settings.dispatcher_publish_timeout_seconds, publishes)
@@ -116,11 +115,12 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         max_partial_requests=settings.provider_max_partial_requests,
         observe_latency=metrics.provider_latency.observe,
     )
-    gate = ConsumerGate(subscriber)
+    # `handler` is built below (it needs the breaker, which needs this consumer to pause).
+    jobs = JobConsumer(broker, lambda message: handler.handle(message), settings.dispatcher_prefetch)
     breaker = CircuitBreaker(
         live_provider,
         redis,
-        gate,
+        jobs,
         probe_interval_seconds=settings.provider_probe_interval_seconds,
         state_ttl_seconds=settings.provider_state_ttl_seconds,
         on_change=metrics.circuit_changed,
@@ -150,11 +150,6 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         Acknowledger(),
     )
 
-    @subscriber
-    async def on_job(body: bytes) -> None:
-        message = current_message(broker)
-        await handler.handle(message)
-
     pending = broker.subscriber(RECEIPTS_PENDING_QUEUE, ack_policy=AckPolicy.MANUAL, decoder=_raw_body)
 
     @pending
@@ -177,9 +172,10 @@ def create_app(settings: DispatcherSettings) -> FastStream:
 
     async def ready() -> bool:
         try:
-            # The job consumer is cancelled on purpose while the provider is down.
-            paused = [subscriber] if gate.paused else []
-            return await broker_ready(broker, publishes, paused) and bool(await redis.ping())
+            # The job consumer is not a FastStream subscriber (broker_ready does not see it),
+            # and it is cancelled on purpose while the provider is down.
+            consuming = jobs.paused or jobs.attached()
+            return consuming and await broker_ready(broker, publishes) and bool(await redis.ping())
         except (RedisError, OSError):
             return False
 
@@ -229,6 +225,13 @@ def create_app(settings: DispatcherSettings) -> FastStream:
         watchers.append(asyncio.create_task(watch_queue_depths(broker, queues, record, 5.0)))
         watchers.append(asyncio.create_task(inbound_directory.watch(settings.accounts_reload_seconds)))
 
+    async def start_jobs() -> None:
+        await jobs.start()
+
+    async def stop_jobs() -> None:
+        # Before the broker stops: the jobs in flight are acknowledged on the open channel.
+        await jobs.stop(settings.dispatcher_shutdown_grace_seconds)
+
     async def release() -> None:
         for task in watchers:
             task.cancel()
@@ -241,6 +244,7 @@ def create_app(settings: DispatcherSettings) -> FastStream:
     return FastStream(
         broker,
         on_startup=[observability.start, check_redis, declare],  # probes answer (not ready) while the broker is away
-        after_startup=[watch_depths_and_accounts],
+        after_startup=[start_jobs, watch_depths_and_accounts],
+        on_shutdown=[stop_jobs],
         after_shutdown=[release],
     )

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from services.dispatcher.consumer_gate import ConsumerGate
+from services.dispatcher.job_consumer import JobConsumer
 from services.dispatcher.provider import Provider
 from shared.log import get_logger
 from shared.provider_state import ProviderState, write_provider_state
@@ -28,7 +28,7 @@ class CircuitBreaker:
         self,
         provider: Provider,
         redis: RedisClient,
-        gate: ConsumerGate,
+        gate: JobConsumer,
         probe_interval_seconds: float,
         state_ttl_seconds: int,
         on_change: Callable[[ProviderState], None] = lambda state: None,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from faststream.rabbit.message import RabbitMessage
 from redis.exceptions import RedisError
 
 from services.dispatcher.acknowledger import Acknowledger
@@ -27,7 +26,7 @@ from services.dispatcher.outbox import Outbox
 from services.dispatcher.provider import ProviderAccountError
 from shared.contracts import DeadLetter, SmsJob
 from shared.log import get_logger
-from shared.rabbitmq import AMQPError, ChannelInvalidStateError, was_redelivered
+from shared.rabbitmq import AMQPError, ChannelInvalidStateError, RawDelivery
 
 log = get_logger(__name__)
 
@@ -58,7 +57,7 @@ class JobHandler:
         self._metrics = metrics
         self._backoff = infrastructure_backoff_seconds
 
-    async def handle(self, message: RabbitMessage) -> None:
+    async def handle(self, message: RawDelivery) -> None:
         metrics = self._metrics
         if self._breaker.is_open:
             # Delivered before the consumer was cancelled: back to the queue, untouched.
@@ -80,9 +79,9 @@ class JobHandler:
         finally:
             metrics.in_flight.dec()
 
-    async def _handle(self, message: RabbitMessage) -> None:
+    async def _handle(self, message: RawDelivery) -> None:
         items = read_jobs(message.body)
-        redelivered = was_redelivered(message) or delivered_before(message.headers or {})
+        redelivered = message.redelivered or delivered_before(message.headers or {})
         jobs = [item for item in items if isinstance(item, SmsJob)]
         unreadable = [item for item in items if isinstance(item, DeadLetter)]
         # Every job runs to its end, even when another fails: a job cancelled between its
@@ -184,7 +183,7 @@ class JobHandler:
                 count=len(result.newly_blocked),
             )
 
-    async def _hand_back(self, message: RabbitMessage) -> None:
+    async def _hand_back(self, message: RawDelivery) -> None:
         try:
             await self._acks.nack(message)
         except (AMQPError, ChannelInvalidStateError, ConnectionError) as exc:

@@ -88,7 +88,7 @@ async def test_the_handler_finds_its_message_and_the_redelivered_flag(amqp_url: 
     @subscriber
     async def handle(body: bytes) -> None:
         message = rabbitmq.current_message(broker)
-        seen.append((body, message.body, rabbitmq.was_redelivered(message)))
+        seen.append((body, message.body, message.raw_message.redelivered))
         if len(seen) == 1:
             await message.nack(requeue=True)  # back to the queue: delivered again, flagged
         else:
@@ -102,45 +102,6 @@ async def test_the_handler_finds_its_message_and_the_redelivered_flag(amqp_url: 
 
         await eventually(twice, "the job delivered twice")
     assert seen == [(b"job-1", b"job-1", False), (b"job-1", b"job-1", True)]
-
-
-async def test_a_paused_subscriber_gets_nothing_until_resumed(amqp_url: str) -> None:
-    broker = new_broker(amqp_url)
-    subscriber = manual_subscriber(broker, "adapter.gate")
-    got: list[bytes] = []
-
-    @subscriber
-    async def handle(body: bytes) -> None:
-        got.append(body)
-        await rabbitmq.current_message(broker).ack()
-
-    async with running(broker):
-        await publish(broker, "adapter.gate", b"before")
-
-        async def first() -> bool:
-            return got == [b"before"]
-
-        await eventually(first, "the first message handled")
-
-        assert await rabbitmq.pause_consumer(subscriber) is True
-        assert await rabbitmq.pause_consumer(subscriber) is False  # already paused
-        await publish(broker, "adapter.gate", b"a", b"b", b"c")
-
-        async def waiting_in_queue() -> bool:
-            return await depth(amqp_url, "adapter.gate") == 3
-
-        # Ready in the queue means delivered to no one: the consumer is gone.
-        await eventually(waiting_in_queue, "three messages ready while paused")
-        assert got == [b"before"]
-
-        assert await rabbitmq.resume_consumer(subscriber) is True
-        assert await rabbitmq.resume_consumer(subscriber) is False  # already consuming
-
-        async def all_handled() -> bool:
-            return got == [b"before", b"a", b"b", b"c"]
-
-        await eventually(all_handled, "the three handled after resume, in order")
-    assert await depth(amqp_url, "adapter.gate") == 0
 
 
 async def test_a_multiple_ack_settles_every_delivery_up_to_its_tag_and_no_further(amqp_url: str) -> None:
@@ -159,9 +120,9 @@ async def test_a_multiple_ack_settles_every_delivery_up_to_its_tag_and_no_furthe
             return len(held) == 5
 
         await eventually(five_held, "five deliveries held unacknowledged")
-        channel = rabbitmq.delivery_channel(held[0])
-        assert all(rabbitmq.delivery_channel(m) is channel for m in held)
-        assert [rabbitmq.delivery_tag(m) for m in held] == [1, 2, 3, 4, 5]
+        channel = held[0].raw_message.channel
+        assert all(m.raw_message.channel is channel for m in held)
+        assert [m.raw_message.delivery_tag for m in held] == [1, 2, 3, 4, 5]
         assert not rabbitmq.channel_is_closed(channel)
         await rabbitmq.ack_on_channel(channel, 3, multiple=True)  # m1..m3 in one frame
         await rabbitmq.ack_on_channel(channel, 5, multiple=False)  # m5 alone; m4 stays out
@@ -253,10 +214,10 @@ def test_installed_versions_are_ones_the_adapter_is_known_to_work_with(distribut
     )
 
 
-@pytest.mark.parametrize("attribute", ["_queue_obj", "_consumer_tag", "consume", "consume_args"])
-def test_a_rabbit_subscriber_still_has_what_pause_and_resume_use(attribute: str) -> None:
+@pytest.mark.parametrize("attribute", ["_queue_obj", "_consumer_tag"])
+def test_a_rabbit_subscriber_still_has_what_readiness_reads(attribute: str) -> None:
     present = attribute in getattr(RabbitSubscriber, "__slots__", ()) or hasattr(RabbitSubscriber, attribute)
-    assert present, broke(f"RabbitSubscriber has no `{attribute}` any more", "pausing a subscriber")
+    assert present, broke(f"RabbitSubscriber has no `{attribute}` any more", "consumers: attached or not")
 
 
 async def test_a_started_subscriber_holds_its_aio_pika_queue_and_consumer_tag(amqp_url: str) -> None:
@@ -270,14 +231,14 @@ async def test_a_started_subscriber_holds_its_aio_pika_queue_and_consumer_tag(am
     async with running(broker):
         queue, tag = subscriber._queue_obj, subscriber._consumer_tag
         assert isinstance(queue, aio_pika.abc.AbstractQueue), broke(
-            f"a started subscriber's `_queue_obj` is {queue!r}, not an aio-pika queue", "pausing a subscriber"
+            f"a started subscriber's `_queue_obj` is {queue!r}, not an aio-pika queue", "consumers: attached or not"
         )
         assert isinstance(tag, str) and tag, broke(
-            f"a started subscriber's `_consumer_tag` is {tag!r}, not the consumer tag", "pausing a subscriber"
+            f"a started subscriber's `_consumer_tag` is {tag!r}, not the consumer tag", "consumers: attached or not"
         )
         consume = inspect.signature(queue.consume).parameters
         assert {"callback", "no_ack", "arguments"} <= set(consume), broke(
-            f"aio-pika's Queue.consume takes {list(consume)}", "pausing a subscriber"
+            f"aio-pika's Queue.consume takes {list(consume)}", "the raw consumer"
         )
 
 

@@ -7,7 +7,7 @@ import asyncio
 
 from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 
-from shared.rabbitmq import RawDelivery, ack_on_channel, consume_raw
+from shared.rabbitmq import RawDelivery, ack_on_channel, consume_raw, hand_back
 from tests.ledger.support import eventually
 from tests.support.queues import depth
 
@@ -70,3 +70,98 @@ async def test_prefetch_bounds_the_unsettled_deliveries_of_each_consumer(amqp_ur
     finally:
         await broker.stop()
     assert await depth(amqp_url, queue.name) == 5
+
+
+async def test_a_paused_raw_consumer_gets_nothing_until_resumed_with_the_same_callback(amqp_url):
+    broker = RabbitBroker(amqp_url, logger=None)
+    await broker.connect()
+    try:
+        queue = RabbitQueue("raw-consumer-pause", durable=True)
+        await broker.declare_queue(queue)
+        got: list[bytes] = []
+
+        async def take(message: RawDelivery) -> None:
+            got.append(message.body)
+            await message.ack()
+
+        consumer = await consume_raw(broker, queue.name, Channel(prefetch_count=10), take)
+        assert consumer.attached()
+        assert await consumer.pause() is True
+        assert await consumer.pause() is False, "paused already"
+        assert not consumer.attached(), "readiness sees a paused consumer as detached"
+        for body in (b"a", b"b", b"c"):
+            await broker.publish(body, queue=queue.name, persist=True)
+        await asyncio.sleep(0.3)
+        assert got == [] and await depth(amqp_url, queue.name) == 3, "ready in the queue: delivered to no one"
+
+        # Assumption: aio-pika's robust queue consumes again with the callback it is given.
+        assert await consumer.resume() is True
+        assert await consumer.resume() is False, "consuming already"
+        assert consumer.attached()
+        await eventually(lambda: got == [b"a", b"b", b"c"], interval=0.02, what="the three after resume, in order")
+        await consumer.cancel()
+    finally:
+        await broker.stop()
+
+
+async def test_a_raw_delivery_carries_the_redelivered_flag_and_the_x_death_headers(amqp_url):
+    """What the dispatcher reads off a job's delivery (`job_handler`, `job_reader.delivered_before`)."""
+    broker = RabbitBroker(amqp_url, logger=None)
+    await broker.connect()
+    try:
+        queue = RabbitQueue("raw-consumer-redelivered", durable=True)
+        await broker.declare_queue(queue)
+        seen: list[tuple[bool, object]] = []
+
+        async def take(message: RawDelivery) -> None:
+            seen.append((message.redelivered, message.headers))
+            if len(seen) == 1:
+                await hand_back(message)  # back to the queue: delivered again, flagged
+            else:
+                await message.ack()
+
+        deaths = [{"reason": "delivery_limit", "queue": queue.name, "count": 1}]
+        await broker.publish(b"job", queue=queue.name, persist=True, headers={"x-death": deaths})
+        consumer = await consume_raw(broker, queue.name, Channel(prefetch_count=10), take)
+        await eventually(lambda: len(seen) == 2, interval=0.02, what="the job delivered twice")
+        assert [redelivered for redelivered, _ in seen] == [False, True]
+        headers = seen[1][1]
+        assert isinstance(headers, dict) and headers.get("x-death") == deaths, headers
+        await consumer.cancel()
+    finally:
+        await broker.stop()
+
+
+async def test_after_a_connection_loss_the_consumer_is_back_and_a_paused_one_stays_paused(amqp_url):
+    """aio-pika's robust queue re-consumes what was consuming (same callback) after it
+    reconnects, and forgets a consumer paused (cancelled) before the loss."""
+    broker = RabbitBroker(amqp_url, logger=None, reconnect_interval=0.2)
+    await broker.connect()
+    try:
+        queues = [RabbitQueue(f"raw-consumer-reconnect-{name}", durable=True) for name in ("on", "paused")]
+        for queue in queues:
+            await broker.declare_queue(queue)
+        got: list[bytes] = []
+
+        async def take(message: RawDelivery) -> None:
+            got.append(message.body)
+            await message.ack()
+
+        channel = Channel(prefetch_count=10)
+        consuming, paused = [await consume_raw(broker, queue.name, channel, take) for queue in queues]
+        assert await paused.pause()
+        transport = broker._connection.transport  # the test drops the connection under aio-pika
+        await transport.connection.close(ConnectionError("connection lost"))
+        await eventually(lambda: consuming.attached(), interval=0.05, timeout=20, what="the consumer attached again")
+        assert not paused.attached()
+        await broker.publish(b"on", queue=queues[0].name, persist=True)
+        await broker.publish(b"paused", queue=queues[1].name, persist=True)
+        await eventually(lambda: got == [b"on"], interval=0.02, what="the consuming queue's message")
+        await asyncio.sleep(0.3)
+        assert got == [b"on"] and await depth(amqp_url, queues[1].name) == 1
+        assert await paused.resume()
+        await eventually(lambda: got == [b"on", b"paused"], interval=0.02, what="the paused queue's after resume")
+        await consuming.cancel()
+        await paused.cancel()
+    finally:
+        await broker.stop()
