@@ -36,6 +36,7 @@ _GSM7_TABLE = (
 _GSM7_EXTENSION_TABLE = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C, "~": 0x3D, "]": 0x3E}
 _GSM7_EXTENSION_TABLE |= {"|": 0x40, "€": 0x65}
 _ESCAPE = 0x1B
+_CR = 0x0D
 _TO_SEPTET = {ch: code for code, ch in enumerate(_GSM7_TABLE) if code != _ESCAPE}
 _FROM_SEPTET = dict(enumerate(_GSM7_TABLE))
 _FROM_EXTENSION = {code: ch for ch, code in _GSM7_EXTENSION_TABLE.items()}
@@ -115,7 +116,18 @@ def _encode_chunk(chunk: str, gsm7: bool, packed: bool, udh: bytes) -> bytes:
     septets = gsm7_septets(chunk)
     if not packed:
         return udh + bytes(septets)
+    if ends_with_cr_on_octet_boundary(septets, len(udh)) and len(udh) + len(pack_septets(septets, len(udh))) < 140:
+        # A receiver drops a CR that ends the last octet (it reads it as the padding CR),
+        # so a wanted one there is doubled: CR CR means CR (3GPP TS 23.038 6.1.2.3.1). A
+        # full part (140 octets) has no room for it and loses that CR on handsets that
+        # follow the rule; the default, unpacked septets, leaves the packing to the SMSC.
+        septets = [*septets, _CR]
     return udh + pack_septets(septets, len(udh))
+
+
+def ends_with_cr_on_octet_boundary(septets: list[int], udh_length: int = 0) -> bool:
+    fill = -(-udh_length * 8 // 7)
+    return bool(septets) and septets[-1] == _CR and (fill + len(septets)) * 7 % 8 == 0
 
 
 def gsm7_septets(text: str) -> list[int]:
@@ -148,7 +160,7 @@ def pack_septets(septets: list[int], udh_length: int = 0) -> bytes:
             nbits -= 8
     if nbits:
         if nbits == 1:
-            bits |= 0x0D << 1
+            bits |= _CR << 1
         out.append(bits & 0xFF)
     return bytes(out[udh_length:])
 
@@ -159,7 +171,7 @@ def unpack_septets(data: bytes, udh_length: int = 0) -> list[int]:
     count = len(raw) * 8 // 7
     value = int.from_bytes(raw, "little")
     septets = [(value >> (7 * i)) & 0x7F for i in range(count)][fill:]
-    if len(raw) * 8 % 7 == 0 and septets and septets[-1] == 0x0D:
+    if len(raw) * 8 % 7 == 0 and septets and septets[-1] == _CR:
         septets.pop()  # CR padding of 7 spare bits (see pack_septets)
     return septets
 

@@ -12,6 +12,7 @@ from services.dispatcher.smpp.encoding import (
     Part,
     decode_short_message,
     encode_parts,
+    ends_with_cr_on_octet_boundary,
     gsm7_septets,
     pack_septets,
     unpack_septets,
@@ -44,13 +45,36 @@ def _reassemble(parts: list[Part], packed: bool) -> str:
     return "".join(d.text for d in decoded)
 
 
+def _spec_reading(chunk: str, part: Part) -> str:
+    """What a receiver following 3GPP TS 23.038 reads of a packed GSM-7 part carrying
+    `chunk`: a CR ending the last octet is sent doubled where the part has room (CR CR
+    means CR), and is read as the padding CR where it has none (a full part)."""
+    udh_length = part.short_message[0] + 1 if part.esm_class & ESM_CLASS_UDHI else 0
+    if part.data_coding == DATA_CODING_UCS2 or not ends_with_cr_on_octet_boundary(gsm7_septets(chunk), udh_length):
+        return chunk
+    return chunk[:-1] if len(part.short_message) >= 140 else chunk + "\r"
+
+
 @given(text=st.one_of(gsm7_texts, mixed_texts), concatenation=concatenations, packed=st.booleans())
 def test_parts_are_the_billed_segments_and_reassemble_to_the_text(
     text: str, concatenation: Concatenation, packed: bool
 ) -> None:
     parts = encode_parts(text, concatenation=concatenation, gsm7_packed=packed, reference=0x1234)
     assert len(parts) == count_segments(text).segments
-    assert _reassemble(parts, packed) == text
+    if not packed:
+        assert _reassemble(parts, packed) == text
+        return
+    # Packed, the parts carry the same chunks as unpacked ones, read as the spec says.
+    unpacked = encode_parts(text, concatenation=concatenation, gsm7_packed=False, reference=0x1234)
+    chunks = [_reassemble([p], False) for p in unpacked] if len(unpacked) > 1 else [text]
+    assert _reassemble(parts, packed) == "".join(_spec_reading(c, p) for c, p in zip(chunks, parts, strict=True))
+
+
+def test_a_wanted_cr_ending_the_last_octet_is_doubled() -> None:
+    text = "1234567\r"  # 8 septets: 56 bits, the CR ends the 7th octet
+    (part,) = encode_parts(text, concatenation="udh8", gsm7_packed=True, reference=1)
+    assert unpack_septets(part.short_message) == gsm7_septets(text + "\r")
+    assert _reassemble([part], True) == text + "\r"  # CR CR: the CR it means
 
 
 @given(text=st.one_of(gsm7_texts, mixed_texts), concatenation=concatenations)
