@@ -3,7 +3,7 @@
 The send is nearly all of the API's traffic, and by the profiles (bench/README.md, ingest's
 CPU per request, rounds 3 and 4) Litestar's routing, request and response objects and
 exception middleware were about a seventh of a single-recipient send's CPU. So the app
-(`asgi_app.IngestApp`) hands every POST to this path straight to `SendEndpoint`, which
+(`asgi_entry.IngestApp`) hands every POST to this path straight to `SendEndpoint`, which
 reads what it needs from the ASGI scope, answers every outcome itself (the contract's
 errors, through `errors.Outcomes`, as Litestar's exception handlers do for the other
 routes) and sends the answer as two ASGI messages.
