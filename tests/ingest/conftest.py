@@ -5,13 +5,30 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
+from litestar.testing import AsyncTestClient
 
+from services.ingest.app import create_app
 from tests.ledger.support import eventually, http_status, ledger_process, ledger_settings
+from tests.support.accounts import ProjectKeys, add_project
 from tests.support.ingest_server import ServedIngest, served_ingest
 
 StartIngest = Callable[..., ServedIngest]
+
+
+@pytest.fixture
+def keys(accounts_file: Path) -> ProjectKeys:
+    """One project with its keys: what most API tests send with."""
+    return add_project(accounts_file)
+
+
+@pytest.fixture
+async def client(ingest_settings: Any, keys: ProjectKeys) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The ingest app in process, with `keys`'s project in its accounts file."""
+    async with AsyncTestClient(app=create_app(ingest_settings)) as test_client:
+        yield test_client
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ and RabbitMQ."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,22 +18,11 @@ from services.ingest.app import create_app
 from services.ingest.publisher import JobPublisher
 from services.ingest.send import SendService
 from shared.contracts import SmsJob
-from tests.support.accounts import ProjectKeys, add_project
+from tests.support.accounts import ProjectKeys
 
 SEND = "/api/v1/sms/send"
 VALID = b'{"tag": "R-COV1RSMS", "recipients": ["+4712345678"], "message": "hi"}'
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def keys(accounts_file: Path) -> ProjectKeys:
-    return add_project(accounts_file)
-
-
-@pytest.fixture
-async def client(ingest_settings: Any, keys: ProjectKeys) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=create_app(ingest_settings)) as test_client:
-        yield test_client
 
 
 def bearer(key: str, **more: str) -> dict[str, str]:

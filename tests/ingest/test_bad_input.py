@@ -3,11 +3,9 @@ counts against the limits like any other request. Against the real Redis and Rab
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from litestar.testing import AsyncTestClient
 
 from services.ingest.app import create_app
@@ -30,17 +28,6 @@ BAD_BODIES = [
     (VALID[:-1] + b', "recipients": ["+4787654321"]}', "recipients: Duplicate field"),
     (b'{"tag": "billing", "x": {"a": 1, "a": 2}}', "a: Duplicate field"),
 ]
-
-
-@pytest.fixture
-def keys(accounts_file: Path) -> ProjectKeys:
-    return add_project(accounts_file)
-
-
-@pytest.fixture
-async def client(ingest_settings: Any, keys: ProjectKeys) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=create_app(ingest_settings)) as test_client:
-        yield test_client
 
 
 def headers(key: str, content_type: str | None = "application/json", **more: str) -> dict[str, str]:

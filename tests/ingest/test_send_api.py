@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,17 +27,6 @@ INVOICE = (
     "January 15, 2026. Please make payment before the due date to avoid late fees. You can pay via our "
     "website, mobile app, or bank transfer. For questions, contact support@example.com. Thank you!"
 )
-
-
-@pytest.fixture
-def keys(accounts_file: Path) -> ProjectKeys:
-    return add_project(accounts_file)
-
-
-@pytest.fixture
-async def client(ingest_settings: Any, keys: ProjectKeys) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=create_app(ingest_settings)) as test_client:
-        yield test_client
 
 
 def bearer(key: str) -> dict[str, str]:
