@@ -1,0 +1,83 @@
+"""The log writer: info lines wait for one write a loop tick, warnings go at once."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import structlog
+
+from shared.log import FLUSH_AFTER_SECONDS, DeferredFlushLogger, _json_line
+
+
+class _Sink(io.RawIOBase):
+    """A raw stream that records every write reaching it (what a pipe's reader would get)."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.writes.append(bytes(data))
+        return len(data)
+
+    def lines(self) -> list[bytes]:
+        return b"".join(self.writes).splitlines()
+
+
+def _logger() -> tuple[DeferredFlushLogger, _Sink]:
+    sink = _Sink()
+    return DeferredFlushLogger(io.BufferedWriter(sink)), sink  # type: ignore[type-var]
+
+
+async def test_info_lines_wait_and_leave_in_one_write() -> None:
+    logger, sink = _logger()
+    for n in range(20):
+        logger.info(b"line %d" % n)
+    assert sink.writes == []
+    await asyncio.sleep(FLUSH_AFTER_SECONDS * 3)
+    assert len(sink.writes) == 1
+    assert sink.lines() == [b"line %d" % n for n in range(20)]
+
+
+async def test_a_warning_is_written_at_once_behind_the_lines_before_it() -> None:
+    logger, sink = _logger()
+    logger.info(b"first")
+    logger.warning(b"second")
+    assert sink.lines() == [b"first", b"second"]
+    logger.error(b"third")
+    assert sink.lines() == [b"first", b"second", b"third"]
+
+
+def test_without_an_event_loop_every_line_is_written_at_once() -> None:
+    logger, sink = _logger()
+    logger.info(b"alone")
+    assert sink.lines() == [b"alone"]
+
+
+def test_a_line_after_another_loops_pending_flush_is_not_stranded() -> None:
+    logger, sink = _logger()
+
+    async def log(line: bytes) -> None:
+        logger.info(line)
+
+    asyncio.run(log(b"from a loop that closes before its flush runs"))
+    asyncio.run(log(b"from the next loop"))
+    assert sink.lines() == [b"from a loop that closes before its flush runs", b"from the next loop"]
+
+
+async def test_structlog_renders_through_it() -> None:
+    logger, sink = _logger()
+    bound = structlog.wrap_logger(
+        logger,
+        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer(serializer=_json_line)],
+    )
+    bound.info("sms_accepted", message_id="m-1")
+    bound.warning("slow", ms=3)
+    assert [json.loads(line) for line in sink.lines()] == [
+        {"message_id": "m-1", "event": "sms_accepted", "level": "info"},
+        {"ms": 3, "event": "slow", "level": "warning"},
+    ]
