@@ -45,7 +45,7 @@ def run() -> None:
         host=settings.ingest_host,
         port=settings.ingest_port,
         ops_port=settings.ingest_ops_port,
-        workers=settings.ingest_workers,
+        workers=settings.workers,
         max_connections_per_worker=settings.ingest_max_connections,
         open_files_limit=open_files,
     )
@@ -54,7 +54,7 @@ def run() -> None:
         address=settings.ingest_host,
         port=settings.ingest_port,
         interface=Interfaces.ASGI,
-        workers=settings.ingest_workers,
+        workers=settings.workers,
         loop=Loops.auto,
         factory=True,
         log_access=False,
