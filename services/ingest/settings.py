@@ -103,7 +103,10 @@ def default_workers(cpus: int) -> int:
     it from them; and each worker groups only its own requests, so fewer, busier workers
     make bigger groups. On 2 cores, one worker instead of two took `bench.peers` from
     ~2,200 to ~2,950 single-recipient sends a second, at 0.59 instead of 0.85 CPU-ms each
-    (bench/README.md). A host that runs ingest alone sets `RSMS_INGEST_WORKERS`."""
+    (bench/README.md). The price: with one worker, a worker that dies leaves the API
+    unanswered for the second Granian takes to start another (`RESPAWN_INTERVAL_SECONDS`);
+    two keep one serving meanwhile. A host that runs ingest alone, or wants that, sets
+    `RSMS_INGEST_WORKERS`."""
     return max(1, cpus // 2)
 
 
