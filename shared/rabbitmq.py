@@ -290,7 +290,12 @@ class RawConsumer:
 
 
 async def consume_raw(
-    broker: RabbitBroker, queue_name: str, channel: Channel, on_delivery: Callable[[RawDelivery], Awaitable[None]]
+    broker: RabbitBroker,
+    queue_name: str,
+    channel: Channel,
+    on_delivery: Callable[[RawDelivery], Awaitable[None]],
+    *,
+    outlive_channel: bool = False,
 ) -> RawConsumer:
     """Starts consuming `queue_name` (declared already) with manual acks; `on_delivery`
     runs for each delivery, a task each (aiormq's and aio-pika's way), so it may wait (the
@@ -298,10 +303,19 @@ async def consume_raw(
     caller settles every delivery itself. aiormq cancels the tasks still running when
     their channel closes (as it did under FastStream's subscribers).
 
+    `outlive_channel`: `on_delivery` runs to its end even when the channel closes (a broker
+    restart, a dropped connection), in a task of its own that aiormq does not cancel; only
+    its settling (ack, nack) then fails, and the broker redelivers the message. For work
+    that must not stop halfway: the dispatcher cancelled between a submit to the SMSC and
+    the record of its outcome left the recipient "outcome unknown", and the redelivery
+    held it for an operator.
+
     Consumers given the same `channel` object share one AMQP channel (FastStream keeps one
     per `Channel` object, not per equal settings), so their deliveries share one run of
     delivery tags; `channel.prefetch_count` bounds each consumer's unsettled deliveries.
     """
+    if outlive_channel:
+        on_delivery = _outliving_its_channel(on_delivery)
     # Not public in FastStream 0.7: its channel cache on the broker's robust connection.
     robust_channel = await broker.config.channel_manager.get_channel(channel)
     # Passive: checks the queue exists without restating its arguments. A robust queue:
@@ -310,6 +324,24 @@ async def consume_raw(
     queue = await robust_channel.declare_queue(queue_name, passive=True)
     tag = await queue.consume(on_delivery, no_ack=False)
     return RawConsumer(queue, tag, on_delivery)
+
+
+_outliving: set[asyncio.Future[None]] = set()
+"""`outlive_channel` work in flight (the event loop keeps only weak references to tasks)."""
+
+
+def _outliving_its_channel(
+    on_delivery: Callable[[RawDelivery], Awaitable[None]],
+) -> Callable[[RawDelivery], Awaitable[None]]:
+    async def deliver(message: RawDelivery) -> None:
+        work = asyncio.ensure_future(on_delivery(message))
+        _outliving.add(work)
+        work.add_done_callback(_outliving.discard)
+        # aiormq cancels this task with its channel (aiormq.base.FutureStore.reject_all):
+        # the shield keeps `work` going.
+        await asyncio.shield(work)
+
+    return deliver
 
 
 async def hand_back(delivery: RawDelivery) -> None:

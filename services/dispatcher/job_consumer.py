@@ -5,7 +5,10 @@ single-recipient job FastStream's per-message path (context scopes, middlewares,
 decoder, logging, ack policy) was about a third of the dispatcher's CPU. Each delivery goes
 straight to the job handler, which settles it itself (the acknowledger's grouped acks, or
 a nack). On a separate channel with the dispatcher's prefetch; aio-pika's robust queue
-consumes again with the same callback after a reconnect.
+consumes again with the same callback after a reconnect. A job being handled when the
+channel closes (a broker restart) is handled to its end, its outcome recorded in its send
+markers; only its ack fails, and its redelivery (`JobDispatcher`: after this one) publishes
+that outcome without sending again.
 
 Pausing cancels the AMQP consumer (no more deliveries; those in flight are handed back by
 the handler while the circuit is open) and resuming consumes again. Stopping cancels the
@@ -44,7 +47,12 @@ class JobConsumer:
 
     async def start(self) -> None:
         """Consumes the dispatch queue (declared already); call once the broker is started."""
-        self._consumer = await consume_raw(self._broker, DISPATCH_QUEUE.name, self._channel, self._deliver)
+        # A job's handling outlives its channel: cancelled by a broker restart between a
+        # submit and the record of its outcome, the job's recipients were left "outcome
+        # unknown" and its redelivery held them for an operator.
+        self._consumer = await consume_raw(
+            self._broker, DISPATCH_QUEUE.name, self._channel, self._deliver, outlive_channel=True
+        )
 
     async def _deliver(self, message: RawDelivery) -> None:
         self._in_flight += 1

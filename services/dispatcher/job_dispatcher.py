@@ -216,6 +216,8 @@ class JobDispatcher:
         # provider deduplicates by the reference (it stays one SMS); otherwise only if the
         # operator prefers at-least-once (RSMS_DISPATCHER_UNKNOWN_OUTCOME=resend).
         self._resend_unknown = live_provider.resends_are_safe or resend_unknown
+        # The live jobs being sent, by message id: set when done (`_send_live_after_earlier`).
+        self._sending: dict[uuid.UUID, asyncio.Event] = {}
 
     async def dispatch(self, job: SmsJob, redelivered: bool = False) -> DispatchResult:
         """Raises `ProviderAccountError` (nothing recorded as failed) for the circuit breaker.
@@ -227,7 +229,7 @@ class JobDispatcher:
         if job.test:
             deliveries = await self._send_test(job)
         else:
-            deliveries = await self._send_live(job, redelivered)
+            deliveries = await self._send_live_after_earlier(job, redelivered)
         newly_blocked = [r for r, d in zip(recipients, deliveries, strict=True) if d.status is DeliveryStatus.BLOCKED]
         if newly_blocked:
             await self._blocklist.add(newly_blocked)
@@ -255,6 +257,29 @@ class JobDispatcher:
 
         await self._in_chunks(job, send)
         return _every_one(deliveries)
+
+    async def _send_live_after_earlier(self, job: SmsJob, redelivered: bool) -> list[Delivery]:
+        """`_send_live`, once no other delivery of the same message is being sent here.
+
+        After a broker restart the broker redelivers every unacknowledged job at once,
+        while this dispatcher may still be sending the first delivery (its handling
+        outlives the channel, `JobConsumer`): the first has claimed its recipients ("p")
+        and not yet recorded the SMSC's answer. A claim then would see "p", an unknown
+        outcome, and hold the recipients for an operator although their outcome is about
+        to be recorded. So the later delivery waits for the earlier one here and then
+        claims, seeing what it recorded. (Another dispatcher's first delivery is out of
+        reach: there the claim sees "p" and holds, as it must.)
+        """
+        earlier = self._sending.get(job.message_id)
+        while earlier is not None:
+            await earlier.wait()
+            earlier = self._sending.get(job.message_id)
+        done = self._sending[job.message_id] = asyncio.Event()
+        try:
+            return await self._send_live(job, redelivered)
+        finally:
+            del self._sending[job.message_id]
+            done.set()
 
     async def _send_live(self, job: SmsJob, redelivered: bool) -> list[Delivery]:
         """Claims each chunk just before it goes to the provider, then sends and records it.

@@ -231,3 +231,44 @@ async def test_only_a_job_with_nothing_left_to_do_has_its_markers_kept_the_short
         await markers.close()
         await redis.delete(marker_key(done.message_id), marker_key(held.message_id))
         await redis.aclose()
+
+
+class AnsweredLater(ScriptedProvider):
+    """Takes each submit at once, answers SENT when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__(resends_are_safe=False)
+        self.answer = asyncio.Event()
+        self.submitted = asyncio.Event()
+
+    async def send(self, batches: Sequence[OutboundBatch]) -> list[list[Delivery]]:
+        for batch in batches:
+            self.given.extend(batch.recipients)
+        self.submitted.set()
+        await self.answer.wait()
+        return [[Delivery(DeliveryStatus.SENT, "p-1") for _ in batch.recipients] for batch in batches]
+
+
+async def test_a_redelivery_while_this_dispatcher_still_sends_the_job_waits_for_its_outcome_not_holds(redis_url):
+    """After a broker restart the job comes back while its first delivery is still at the
+    SMSC in this dispatcher (claimed "p", answer not recorded): the redelivery waits for
+    the first one's record and publishes the recipient as sent, neither held nor resent."""
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    provider = AnsweredLater()
+    one = dispatcher(redis, provider)
+    job = make_job([SURE])
+    try:
+        first = asyncio.create_task(one.dispatch(job))
+        await provider.submitted.wait()
+        again = asyncio.create_task(one.dispatch(job, redelivered=True))
+        await asyncio.sleep(0.2)
+        assert not again.done(), "waits for the first delivery"
+        provider.answer.set()
+        results = [await first, await again]
+        assert provider.given == [SURE], "sent once"
+        for result in results:
+            assert result.held is None
+            assert [(o.status, o.provider_reference) for o in result.event.outcomes] == [("sent", "p-1")]
+        assert one._sending == {}, "nothing left behind"
+    finally:
+        await redis.aclose()

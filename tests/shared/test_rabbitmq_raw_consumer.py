@@ -165,3 +165,47 @@ async def test_after_a_connection_loss_the_consumer_is_back_and_a_paused_one_sta
         await paused.cancel()
     finally:
         await broker.stop()
+
+
+async def test_a_callback_is_cancelled_with_its_channel_unless_it_outlives_it(amqp_url):
+    """aiormq cancels the consumer tasks still running when their channel closes (the
+    assumption `outlive_channel` works around); with `outlive_channel` the callback runs to
+    its end. The dispatcher relies on the second: a job cancelled between its submit and
+    its record was held for an operator after every broker restart."""
+    broker = RabbitBroker(amqp_url, logger=None)
+    await broker.connect()
+    try:
+        queue = RabbitQueue("raw-consumer-outlive", durable=True)
+        await broker.declare_queue(queue)
+        release = asyncio.Event()
+        started: list[bool] = []
+        finished: list[bool] = []
+
+        def callback(outlives: bool):
+            async def slow(message: RawDelivery) -> None:
+                if message.redelivered:
+                    return  # after the reconnect: not the deliveries under test
+                started.append(outlives)
+                await release.wait()
+                finished.append(outlives)
+
+            return slow
+
+        for outlives in (False, True):
+            await consume_raw(
+                broker, queue.name, Channel(prefetch_count=1), callback(outlives), outlive_channel=outlives
+            )
+        await broker.publish(b"x", queue=queue.name, persist=True)
+        await broker.publish(b"x", queue=queue.name, persist=True)
+        await eventually(lambda: len(started) == 2, interval=0.02, what="both consumers holding one delivery")
+
+        connection = broker._connection
+        assert connection is not None and connection.transport is not None
+        await connection.transport.connection.close(ConnectionError("broker restarted"))
+        await asyncio.sleep(0.2)
+        release.set()
+        await eventually(lambda: True in finished, interval=0.02, what="the outliving callback's end")
+        await asyncio.sleep(0.2)
+        assert False not in finished, "aiormq no longer cancels a closed channel's consumer tasks"
+    finally:
+        await broker.stop()
