@@ -326,17 +326,16 @@ async def consume_raw(
     return RawConsumer(queue, tag, on_delivery)
 
 
-_outliving: set[asyncio.Future[None]] = set()
-"""`outlive_channel` work in flight (the event loop keeps only weak references to tasks)."""
-
-
 def _outliving_its_channel(
     on_delivery: Callable[[RawDelivery], Awaitable[None]],
 ) -> Callable[[RawDelivery], Awaitable[None]]:
+    # The work in flight: the event loop keeps only weak references to tasks.
+    in_flight: set[asyncio.Future[None]] = set()
+
     async def deliver(message: RawDelivery) -> None:
         work = asyncio.ensure_future(on_delivery(message))
-        _outliving.add(work)
-        work.add_done_callback(_outliving.discard)
+        in_flight.add(work)
+        work.add_done_callback(in_flight.discard)
         # aiormq cancels this task with its channel (aiormq.base.FutureStore.reject_all):
         # the shield keeps `work` going.
         await asyncio.shield(work)
