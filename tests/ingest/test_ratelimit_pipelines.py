@@ -17,6 +17,7 @@ from services.ingest.ratelimit import (
     Verdict,
     concurrency_key,
     found_among,
+    script_numbers,
     shared_numbers,
 )
 from shared.blocklist import BLOCKLIST_KEY
@@ -152,3 +153,7 @@ async def test_lost_scripts_are_loaded_and_each_request_counted_once(redis_url: 
         assert sorted(a.rate.remaining for a in answers) == [97, 98, 99]
     finally:
         await client.aclose()
+
+
+def test_script_numbers_are_one_argument_the_script_splits_on_commas() -> None:
+    assert script_numbers(60_000, 100, 0, 5, 30_000, 1, 0, 0, 172_800) == "60000,100,0,5,30000,1,0,0,172800"
