@@ -11,6 +11,9 @@ workers (`/proc/<pid>/stat`) by the requests answered 200.
 To compare two versions, run it from each checkout in turn, several times, interleaved:
 
     .venv/bin/python -m bench.ingest_cpu [--rounds 3] [--seconds 5] [--connections 8]
+
+or from one checkout, the gateway of another (`--root /work/main`) in turn. With the bench's
+own redis-server (no RSMS_BENCH_REDIS_URL) its CPU per send is reported too.
 """
 
 from __future__ import annotations
@@ -49,12 +52,19 @@ def main() -> int:
         default=0,
         help="also report this process's CPU per request (RabbitMQ's beam.smp; shared, so only indicative)",
     )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="run the gateway of this checkout (with its own .venv), e.g. main's, to compare it",
+    )
     args = parser.parse_args()
     if wrk_path() is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 1
     with BenchEnv() as env:
-        gateway = env.gateway(free_port(), args.workers)
+        root = args.root.resolve() if args.root else Path(__file__).resolve().parents[1]
+        gateway = env.gateway(free_port(), args.workers, root)
         try:
             gateway.start()
             gateway.wait_ready()
@@ -67,19 +77,26 @@ def main() -> int:
             env.reset_redis()
             figures = []
             broker_figures = []
+            # The bench's own redis-server serves this gateway alone: its CPU is the send's.
+            redis_pids = [env.redis_pid] if env.redis_pid else []
+            redis_figures = []
             for round_no in range(1, args.rounds + 1):
                 before = cpu_seconds(pids)
                 broker_before = cpu_seconds([args.broker_pid]) if args.broker_pid else 0.0
+                redis_before = cpu_seconds(redis_pids)
                 result = run_wrk(target, seconds=args.seconds, connections=args.connections, threads=1)
                 used = cpu_seconds(pids) - before
                 broker_used = cpu_seconds([args.broker_pid]) - broker_before if args.broker_pid else 0.0
+                redis_used = cpu_seconds(redis_pids) - redis_before
                 if result.failed or not result.ok:
                     print(f"round {round_no}: {result.failed} failed, {result.ok} ok", file=sys.stderr)
                     return 1
                 figures.append(used / result.ok * 1000)
                 broker_figures.append(broker_used / result.ok * 1000)
+                redis_figures.append(redis_used / result.ok * 1000)
                 messages, jobs = env.take_queued()
                 broker = f" (+ broker {broker_figures[-1]:.3f})" if args.broker_pid else ""
+                broker += f" (+ redis {redis_figures[-1]:.3f})" if redis_pids else ""
                 print(
                     f"  round {round_no}: {figures[-1]:.3f}{broker} CPU ms per {args.recipients}-recipient send; "
                     f"{result.ok / args.seconds:.0f} req/s; {jobs} jobs in {messages} broker messages",
@@ -91,8 +108,8 @@ def main() -> int:
     print(
         f"median {statistics.median(figures):.3f} CPU ms per {args.recipients}-recipient send"
         + (f" (+ broker {statistics.median(broker_figures):.3f})" if args.broker_pid else "")
-        + " "
-        f"({Path(__file__).resolve().parents[1]}); load average {os.getloadavg()[0]:.1f}"
+        + (f" (+ redis {statistics.median(redis_figures):.3f})" if redis_pids else "")
+        + f" ({root}); load average {os.getloadavg()[0]:.1f}"
     )
     return 0
 

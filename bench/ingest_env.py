@@ -60,13 +60,14 @@ class Server:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    cwd: Path = ROOT
 
     def start(self) -> None:
         log = self.log_path.open("wb")
         # A new session, so stopping it reaches Granian's workers and nothing else.
         self.process = subprocess.Popen(
             self.command,
-            cwd=ROOT,
+            cwd=self.cwd,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -190,8 +191,14 @@ class BenchEnv:
             store.set_limits(data, "bench", RAISED_LIMITS)
         return key
 
-    def gateway(self, port: int, workers: int) -> Server:
-        """`rsms ingest`, exactly as an operator starts it, configured by environment."""
+    @property
+    def redis_pid(self) -> int | None:
+        """The bench's own redis-server's process id (None when given a Redis to use)."""
+        return self._redis_server.pid if self._redis_server is not None else None
+
+    def gateway(self, port: int, workers: int, root: Path = ROOT) -> Server:
+        """`rsms ingest`, exactly as an operator starts it, configured by environment; from
+        another checkout `root` (with its own .venv) to compare two versions in one env."""
         env = {
             **os.environ,
             "RSMS_AMQP_URL": self.amqp_url,
@@ -202,8 +209,9 @@ class BenchEnv:
             "RSMS_INGEST_OPS_PORT": str(free_port()),  # metrics: not on the API port any more
             "RSMS_INGEST_WORKERS": str(workers),
         }
-        command = [sys.executable, "-m", "cli.main", "ingest"]
-        return Server("gateway", port, command, env, self.tmp / "gateway.log")
+        python = sys.executable if root == ROOT else str(root / ".venv" / "bin" / "python")
+        command = [python, "-m", "cli.main", "ingest"]
+        return Server("gateway", port, command, env, self.tmp / "gateway.log", cwd=root)
 
     def baseline(self, port: int, workers: int) -> Server:
         command = [sys.executable, "-m", "bench.ingest_baseline", "--port", str(port), "--workers", str(workers)]

@@ -32,7 +32,7 @@ import itertools
 import math
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from enum import IntEnum
@@ -57,16 +57,11 @@ MICROS = Decimal(1_000_000)
 _SCRIPT = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-local window = tonumber(ARGV[1])
-local key_limit = tonumber(ARGV[2])
-local tag_limit = tonumber(ARGV[3])
-local concurrency_limit = tonumber(ARGV[4])
-local slot = ARGV[5]
-local slot_ms = tonumber(ARGV[6])
-local admit = ARGV[7] == '1'
-local cost = tonumber(ARGV[8])
-local spend_cap = tonumber(ARGV[9])
-local spend_ttl = tonumber(ARGV[10])
+local n = {}
+for v in string.gmatch(ARGV[1], '[^,]+') do n[#n + 1] = tonumber(v) end
+local window, key_limit, tag_limit, concurrency_limit = n[1], n[2], n[3], n[4]
+local slot_ms, admit, cost, spend_cap, spend_ttl = n[5], n[6] == 1, n[7], n[8], n[9]
+local slot = ARGV[2]
 local day = math.floor(now / 86400000)
 
 local function usage(key)
@@ -286,6 +281,27 @@ def to_micros(amount: Decimal) -> int:
     return int((amount * MICROS).to_integral_value(rounding=ROUND_CEILING))
 
 
+def script_numbers(*numbers: int) -> str:
+    """The rate script's numeric arguments as its one ARGV[1], joined by commas: redis-py
+    encodes every argument of a command in Python, and ten of them a request were a
+    visible share of ingest's CPU (the script splits them back)."""
+    return ",".join(map(str, numbers))
+
+
+def shared_numbers(recipient_lists: Iterable[Sequence[str]]) -> str:
+    """The members script's argument for the recipients of several requests: each number
+    once, joined by commas (validated E.164 numbers hold none)."""
+    return ",".join(dict.fromkeys(itertools.chain.from_iterable(recipient_lists)))
+
+
+def found_among(recipients: Sequence[str], found: Sequence[bytes]) -> frozenset[str]:
+    """Which of one request's recipients are among `found`, the members script's reply for
+    the numbers of every request it was asked for."""
+    if not found:
+        return frozenset()
+    return frozenset(recipients).intersection(n.decode() for n in found)
+
+
 @dataclass(frozen=True, slots=True)
 class _Admit:
     """An admission on its way to Redis: the script, then the lookups."""
@@ -329,9 +345,7 @@ class RateLimiter:
         admission = _Admit(query, self._next_slot(), cost)
         results = await self._round_trip(admission)
         rate = self._decision(results[0], admission.slot)
-        recipients = query.recipients
-        blocked = frozenset(n.decode() for n in (*results[1], *results[2])) if recipients else frozenset()
-        state = results[-1]
+        blocked, state = results[1], results[2]
         status, spent, day = (int(v) for v in results[0][6:9])
         spend_verdict = SpendVerdict(status)
         reserved = spend is not None and spend_verdict is SpendVerdict.RESERVED
@@ -366,27 +380,35 @@ class RateLimiter:
     async def _pipeline(self, items: list[_Admit | Reservation]) -> list[list[Any] | Exception]:
         """One pipeline for `items`; each gets its own replies, or the first error among them.
 
-        The script goes as a bare EVALSHA: redis-py's `Script` would send SCRIPT EXISTS
-        before every pipeline, a second round trip. If Redis has lost the script (first
-        use, restart, SCRIPT FLUSH) those scripts did not run, so the script is loaded and
-        their admissions sent once more: an admission queues nothing but reads besides it.
+        What is the same for every request of the pipeline goes once: one provider-state
+        GET, one blocklist lookup for the recipients of all admissions, one opt-out lookup
+        per project, one ZREM per concurrency key for all the slots released. A request's
+        answers are then split back out of those (`found_among`); an error in a shared
+        reply is the error of every request that needed it.
+
+        The scripts go as a bare EVALSHA: redis-py's `Script` would send SCRIPT EXISTS
+        before every pipeline, a second round trip. If Redis has lost a script (first use,
+        restart, SCRIPT FLUSH) those scripts did not run, so the scripts are loaded and the
+        requests that needed them sent once more: an admission queues nothing but reads
+        besides its script.
         """
         answers: list[list[Any] | Exception] = [[] for _ in items]
         todo = list(range(len(items)))
         for attempt in (1, 2):
             async with self._redis.pipeline(transaction=False) as pipe:
-                counts = [self._queue(pipe, items[i]) for i in todo]
+                needs_of = self._queue_all(pipe, [items[i] for i in todo])
                 replies = list(await pipe.execute(raise_on_error=False))
             again: list[int] = []
-            start = 0
-            for i, count in zip(todo, counts, strict=True):
-                own = replies[start : start + count]
-                start += count
-                error = next((r for r in own if isinstance(r, Exception)), None)
+            for i, needs in zip(todo, needs_of, strict=True):
+                error = next((replies[n] for n in needs if isinstance(replies[n], Exception)), None)
                 if isinstance(error, NoScriptError) and attempt == 1:
                     again.append(i)
                     continue
-                answers[i] = error if error is not None else own
+                if error is not None:
+                    answers[i] = error
+                    continue
+                item = items[i]
+                answers[i] = self._admit_answer(item, needs, replies) if isinstance(item, _Admit) else []
             if not again:
                 break
             await self._redis.script_load(_SCRIPT)
@@ -394,58 +416,98 @@ class RateLimiter:
             todo = again
         return answers
 
-    def _queue(self, pipe: Pipeline, item: _Admit | Reservation) -> int:
-        """Queue `item`'s commands; answers how many."""
-        if isinstance(item, Reservation):
-            return self._queue_release(pipe, item)
-        query = item.query
-        self._queue_script(
-            pipe,
-            query.project,
-            query.key_id,
-            query.tag,
-            query.limits,
-            item.slot,
-            admit=item.count,
-            spend=query.spend,
-            cost=item.cost,
-            read=query.read,
-        )
-        if query.recipients:
-            numbers = ",".join(query.recipients)
-            pipe.evalsha(self._members_sha, 1, BLOCKLIST_KEY, numbers)
-            pipe.evalsha(self._members_sha, 1, opt_out_key(query.project), numbers)
-        pipe.get(PROVIDER_STATE_KEY)
-        return 4 if query.recipients else 2
+    @staticmethod
+    def _admit_answer(item: _Admit, needs: list[int], replies: list[Any]) -> list[Any]:
+        """[the rate script's reply, the blocked recipients, the provider state's value]."""
+        rate, state = replies[needs[0]], replies[needs[1]]
+        recipients = item.query.recipients
+        blocked: frozenset[str] = frozenset()
+        if recipients:
+            # needs[2:]: the blocklist's and the project's opt-out list's shared replies.
+            blocked = found_among(recipients, replies[needs[2]]) | found_among(recipients, replies[needs[3]])
+        return [rate, blocked, state]
 
-    def _queue_script(
-        self,
-        pipe: Pipeline,
-        project: str,
-        key_id: str,
-        tag: str | None,
-        limits: Limits,
-        slot: str,
-        *,
-        admit: bool,
-        spend: SpendQuery | None,
-        cost: int,
-        read: bool,
-    ) -> None:
-        keys = rate_keys(self._prefix, project, key_id, tag, read=read)
-        args: list[int | str] = [
+    def _queue_all(self, pipe: Pipeline, items: list[_Admit | Reservation]) -> list[list[int]]:
+        """Queue the commands of `items`, each request's own in order, then the shared
+        lookups; answers, per item, the indices of the replies it needs (an admission's:
+        its script's, the provider state's, and when it has recipients the blocklist's and
+        its project's opt-out list's)."""
+        # The releases' slots, one ZREM per concurrency key, queued where that key's first
+        # release was: no slot is given back later than it was with a ZREM each.
+        slots: dict[str, list[str]] = {}
+        for item in items:
+            if isinstance(item, Reservation) and item.slot:
+                slots.setdefault(concurrency_key(self._prefix, item.project, item.key_id), []).append(item.slot)
+        zrem_at: dict[str, int] = {}
+        needs: list[list[int]] = []
+        admits: list[tuple[list[int], _Admit]] = []
+        queued = 0
+        for item in items:
+            own: list[int] = []
+            if isinstance(item, Reservation):
+                if item.slot:
+                    key = concurrency_key(self._prefix, item.project, item.key_id)
+                    if key not in zrem_at:
+                        pipe.zrem(key, *slots[key])
+                        zrem_at[key] = queued
+                        queued += 1
+                    own.append(zrem_at[key])
+                if item.spend_micros:
+                    pipe.decrby(item.spend_key, item.spend_micros)
+                    own.append(queued)
+                    queued += 1
+                if item.record is not None:
+                    record = item.record
+                    pipe.set(record.name, record.value, ex=record.ttl_seconds)
+                    own.append(queued)
+                    queued += 1
+            else:
+                self._queue_script(pipe, item)
+                own.append(queued)
+                queued += 1
+                admits.append((own, item))
+            needs.append(own)
+        if admits:
+            pipe.get(PROVIDER_STATE_KEY)
+            state_at = queued
+            queued += 1
+            blocklist_at = -1
+            with_recipients = [(own, item.query) for own, item in admits if item.query.recipients]
+            if with_recipients:
+                pipe.evalsha(
+                    self._members_sha, 1, BLOCKLIST_KEY, shared_numbers(q.recipients for _, q in with_recipients)
+                )
+                blocklist_at = queued
+                queued += 1
+            opt_outs_at: dict[str, int] = {}
+            for project in dict.fromkeys(q.project for _, q in with_recipients):
+                numbers = shared_numbers(q.recipients for _, q in with_recipients if q.project == project)
+                pipe.evalsha(self._members_sha, 1, opt_out_key(project), numbers)
+                opt_outs_at[project] = queued
+                queued += 1
+            for own, item in admits:
+                own.append(state_at)
+                if item.query.recipients:
+                    own += (blocklist_at, opt_outs_at[item.query.project])
+        return needs
+
+    def _queue_script(self, pipe: Pipeline, item: _Admit) -> None:
+        query = item.query
+        limits = query.limits
+        spend = query.spend
+        keys = rate_keys(self._prefix, query.project, query.key_id, query.tag, read=query.read)
+        numbers = script_numbers(
             WINDOW_MS,
-            limits.reads_per_minute if read else limits.requests_per_minute,
-            limits.tag_requests_per_minute if tag else 0,
+            limits.reads_per_minute if query.read else limits.requests_per_minute,
+            limits.tag_requests_per_minute if query.tag else 0,
             limits.concurrent_requests,
-            slot,
             self._slot_ms,
-            1 if admit else 0,
-            cost,
+            1 if item.count else 0,
+            item.cost,
             to_micros(spend.cap) if spend else 0,
             SPEND_KEY_TTL_SECONDS,
-        ]
-        pipe.evalsha(self._sha, len(keys), *keys, *args)
+        )
+        pipe.evalsha(self._sha, len(keys), *keys, numbers, item.slot)
 
     def _spend_prefix(self, project: str) -> str:
         return spend_prefix(self._prefix, project)
@@ -469,17 +531,3 @@ class RateLimiter:
         if not reservation.slot and not reservation.spend_micros and reservation.record is None:
             return
         await self._round_trip(reservation)
-
-    def _queue_release(self, pipe: Pipeline, reservation: Reservation) -> int:
-        count = 0
-        if reservation.slot:
-            pipe.zrem(concurrency_key(self._prefix, reservation.project, reservation.key_id), reservation.slot)
-            count += 1
-        if reservation.spend_micros:
-            pipe.decrby(reservation.spend_key, reservation.spend_micros)
-            count += 1
-        if reservation.record is not None:
-            record = reservation.record
-            pipe.set(record.name, record.value, ex=record.ttl_seconds)
-            count += 1
-        return count

@@ -5,6 +5,7 @@ check."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,15 @@ from services.dispatcher.send_markers import _APPLY as MARKER_SCRIPT
 from services.dispatcher.send_markers import CLAIMED, SendMarkers
 from services.ingest.idempotency import IdempotencyStore, StoredResponse
 from services.ingest.ratelimit import _SCRIPT as RATE_SCRIPT
-from services.ingest.ratelimit import AdmissionQuery, Limits, RateLimiter, Reservation, SpendQuery, Verdict
+from services.ingest.ratelimit import (
+    AdmissionQuery,
+    Limits,
+    RateLimiter,
+    Reservation,
+    SpendQuery,
+    Verdict,
+    concurrency_key,
+)
 from shared.blocklist import Blocklist
 from shared.optouts import OptOuts
 from shared.provider_state import ProviderState, read_provider_state, write_provider_state
@@ -84,6 +93,24 @@ async def test_every_redis_user_works_and_scripts_come_back_after_a_flush(redis_
         assert again.rate.verdict is Verdict.ADMITTED and again.rate.remaining == 8
         await limiter.release(Reservation("acme", "key_1", again.rate.slot))
         assert (await limiter.peek("acme", "key_1", limits)).remaining == 8
+        # Requests of several projects (several slots) in one pipeline: the shared lookups
+        # (one opt-out call per project) and the releases' one ZREM per concurrency key.
+        await OptOuts(raw).add("beta", ["+4733333333"])
+        many = [
+            AdmissionQuery(f"key_{i % 2}", limits, recipients=query.recipients, project=project)
+            for i, project in enumerate(["acme", "beta", "gamma", "acme", "beta", "gamma"])
+        ]
+        answers_of_many = await asyncio.gather(*(limiter.admit(q) for q in many))
+        assert [sorted(a.blocked) for a in answers_of_many[:3]] == [
+            ["+4711111111", "+4722222222"],
+            ["+4711111111", "+4733333333"],
+            ["+4711111111"],
+        ]
+        assert all(a.rate.admitted for a in answers_of_many)
+        await asyncio.gather(*(limiter.release(a.reservation) for a in answers_of_many))
+        for project in ("acme", "beta", "gamma"):
+            for key_id in ("key_0", "key_1"):
+                assert await raw.zcard(concurrency_key("rsms:rl", project, key_id)) == 0
         await write_provider_state(raw, ProviderState.OK, 60)
         assert await read_provider_state(raw) is ProviderState.OK
 
