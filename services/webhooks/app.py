@@ -247,6 +247,8 @@ def build_app(settings: WebhooksSettings, metrics: WebhooksMetrics | None = None
         )
 
     async def stop_batching() -> None:
+        # The reload ticks first: one that ran while the broker closes would warn of it.
+        bindings.stop()
         # Before the broker stops: what is open is sent, what is in flight gets until the
         # deadline, and the handlers waiting on them return (acked, or left for redelivery)
         # instead of being cancelled by the broker's own graceful timeout.

@@ -70,6 +70,7 @@ class EventBindings:
         self._directory = directory
         self._metrics = metrics
         self._bound: bool | None = None  # as last asserted; None: not yet
+        self._stopping = False
 
     async def assert_wanted(self) -> None:
         """Bind or unbind as the directory says now. Raises what the broker raises."""
@@ -80,15 +81,25 @@ class EventBindings:
         self._bound = wanted
         self._metrics.events_bound.set(int(wanted))
 
+    def stop(self) -> None:
+        """The sender is shutting down: `watch` asserts nothing more. Called before the
+        broker stops; a tick then would only fail on the closing connection and warn of it."""
+        self._stopping = True
+
     async def watch(self, interval: float) -> None:
         """Every `interval`: re-read the accounts file, then assert the bindings, changed or
         not (another sender may have asserted otherwise meanwhile). A broker that cannot be
-        reached this tick (reconnecting) is tried again at the next one."""
-        while True:
+        reached this tick (reconnecting) is tried again at the next one. Returns once
+        `stop` was called."""
+        while not self._stopping:
             await asyncio.sleep(interval)
+            if self._stopping:
+                return
             self._directory.reload()
             try:
                 await self.assert_wanted()
             # A closed channel (the connection is being restored) raises a RuntimeError kind.
             except (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError) as error:
+                if self._stopping:
+                    return  # the broker closed under this tick: shutdown, not a fault
                 log.warning("webhooks.bindings_not_asserted", error=str(error) or type(error).__name__)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner, Result
+from structlog.testing import capture_logs
 
 from cli.main import rsms
 from shared import accounts as store
@@ -371,3 +372,17 @@ async def test_an_older_versions_bindings_go_at_the_first_start_without_webhooks
         await publish(broker, outcome("quiet", {"+4790000010": "sent"}))
         assert await depth(amqp_url, WEBHOOK_OUTCOMES_QUEUE.name) == 0
     assert await depth(amqp_url, WEBHOOK_DEAD_LETTER_QUEUE.name) == 0
+
+
+async def test_a_clean_stop_asserts_no_bindings_on_the_closing_broker(
+    amqp_url: str, accounts_file: Path, receiver: Receiver
+) -> None:
+    """The reload ticks stop before the broker does: a tick on the closing connection
+    failed and warned "bindings not asserted" at every clean stop."""
+    configure(accounts_file, receiver, ["acme"])
+    with capture_logs() as logs:
+        for _ in range(5):
+            async with running_sender(sender_settings(amqp_url, accounts_file, accounts_reload_seconds=0.005)):
+                await asyncio.sleep(0.1)  # ticks asserting, bound
+    assert [entry for entry in logs if entry["event"] == "webhooks.bindings_not_asserted"] == []
+    assert [entry for entry in logs if entry["event"] == "webhooks.stopped"] != []
