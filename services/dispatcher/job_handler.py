@@ -1,7 +1,8 @@
 """The broker side of one delivery: read, dispatch, publish, then ack (or hand back).
 
 A delivery is one job or a batch of them (ingest's group commit); the jobs of a batch are
-dispatched concurrently, as separate jobs would be. The delivery is acknowledged only after
+dispatched concurrently, as separate jobs would be, the small live ones a provider batch
+at a time (`JobDispatcher.dispatch_many`). The delivery is acknowledged only after
 every message its jobs' attempts produced (their outcome events, as one message; retries,
 dead letters) is confirmed by the broker. It is handed back whole (nack with requeue, no
 attempt spent) when the provider refuses the whole account or when Redis or RabbitMQ fail
@@ -129,9 +130,7 @@ class JobHandler:
                 return [await self._dispatcher.dispatch(jobs[0], redelivered=redelivered)]
             except Exception as exc:
                 return [exc]
-        return await asyncio.gather(
-            *(self._dispatcher.dispatch(job, redelivered=redelivered) for job in jobs), return_exceptions=True
-        )
+        return await self._dispatcher.dispatch_many(jobs, redelivered=redelivered)
 
     def _account(self, job: SmsJob, result: DispatchResult) -> None:
         if job.attempt == 1:
