@@ -176,7 +176,11 @@ class SmppProvider:
                     multipart.append(self._send_recipient(message, recipient, refused))
                     multipart_at.append((b, r))
         out: list[list[Delivery | None]] = [[None] * len(batch.recipients) for batch in batches]
-        sent_one_part, *sent_multipart = await asyncio.gather(self._send_one_part(one_part, refused), *multipart)
+        if multipart:
+            sent_one_part, *sent_multipart = await asyncio.gather(self._send_one_part(one_part, refused), *multipart)
+        else:
+            # Only one-part messages (the common case): no task and gather for one coroutine.
+            sent_one_part, sent_multipart = await self._send_one_part(one_part, refused), []
         for (b, r), delivery in zip(one_part_at, sent_one_part, strict=True):
             out[b][r] = delivery
         for (b, r), delivery in zip(multipart_at, sent_multipart, strict=True):
@@ -345,12 +349,12 @@ class SmppProvider:
             detail = f"provider refused the account: {exc.detail}"
             return [Delivery(DeliveryStatus.TRANSIENT, detail=detail)] * len(submits)
         shares = [range(i, len(submits), len(sessions)) for i in range(len(sessions))]
-        answered = await asyncio.gather(
-            *(
-                session.submit_many([(submits[i][0], submits[i][1].removeprefix("+")) for i in share])
-                for session, share in zip(sessions, shares, strict=True)
-            )
-        )
+        work = [
+            session.submit_many([(submits[i][0], submits[i][1].removeprefix("+")) for i in share])
+            for session, share in zip(sessions, shares, strict=True)
+        ]
+        # One bind (the common case): no task and gather for one coroutine.
+        answered = [await work[0]] if len(work) == 1 else await asyncio.gather(*work)
         deliveries: list[Delivery | None] = [None] * len(submits)
         again: list[int] = []
         status_map = self._config.status_map
