@@ -21,9 +21,12 @@ from services.dispatcher.provider import Delivery, OutboundBatch, Provider
 from shared.provider_state import ProviderState
 from shared.turn_batch import TurnBatch
 
+_Batches = tuple[OutboundBatch, ...]
+"""The batches of one `send` call: one item, one wait for all of their answers."""
 
-def _recipients(batch: OutboundBatch) -> int:
-    return len(batch.recipients)
+
+def _recipients(batches: _Batches) -> int:
+    return sum(len(batch.recipients) for batch in batches)
 
 
 class BatchingProvider:
@@ -40,7 +43,8 @@ class BatchingProvider:
         self._observe_latency = observe_latency
         # The batches handed in during one loop turn go together, up to `max_recipients`
         # a request; a partial request waits while `max_partial_requests` are in flight.
-        self._requests: TurnBatch[OutboundBatch, list[Delivery]] = TurnBatch(
+        self._max_recipients = max_recipients
+        self._requests: TurnBatch[_Batches, list[list[Delivery]]] = TurnBatch(
             self._request,
             max_size=max_recipients,
             size_of=_recipients,
@@ -49,8 +53,12 @@ class BatchingProvider:
         )
 
     async def send(self, batches: Sequence[OutboundBatch]) -> list[list[Delivery]]:
-        futures = [self._requests.put(batch) for batch in batches]
-        return list(await asyncio.gather(*futures))
+        if _recipients(tuple(batches)) <= self._max_recipients:
+            # The common case (one job's chunk, or the jobs of a delivery that fit one
+            # request): one item, one wait.
+            return await self._requests.submit(tuple(batches))
+        answers = await asyncio.gather(*(self._requests.put((batch,)) for batch in batches))
+        return [deliveries for (deliveries,) in answers]
 
     async def account_state(self) -> ProviderState:
         return await self._inner.account_state()
@@ -59,11 +67,17 @@ class BatchingProvider:
         await self._requests.close()
         await self._inner.close()
 
-    async def _request(self, batches: list[OutboundBatch]) -> list[list[Delivery]]:
+    async def _request(self, items: list[_Batches]) -> list[list[list[Delivery]]]:
         # An error reaches every job in the request (ProviderAccountError above all), and
         # each decides what it means for its own message.
         started = time.perf_counter()
         try:
-            return await self._inner.send(batches)
+            answers = await self._inner.send([batch for batches in items for batch in batches])
         finally:
             self._observe_latency(time.perf_counter() - started)
+        out: list[list[list[Delivery]]] = []
+        at = 0
+        for batches in items:
+            out.append(answers[at : at + len(batches)])
+            at += len(batches)
+        return out

@@ -24,6 +24,7 @@ from services.dispatcher.send_markers import (
     INVALID,
     RETRYABLE,
     SENT_PREFIX,
+    Claim,
     MarkerVerdict,
     SendMarkers,
     markers_may_be_lost,
@@ -161,6 +162,82 @@ def outcome_constructor() -> Callable[..., RecipientOutcome]:
 
 _construct_outcome = outcome_constructor()
 
+_EVENT_FIELDS = frozenset(OutcomeEvent.model_fields)
+
+
+def _fast_event(
+    *,
+    event_id: uuid.UUID,
+    message_id: uuid.UUID,
+    project: str,
+    tag: str,
+    sender: str,
+    test: bool,
+    currency: str,
+    attempt: int,
+    replay: int,
+    occurred_at: datetime,
+    outcomes: list[RecipientOutcome],
+) -> OutcomeEvent:
+    """`OutcomeEvent.model_construct` with every field given, as `_fast_outcome` builds an
+    outcome (a job's event cost as much as its outcome): pinned against pydantic's by the
+    same tests."""
+    event = _new(OutcomeEvent)
+    _set(
+        event,
+        "__dict__",
+        {
+            "schema_version": 1,
+            "event_id": event_id,
+            "message_id": message_id,
+            "project": project,
+            "tag": tag,
+            "sender": sender,
+            "test": test,
+            "currency": currency,
+            "attempt": attempt,
+            "occurred_at": occurred_at,
+            "outcomes": outcomes,
+            "replay": replay,
+        },
+    )
+    _set(event, "__pydantic_fields_set__", set(_EVENT_FIELDS))
+    _set(event, "__pydantic_extra__", None)
+    _set(event, "__pydantic_private__", None)
+    return event
+
+
+def event_constructor() -> Callable[..., OutcomeEvent]:
+    """The fast event constructor where pydantic lays models out as it expects (the slots
+    of `BaseModel` and the event's twelve fields), else one through `model_construct`."""
+    if (
+        getattr(BaseModel, "__slots__", ()) == _PYDANTIC_SLOTS
+        and {
+            "schema_version",
+            "event_id",
+            "message_id",
+            "project",
+            "tag",
+            "sender",
+            "test",
+            "currency",
+            "attempt",
+            "occurred_at",
+            "outcomes",
+            "replay",
+        }
+        == _EVENT_FIELDS
+    ):
+        return _fast_event
+    return _constructed_event
+
+
+def _constructed_event(**fields: Any) -> OutcomeEvent:
+    return OutcomeEvent.model_construct(schema_version=1, **fields)
+
+
+_construct_event = event_constructor()
+
 
 def _every_one(deliveries: list[Delivery | None]) -> list[Delivery]:
     """The deliveries once every chunk is done: each recipient has one."""
@@ -175,6 +252,10 @@ class ReceiptExpectations(Protocol):
 
     async def expect(self, job: SmsJob, recipients: Sequence[str], deliveries: Sequence[Delivery]) -> None: ...
 
+    async def expect_many(self, sent: Sequence[tuple[SmsJob, Sequence[str], Sequence[Delivery]]]) -> None:
+        """`expect` for several jobs' batches at once, (job, recipients, deliveries) each."""
+        ...
+
 
 @dataclass
 class DispatchResult:
@@ -186,6 +267,15 @@ class DispatchResult:
     """Recipients whose outcome is unknown, held for an operator (reason outcome_unknown)."""
     newly_blocked: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def _outbound(job: SmsJob, recipients: list[str]) -> OutboundBatch:
+    return OutboundBatch(
+        sender=job.sender,
+        text=job.message,
+        recipients=recipients,
+        references=[idempotency_reference(job.message_id, r) for r in recipients],
+    )
 
 
 class JobDispatcher:
@@ -225,12 +315,149 @@ class JobDispatcher:
         `redelivered`: the broker delivered this job before (to a dispatcher that died or
         handed it back), so some of it may have been sent already.
         """
-        recipients = job.recipients
         if job.test:
             deliveries = await self._send_test(job)
         else:
             deliveries = await self._send_live_after_earlier(job, redelivered)
-        newly_blocked = [r for r, d in zip(recipients, deliveries, strict=True) if d.status is DeliveryStatus.BLOCKED]
+        return await self._finish(job, deliveries)
+
+    async def dispatch_many(
+        self, jobs: Sequence[SmsJob], redelivered: bool = False
+    ) -> list[DispatchResult | BaseException]:
+        """`dispatch` of every job of one delivery, each run to its end whatever the others
+        do; answers each job's result, or the exception its dispatch raised, in order (as
+        `asyncio.gather(..., return_exceptions=True)` over `dispatch` would).
+
+        The live jobs that each fit one provider batch (single-recipient jobs above all)
+        go together, a provider batch's worth of recipients at a time (`_dispatch_together`):
+        one claim for all of them, one provider call, one record, instead of a task and
+        three waits a job. What each recipient's claim, send and record mean is
+        `_send_live`'s, through the same functions. A job whose message is being sent here
+        already (a redelivery while the first delivery runs), a test job and a job of
+        several provider batches go on `dispatch`'s way.
+        """
+        together: list[tuple[list[SmsJob], asyncio.Event]] = []
+        together_at: list[list[int]] = []
+        alone: list[int] = []
+        size = self._batch_size
+        filling = 0
+        sending = self._sending
+        for index, job in enumerate(jobs):
+            count = len(job.recipients)
+            if job.test or count > size or job.message_id in sending:
+                alone.append(index)
+                continue
+            if not together or filling + count > size:
+                together.append(([], asyncio.Event()))
+                together_at.append([])
+                filling = 0
+            together[-1][0].append(job)
+            together_at[-1].append(index)
+            filling += count
+            # Taken here, before any wait: a later delivery of the same message waits for
+            # this one (`_send_live_after_earlier`), and so does a second copy of it in
+            # this delivery (it goes alone).
+            sending[job.message_id] = together[-1][1]
+        groups: list[Coroutine[Any, Any, list[DispatchResult | BaseException]]] = [
+            self._dispatch_together(group, done, redelivered) for group, done in together
+        ]
+        groups.extend(self._dispatch_alone(jobs[i], redelivered) for i in alone)
+        try:
+            if len(groups) == 1:
+                answered: list[list[DispatchResult | BaseException] | BaseException] = [await groups[0]]
+            else:
+                answered = await asyncio.gather(*groups, return_exceptions=True)
+        finally:
+            # Each group releases its jobs when it is done; this only covers a group
+            # cancelled before it started (its `finally` never ran).
+            for group, done in together:
+                self._release(group, done)
+        answers: list[DispatchResult | BaseException | None] = [None] * len(jobs)
+        for indexes, answer in zip([*together_at, *([i] for i in alone)], answered, strict=True):
+            for i, one in zip(indexes, answer if isinstance(answer, list) else [answer] * len(indexes), strict=True):
+                answers[i] = one
+        return [a if a is not None else RuntimeError("a job was left without an answer") for a in answers]
+
+    async def _dispatch_alone(self, job: SmsJob, redelivered: bool) -> list[DispatchResult | BaseException]:
+        try:
+            return [await self.dispatch(job, redelivered)]
+        except Exception as exc:
+            return [exc]
+
+    async def _dispatch_together(
+        self, jobs: list[SmsJob], done: asyncio.Event, redelivered: bool
+    ) -> list[DispatchResult | BaseException]:
+        """Live jobs of one provider batch's worth of recipients, each in `_sending` with
+        `done` (`dispatch_many`)."""
+        try:
+            sent = await self._send_live_together(jobs, redelivered)
+        except Exception as exc:
+            return [exc] * len(jobs)
+        finally:
+            self._release(jobs, done)
+        results: list[DispatchResult | BaseException] = []
+        for job, deliveries in zip(jobs, sent, strict=True):
+            try:
+                results.append(await self._finish(job, deliveries))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    def _release(self, jobs: list[SmsJob], done: asyncio.Event) -> None:
+        """The jobs are no longer being sent here: a later delivery of one may claim."""
+        if done.is_set():
+            return
+        for job in jobs:
+            if self._sending.get(job.message_id) is done:
+                del self._sending[job.message_id]
+        done.set()
+
+    async def _send_live_together(self, jobs: list[SmsJob], redelivered: bool) -> list[list[Delivery]]:
+        """`_send_live` for jobs whose recipients fit one provider batch together: one
+        claim of them all, just before one provider call, then one record of its answers.
+        A `ProviderAccountError` (nothing was sent) reaches every job."""
+        claims = await self._markers.claim_many([(job.message_id, job.recipients, job.replay) for job in jobs])
+        deliveries: list[list[Delivery | None]] = [[None] * len(job.recipients) for job in jobs]
+        sending: list[tuple[int, list[str], list[int]]] = []
+        for j, (job, claim) in enumerate(zip(jobs, claims, strict=True)):
+            to_send = self._to_send(job, range(len(job.recipients)), claim, redelivered, deliveries[j])
+            if to_send:
+                sending.append((j, [job.recipients[i] for i in to_send], to_send))
+        if sending:
+            try:
+                sent = await self._live.send([_outbound(jobs[j], recipients) for j, recipients, _ in sending])
+            except ProviderAccountError:
+                # As `_send_batch`: nothing of the call was sent, the redelivery sends it.
+                await self._markers.record_many(
+                    [(jobs[j].message_id, dict.fromkeys(recipients, RETRYABLE)) for j, recipients, _ in sending]
+                )
+                raise
+            if self._receipts is not None:
+                # Before the markers, as `_record_batch`.
+                await self._receipts.expect_many(
+                    [(jobs[j], recipients, answers) for (j, recipients, _), answers in zip(sending, sent, strict=True)]
+                )
+            await self._markers.record_many(
+                [
+                    (
+                        jobs[j].message_id,
+                        {r: m for r, d in zip(recipients, answers, strict=True) if (m := marker_for(d))},
+                    )
+                    for (j, recipients, _), answers in zip(sending, sent, strict=True)
+                ]
+            )
+            for (j, _, indexes), answers in zip(sending, sent, strict=True):
+                for i, d in zip(indexes, answers, strict=True):
+                    deliveries[j][i] = d
+        settled = [_every_one(d) for d in deliveries]
+        for job, job_deliveries in zip(jobs, settled, strict=True):
+            await self._settle_unknown(job, job_deliveries)
+        return settled
+
+    async def _finish(self, job: SmsJob, deliveries: list[Delivery]) -> DispatchResult:
+        newly_blocked = [
+            r for r, d in zip(job.recipients, deliveries, strict=True) if d.status is DeliveryStatus.BLOCKED
+        ]
         if newly_blocked:
             await self._blocklist.add(newly_blocked)
         return self._settle(job, deliveries, newly_blocked)
@@ -296,19 +523,7 @@ class JobDispatcher:
         async def claim_and_send(chunk: list[int]) -> None:
             async with sending:
                 claim = await self._markers.claim(job.message_id, [job.recipients[i] for i in chunk], job.replay)
-                lost = markers_may_be_lost(job.accepted_at, job.attempt, redelivered, claim.generation_since_ms)
-                to_send: list[int] = []
-                for i, marker in zip(chunk, claim.markers, strict=True):
-                    match verdict(marker, job.replay, markers_may_be_lost=lost):
-                        case MarkerVerdict.SEND:
-                            to_send.append(i)
-                        case MarkerVerdict.UNKNOWN if self._resend_unknown:
-                            to_send.append(i)
-                        case MarkerVerdict.UNKNOWN:
-                            deliveries[i] = _OUTCOME_UNKNOWN
-                        case MarkerVerdict.SETTLED:
-                            # A held recipient not yet released by a replay stays held.
-                            deliveries[i] = delivery_from_marker(marker) or _OUTCOME_UNKNOWN
+                to_send = self._to_send(job, chunk, claim, redelivered, deliveries)
                 if not to_send:
                     return
                 recipients = [job.recipients[i] for i in to_send]
@@ -320,13 +535,36 @@ class JobDispatcher:
 
         await self._in_chunks(job, claim_and_send)
         settled = _every_one(deliveries)
+        await self._settle_unknown(job, settled)
+        return settled
+
+    def _to_send(
+        self, job: SmsJob, chunk: Sequence[int], claim: Claim, redelivered: bool, deliveries: list[Delivery | None]
+    ) -> list[int]:
+        """The recipients of `chunk` (indexes into the job's) that its claim says to send;
+        the others get their delivery in `deliveries` (settled before, or unknown)."""
+        lost = markers_may_be_lost(job.accepted_at, job.attempt, redelivered, claim.generation_since_ms)
+        to_send: list[int] = []
+        for i, marker in zip(chunk, claim.markers, strict=True):
+            match verdict(marker, job.replay, markers_may_be_lost=lost):
+                case MarkerVerdict.SEND:
+                    to_send.append(i)
+                case MarkerVerdict.UNKNOWN if self._resend_unknown:
+                    to_send.append(i)
+                case MarkerVerdict.UNKNOWN:
+                    deliveries[i] = _OUTCOME_UNKNOWN
+                case MarkerVerdict.SETTLED:
+                    # A held recipient not yet released by a replay stays held.
+                    deliveries[i] = delivery_from_marker(marker) or _OUTCOME_UNKNOWN
+        return to_send
+
+    async def _settle_unknown(self, job: SmsJob, settled: Sequence[Delivery]) -> None:
         unknown = [r for r, d in zip(job.recipients, settled, strict=True) if d.status is DeliveryStatus.UNKNOWN]
         if unknown:
             # Recorded before the dead letter is published: a redelivery of this attempt
             # holds them again rather than sending them.
             marker = RETRYABLE if self._resend_unknown else held_marker(job.replay)
             await self._markers.settle_unknown(job.message_id, dict.fromkeys(unknown, marker))
-        return settled
 
     async def _in_chunks(self, job: SmsJob, work: Callable[[list[int]], Coroutine[Any, Any, None]]) -> None:
         """Runs `work` on each provider-sized chunk of the job's recipients, concurrently;
@@ -348,14 +586,8 @@ class JobDispatcher:
         self, provider: Provider, job: SmsJob, recipients: list[str], markers: SendMarkers | None
     ) -> list[Delivery]:
         """Sends `recipients` as one provider batch; the deliveries in their order."""
-        batch = OutboundBatch(
-            sender=job.sender,
-            text=job.message,
-            recipients=recipients,
-            references=[idempotency_reference(job.message_id, r) for r in recipients],
-        )
         try:
-            (deliveries,) = await provider.send([batch])
+            (deliveries,) = await provider.send([_outbound(job, recipients)])
         except ProviderAccountError:
             # Raised only when the provider took none of them (`Provider.send`): the
             # redelivery after the outage sends them, also where resends are unsafe.
@@ -437,8 +669,7 @@ class JobDispatcher:
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
             outcomes.append(outcome)
         now = datetime.now(UTC)
-        event = OutcomeEvent.model_construct(
-            schema_version=1,
+        event = _construct_event(
             event_id=outcome_event_id(job),
             message_id=job.message_id,
             project=job.project,

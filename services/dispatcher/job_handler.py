@@ -1,7 +1,8 @@
 """The broker side of one delivery: read, dispatch, publish, then ack (or hand back).
 
 A delivery is one job or a batch of them (ingest's group commit); the jobs of a batch are
-dispatched concurrently, as separate jobs would be. The delivery is acknowledged only after
+dispatched concurrently, as separate jobs would be, the small live ones a provider batch
+at a time (`JobDispatcher.dispatch_many`). The delivery is acknowledged only after
 every message its jobs' attempts produced (their outcome events, as one message; retries,
 dead letters) is confirmed by the broker. It is handed back whole (nack with requeue, no
 attempt spent) when the provider refuses the whole account or when Redis or RabbitMQ fail
@@ -56,6 +57,7 @@ class JobHandler:
         self._breaker = breaker
         self._metrics = metrics
         self._backoff = infrastructure_backoff_seconds
+        self._done = metrics.jobs.labels("done")
 
     async def handle(self, message: RawDelivery) -> None:
         metrics = self._metrics
@@ -119,8 +121,7 @@ class JobHandler:
                 detail=letter.detail,
                 message_id=str(letter.message_id) if letter.message_id else None,
             )
-        for job, result in results:
-            self._account(job, result)
+        self._account(results)
         self._dispatcher.settled(results)
 
     async def _dispatch_all(self, jobs: list[SmsJob], redelivered: bool) -> list[DispatchResult | BaseException]:
@@ -129,20 +130,32 @@ class JobHandler:
                 return [await self._dispatcher.dispatch(jobs[0], redelivered=redelivered)]
             except Exception as exc:
                 return [exc]
-        return await asyncio.gather(
-            *(self._dispatcher.dispatch(job, redelivered=redelivered) for job in jobs), return_exceptions=True
-        )
+        return await self._dispatcher.dispatch_many(jobs, redelivered=redelivered)
 
-    def _account(self, job: SmsJob, result: DispatchResult) -> None:
-        if job.attempt == 1:
-            lag = (datetime.now(UTC) - job.accepted_at).total_seconds()
-            self._metrics.accept_to_send.observe(max(0.0, lag))
-
+    def _account(self, results: list[tuple[SmsJob, DispatchResult]]) -> None:
+        """The delivery's jobs in the metrics, each counter once a delivery (a labelled
+        counter's lookup and lock per job were a noticeable cost with many small jobs),
+        and the logs of what did not simply go out."""
+        if not results:
+            return
         metrics = self._metrics
-        traffic = "test" if job.test else "live"
-        for status, count in result.counts.items():
-            metrics.recipients.labels(job.project, status, traffic).inc(count)
-        metrics.jobs.labels("done").inc()
+        now = datetime.now(UTC)
+        recipients: dict[tuple[str, str, str], int] = {}
+        for job, result in results:
+            if job.attempt == 1:
+                metrics.accept_to_send.observe(max(0.0, (now - job.accepted_at).total_seconds()))
+            traffic = "test" if job.test else "live"
+            for status, count in result.counts.items():
+                labels = (job.project, status, traffic)
+                recipients[labels] = recipients.get(labels, 0) + count
+            self._report_job(job, result)
+        for labels, count in recipients.items():
+            metrics.recipients.labels(*labels).inc(count)
+        self._done.inc(len(results))
+
+    def _report_job(self, job: SmsJob, result: DispatchResult) -> None:
+        """The job's own metrics and log lines: held, retrying, dead-lettered, blocked."""
+        metrics = self._metrics
         if result.held is not None:
             metrics.dead_lettered.labels(result.held.reason).inc()
             log.warning(

@@ -26,8 +26,8 @@ OUTCOME_BATCH_OPEN = b'{"schema_version":1,"events":['  # shared.contracts.Outco
 _MAX_OUTCOMES_PER_MESSAGE = 1_000
 
 
-def _outcomes(event: OutcomeEvent) -> int:
-    return len(event.outcomes)
+def _outcomes(events: tuple[OutcomeEvent, ...]) -> int:
+    return sum(len(event.outcomes) for event in events)
 
 
 class Outbox:
@@ -41,7 +41,8 @@ class Outbox:
         # event goes alone); more in one turn go in more messages. A partial message waits
         # while another is unconfirmed, so under load the events pile up behind it and go
         # together (group commit), for at most one confirm's wait more.
-        self._events: TurnBatch[OutcomeEvent, None] = TurnBatch(
+        # A delivery's events are one item: one wait for all of them.
+        self._events: TurnBatch[tuple[OutcomeEvent, ...], None] = TurnBatch(
             self._publish_events, max_size=_MAX_OUTCOMES_PER_MESSAGE, size_of=_outcomes, max_partial_in_flight=1
         )
 
@@ -58,16 +59,22 @@ class Outbox:
         the other deliveries finishing in the same event-loop turn, as one message (one
         `OutcomeEvent` alone, an `OutcomeBatch` for more); each job's retry and dead
         letters as their own messages. Returns once the broker confirmed all of them."""
-        sends: list[Awaitable[None]] = [self._events.put(result.event) for result in results]
+        events = tuple(result.event for result in results)
+        sends: list[Awaitable[None]]
+        if _outcomes(events) <= _MAX_OUTCOMES_PER_MESSAGE:
+            # The common case (small jobs): the delivery's events are one item, one wait.
+            sends = [self._events.put(events)] if events else []
+        else:
+            sends = [self._events.put((event,)) for event in events]
         sends.extend(self.publish_dead_letter(letter) for letter in dead_letters)
         for result in results:
             sends.extend(self._follow_ups(result))
         if len(sends) == 1:
-            await sends[0]  # the common case: one event, no gather machinery
+            await sends[0]  # the common case: no gather machinery
         else:
             await asyncio.gather(*sends)
 
-    async def _publish_events(self, events: list[OutcomeEvent]) -> list[None]:
+    async def _publish_events(self, handed_in: list[tuple[OutcomeEvent, ...]]) -> list[None]:
         """One message, one confirm for the outcome events of every delivery that finished
         in one loop turn: with a thousand single-recipient jobs a second, a message each
         cost the dispatcher and the broker more than the events themselves. Each event
@@ -75,13 +82,14 @@ class Outbox:
         grouping (`OutcomeBatch`); a delivery is acknowledged only once the message that
         carries its events is confirmed (an error reaches every delivery in it, and each
         is handed back)."""
+        events = [event for events in handed_in for event in events]
         if len(events) == 1:
             await self._publish(events[0], exchange=OUTCOMES_EXCHANGE.name, routing_key="")
         else:
             # The events' own JSON spliced in: each encoded once, as a lone event would be.
             body = OUTCOME_BATCH_OPEN + b",".join(e.model_dump_json().encode() for e in events) + b"]}"
             await self._publish_body(body, exchange=OUTCOMES_EXCHANGE.name, routing_key="", message_id=None)
-        return [None] * len(events)
+        return [None] * len(handed_in)
 
     def _follow_ups(self, result: DispatchResult) -> list[Awaitable[None]]:
         """What an attempt publishes besides its outcome event: its retry, its dead letter

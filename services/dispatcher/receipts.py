@@ -175,6 +175,14 @@ class ReceiptSink:
         if parts:
             await self._store.remember(parts)
 
+    async def expect_many(self, sent: Sequence[tuple[SmsJob, Sequence[str], Sequence[Delivery]]]) -> None:
+        """`expect` for several jobs' batches, (job, recipients, deliveries) each, in one write."""
+        parts: dict[str, SentPart] = {}
+        for job, recipients, deliveries in sent:
+            parts.update(sent_parts(job, recipients, deliveries))
+        if parts:
+            await self._store.remember(parts)
+
     async def receipt(self, receipt: CarrierReceipt) -> None:
         async with self._slots:
             await self._receipt(receipt)

@@ -179,10 +179,13 @@ class Claim:
 _Answer = tuple[int, list[str]]
 _Op = tuple[str, str, list[str]]
 """An op ("c", "r" or "u"), its marker key, its args."""
+_Ops = list[_Op]
+"""The ops one caller hands in together (the claims of a whole provider batch of jobs):
+one wait for all of their answers."""
 
 
-def _fields(op: _Op) -> int:
-    return len(op[2]) or 1
+def _fields(ops: _Ops) -> int:
+    return sum(len(args) or 1 for _, _, args in ops)
 
 
 def marker_key(message_id: UUID) -> str:
@@ -207,12 +210,12 @@ class SendMarkers:
         # A partial call waits while another is in flight, so under load the ops pile up
         # behind it and go together (group commit): fewer, bigger calls, each a system call
         # and a script run less, for at most one round trip more.
-        self._ops: TurnBatch[_Op, _Answer] = TurnBatch(
+        self._ops: TurnBatch[_Ops, list[_Answer]] = TurnBatch(
             self._call, max_size=_MAX_FIELDS_PER_CALL, size_of=_fields, max_partial_in_flight=1
         )
         self._settled: list[UUID] = []
         self._settle_timer: asyncio.TimerHandle | None = None
-        self._settling: set[asyncio.Task[_Answer]] = set()
+        self._settling: set[asyncio.Task[list[_Answer]]] = set()
 
     async def begin_generation(self) -> int:
         """Starts the marker store's generation unless it has begun; answers its start.
@@ -227,13 +230,24 @@ class SendMarkers:
 
     async def claim(self, message_id: UUID, recipients: Sequence[str], replay: int = 0) -> Claim:
         """Claims every recipient that may be sent (see `verdict`); answers the earlier markers."""
-        since, markers = await self._submit("c", marker_key(message_id), [str(replay), *recipients])
+        ((since, markers),) = await self._ops.submit([("c", marker_key(message_id), [str(replay), *recipients])])
         return Claim(markers, since)
+
+    async def claim_many(self, claims: Sequence[tuple[UUID, Sequence[str], int]]) -> list[Claim]:
+        """`claim` for several messages at once, (message id, recipients, replay) each, in
+        one wait: each claim is the same as on its own, their answers in their order."""
+        ops = [("c", marker_key(message_id), [str(replay), *recipients]) for message_id, recipients, replay in claims]
+        return [Claim(markers, since) for since, markers in await self._ops.submit(ops)]
 
     async def record(self, message_id: UUID, markers: Mapping[str, str]) -> None:
         if markers:
-            args = [part for field, value in markers.items() for part in (field, value)]
-            await self._submit("r", marker_key(message_id), args)
+            await self._ops.submit([("r", marker_key(message_id), _pairs(markers))])
+
+    async def record_many(self, records: Sequence[tuple[UUID, Mapping[str, str]]]) -> None:
+        """`record` for several messages at once, in one wait."""
+        ops = [("r", marker_key(message_id), _pairs(markers)) for message_id, markers in records if markers]
+        if ops:
+            await self._ops.submit(ops)
 
     async def settle_unknown(self, message_id: UUID, markers: Mapping[str, str]) -> None:
         """Record the decision on recipients whose outcome is unknown (held, or to resend)
@@ -241,8 +255,7 @@ class SendMarkers:
         redelivery while the first still runs), and the other may have recorded one as
         sent meanwhile; overwriting that with a hold would let a replay send it twice."""
         if markers:
-            args = [part for field, value in markers.items() for part in (field, value)]
-            await self._submit("u", marker_key(message_id), args)
+            await self._ops.submit([("u", marker_key(message_id), _pairs(markers))])
 
     def settled(self, message_ids: Sequence[UUID]) -> None:
         """The jobs' attempts are done and acknowledged, with nothing left to send (no
@@ -279,22 +292,20 @@ class SendMarkers:
     def _settle_alone(self) -> None:
         self._settle_timer = None
         if self._settled:
-            task = asyncio.get_running_loop().create_task(self._ops.submit(("n", GENERATION_KEY, [])))
+            task = asyncio.get_running_loop().create_task(self._ops.submit([("n", GENERATION_KEY, [])]))
             self._settling.add(task)
             task.add_done_callback(self._settle_done)
 
-    def _settle_done(self, task: asyncio.Task[_Answer]) -> None:
+    def _settle_done(self, task: asyncio.Task[list[_Answer]]) -> None:
         self._settling.discard(task)
         if not task.cancelled() and task.exception() is not None:
             # Their markers keep the full TTL: safe, only longer.
             log.info("send markers kept the full TTL: Redis failed", error=type(task.exception()).__name__)
 
-    async def _submit(self, op: str, key: str, args: list[str]) -> _Answer:
-        return await self._ops.submit((op, key, args))
-
-    async def _call(self, group: list[_Op]) -> list[_Answer]:
+    async def _call(self, handed_in: list[_Ops]) -> list[list[_Answer]]:
         # An error reaches every caller in the call (RedisError above all), and each hands
         # its own job back.
+        group = [op for ops in handed_in for op in ops]
         argv: list[str | int] = [self._ttl, self._settled_ttl]
         # The settled keys first (`settled`), then the callers' ops, each answered in order.
         settled, self._settled = self._settled, []
@@ -307,5 +318,17 @@ class SendMarkers:
             argv.append(len(args) - 1 if op == "c" else len(args) // 2)
             argv.extend(args)
         since, *answers = await self._apply(keys=keys, args=argv)
-        answers = answers[len(settled) :]
-        return [(int(since), [a.decode() if isinstance(a, bytes) else a for a in answer]) for answer in answers]
+        start = int(since)
+        flat = [
+            (start, [a.decode() if isinstance(a, bytes) else a for a in answer]) for answer in answers[len(settled) :]
+        ]
+        out: list[list[_Answer]] = []
+        at = 0
+        for ops in handed_in:
+            out.append(flat[at : at + len(ops)])
+            at += len(ops)
+        return out
+
+
+def _pairs(markers: Mapping[str, str]) -> list[str]:
+    return [part for field, value in markers.items() for part in (field, value)]

@@ -4,11 +4,19 @@ fast path must not be taken. This fails loudly when a pydantic upgrade changes t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
+from uuid import UUID
 
 import pytest
 
-from services.dispatcher.job_dispatcher import _fast_outcome, outcome_constructor
+from services.dispatcher.job_dispatcher import (
+    _constructed_event,
+    _fast_event,
+    _fast_outcome,
+    event_constructor,
+    outcome_constructor,
+)
 from shared.contracts import OutcomeEvent, RecipientOutcome
 
 CASES = [
@@ -66,3 +74,31 @@ def test_an_event_of_fast_outcomes_serialises_as_one_of_validated_outcomes():
     validated = OutcomeEvent.model_validate({**common, "outcomes": CASES})
     fast = validated.model_copy(update={"outcomes": [_fast_outcome(**values) for values in CASES]})
     assert fast.model_dump_json() == validated.model_dump_json()
+
+
+def test_the_fast_event_path_is_taken_with_the_pydantic_this_project_pins():
+    assert event_constructor() is _fast_event
+
+
+def test_a_fast_event_is_the_one_model_construct_builds():
+    fields = {
+        "event_id": UUID("1f0d5c8e-3d0a-4c59-9a57-7a1bb2f0e6a1"),
+        "message_id": UUID("6b7f4a52-2f8e-4c1e-9d0b-3a5c2e71d9f4"),
+        "project": "p",
+        "tag": "T",
+        "sender": "RSMS",
+        "test": False,
+        "currency": "NOK",
+        "attempt": 2,
+        "replay": 1,
+        "occurred_at": datetime(2026, 12, 4, 12, 0, tzinfo=UTC),
+        "outcomes": [_fast_outcome(**values) for values in CASES],
+    }
+    fast, slow = _fast_event(**fields), _constructed_event(**fields)
+    assert fast == slow
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert fast.model_fields_set == slow.model_fields_set
+    validated = OutcomeEvent.model_validate_json(fast.model_dump_json())
+    assert validated.model_dump_json() == fast.model_dump_json()
+    with pytest.raises(ValueError, match="frozen"):
+        fast.attempt = 3  # frozen like any contract

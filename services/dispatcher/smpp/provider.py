@@ -47,6 +47,8 @@ from shared.provider_state import ProviderState
 log = get_logger(__name__)
 
 _MAX_THROTTLE_PAUSE = 30.0
+_ONE_PART_TEMPLATES = 1024
+"""One-part templates kept (`SmppProvider._message`): a few hundred KB at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,8 @@ class SmppProvider:
         self._next_bind = itertools.count()
         self._closing = False
         self._receipts_expected = receipts_requested(config.registered_delivery)
+        # (sender, text) -> its one-part template, read only once made (`_message`).
+        self._one_part: dict[tuple[str, str], list[SubmitTemplate]] = {}
 
     # -- Provider ------------------------------------------------------------------------
 
@@ -176,7 +180,11 @@ class SmppProvider:
                     multipart.append(self._send_recipient(message, recipient, refused))
                     multipart_at.append((b, r))
         out: list[list[Delivery | None]] = [[None] * len(batch.recipients) for batch in batches]
-        sent_one_part, *sent_multipart = await asyncio.gather(self._send_one_part(one_part, refused), *multipart)
+        if multipart:
+            sent_one_part, *sent_multipart = await asyncio.gather(self._send_one_part(one_part, refused), *multipart)
+        else:
+            # Only one-part messages (the common case): no task and gather for one coroutine.
+            sent_one_part, sent_multipart = await self._send_one_part(one_part, refused), []
         for (b, r), delivery in zip(one_part_at, sent_one_part, strict=True):
             out[b][r] = delivery
         for (b, r), delivery in zip(multipart_at, sent_multipart, strict=True):
@@ -317,7 +325,14 @@ class SmppProvider:
     def _message(self, sender: str, text: str) -> list[SubmitTemplate]:
         """One template per part. A multipart message has one concatenation reference for
         all its recipients: a reference only has to tell apart the concatenations in flight
-        to one handset (3GPP TS 23.040 9.2.3.24.1), and each recipient is another handset."""
+        to one handset (3GPP TS 23.040 9.2.3.24.1), and each recipient is another handset.
+
+        A one-part message has no reference, so its template is the same whenever the same
+        sender sends the same text: kept for the next job (single-recipient jobs of one
+        text, a notification sent one number at a time, were encoded once per recipient)."""
+        known = self._one_part.get((sender, text))
+        if known is not None:
+            return known
         parts = encode_parts(
             text,
             concatenation=self._config.concatenation,
@@ -325,7 +340,12 @@ class SmppProvider:
             reference=next(self._references),
         )
         source, ton, npi = source_address(sender)
-        return [SubmitTemplate(self._submit_of(part, source, ton, npi)) for part in parts]
+        templates = [SubmitTemplate(self._submit_of(part, source, ton, npi)) for part in parts]
+        if len(templates) == 1:
+            if len(self._one_part) >= _ONE_PART_TEMPLATES:
+                del self._one_part[next(iter(self._one_part))]  # the oldest
+            self._one_part[(sender, text)] = templates
+        return templates
 
     async def _send_one_part(
         self, submits: Sequence[tuple[SubmitTemplate, str]], refused: list[_AccountRefused]
@@ -345,12 +365,12 @@ class SmppProvider:
             detail = f"provider refused the account: {exc.detail}"
             return [Delivery(DeliveryStatus.TRANSIENT, detail=detail)] * len(submits)
         shares = [range(i, len(submits), len(sessions)) for i in range(len(sessions))]
-        answered = await asyncio.gather(
-            *(
-                session.submit_many([(submits[i][0], submits[i][1].removeprefix("+")) for i in share])
-                for session, share in zip(sessions, shares, strict=True)
-            )
-        )
+        work = [
+            session.submit_many([(submits[i][0], submits[i][1].removeprefix("+")) for i in share])
+            for session, share in zip(sessions, shares, strict=True)
+        ]
+        # One bind (the common case): no task and gather for one coroutine.
+        answered = [await work[0]] if len(work) == 1 else await asyncio.gather(*work)
         deliveries: list[Delivery | None] = [None] * len(submits)
         again: list[int] = []
         status_map = self._config.status_map
