@@ -8,7 +8,7 @@ import json
 
 import structlog
 
-from shared.log import FLUSH_AFTER_SECONDS, DeferredFlushLogger, _json_line
+from shared.log import FLUSH_AFTER_SECONDS, PIPE_ATOMIC_BYTES, DeferredFlushLogger, _json_line
 
 
 class _Sink(io.RawIOBase):
@@ -41,6 +41,31 @@ async def test_info_lines_wait_and_leave_in_one_write() -> None:
     await asyncio.sleep(FLUSH_AFTER_SECONDS * 3)
     assert len(sink.writes) == 1
     assert sink.lines() == [b"line %d" % n for n in range(20)]
+
+
+async def test_lines_wait_without_a_buffered_stdout() -> None:
+    # PYTHONUNBUFFERED=1 (the Docker image, `rsms up`) gives a stdout with no buffer.
+    sink = _Sink()
+    logger = DeferredFlushLogger(sink)  # type: ignore[arg-type]
+    for n in range(20):
+        logger.info(b"line %d" % n)
+    assert sink.writes == []
+    await asyncio.sleep(FLUSH_AFTER_SECONDS * 3)
+    assert len(sink.writes) == 1
+    assert sink.lines() == [b"line %d" % n for n in range(20)]
+
+
+async def test_a_write_holds_whole_lines_within_what_a_pipe_takes_whole() -> None:
+    sink = _Sink()
+    logger = DeferredFlushLogger(sink)  # type: ignore[arg-type]
+    lines = [b"%04d" % n + b"x" * 300 for n in range(100)] + [b"y" * (PIPE_ATOMIC_BYTES + 10), b"last"]
+    for line in lines:
+        logger.info(line)
+    logger.flush()
+    assert sink.lines() == lines
+    assert all(write.endswith(b"\n") for write in sink.writes)
+    assert all(len(write) <= PIPE_ATOMIC_BYTES for write in sink.writes if not write.startswith(b"y"))
+    assert len(sink.writes) < len(lines) // 5
 
 
 async def test_a_warning_is_written_at_once_behind_the_lines_before_it() -> None:
