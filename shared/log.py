@@ -10,10 +10,12 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import os
 import re
 import sys
 import threading
 from collections.abc import Iterator
+from multiprocessing import util
 from typing import Any, BinaryIO, TextIO
 
 import msgspec
@@ -95,8 +97,25 @@ class DeferredFlushLogger:
                     self._file.write(chunk)
                 self._file.flush()
 
+    def after_fork(self) -> None:
+        """In a forked child (Granian's workers): a lock of its own (the parent's may have
+        been held by another thread at the fork), no flush pending on the parent's loop, and
+        a flush at its exit. The lines waiting were written before the fork (the `before`
+        hook), so none is written twice."""
+        self._lock = threading.Lock()
+        self._pending = None
+        self._lines = []
+        _flush_at_exit_of_a_child(self)
+
     msg = debug = info = _write_later
     warning = warn = error = err = critical = fatal = exception = failure = log = _write_now
+
+
+def _flush_at_exit_of_a_child(logger: DeferredFlushLogger) -> None:
+    """A multiprocessing child (Granian's workers) ends in `os._exit`, past `atexit`; its
+    exit finalizers still run, and flush what waits. (In any other process they run at
+    exit too: a second flush finds nothing.)"""
+    util.Finalize(None, logger.flush, exitpriority=0)
 
 
 def _chunks(lines: list[bytes], limit: int) -> Iterator[bytes]:
@@ -116,6 +135,8 @@ class _DeferredFlushLoggerFactory:
     def __init__(self, file: BinaryIO) -> None:
         self.logger = DeferredFlushLogger(file)
         atexit.register(self.logger.flush)
+        _flush_at_exit_of_a_child(self.logger)
+        os.register_at_fork(before=self.logger.flush, after_in_child=self.logger.after_fork)
 
     def __call__(self, *args: Any) -> DeferredFlushLogger:
         return self.logger

@@ -5,10 +5,20 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
+import multiprocessing
+from pathlib import Path
 
 import structlog
 
-from shared.log import FLUSH_AFTER_SECONDS, PIPE_ATOMIC_BYTES, DeferredFlushLogger, _json_line
+from shared.log import (
+    FLUSH_AFTER_SECONDS,
+    PIPE_ATOMIC_BYTES,
+    DeferredFlushLogger,
+    _BehindWaitingLines,
+    _DeferredFlushLoggerFactory,
+    _json_line,
+)
 
 
 class _Sink(io.RawIOBase):
@@ -106,3 +116,48 @@ async def test_structlog_renders_through_it() -> None:
         {"message_id": "m-1", "event": "sms_accepted", "level": "info"},
         {"ms": 3, "event": "slow", "level": "warning"},
     ]
+
+
+def test_a_library_warning_goes_behind_the_lines_waiting() -> None:
+    sink = _Sink()
+    waiting = DeferredFlushLogger(sink)  # type: ignore[arg-type]
+    handler = _BehindWaitingLines(io.TextIOWrapper(sink, write_through=True), waiting)  # type: ignore[type-var]
+
+    async def log() -> None:
+        waiting.info(b"first")
+        handler.emit(logging.makeLogRecord({"msg": "second", "levelno": logging.WARNING}))
+
+    asyncio.run(log())
+    assert sink.lines() == [b"first", b"second"]
+
+
+def _log_in_a_worker(path: str) -> None:
+    async def serve() -> None:
+        logger.info(b"the worker's last line")  # its flush was due after the loop ended
+
+    logger = _DeferredFlushLoggerFactory(Path(path).open("ab"))()  # noqa: SIM115 (flushed at exit)
+    asyncio.run(serve())
+
+
+def test_a_forked_worker_writes_its_waiting_lines_when_it_exits(tmp_path: Path) -> None:
+    # Granian's workers are multiprocessing children: they end in os._exit, past atexit.
+    path = tmp_path / "out"
+    worker = multiprocessing.get_context("fork").Process(target=_log_in_a_worker, args=(str(path),))
+    worker.start()
+    worker.join(10)
+    assert path.read_bytes().splitlines() == [b"the worker's last line"]
+
+
+def test_lines_waiting_at_a_fork_are_written_once(tmp_path: Path) -> None:
+    path = tmp_path / "out"
+    factory = _DeferredFlushLoggerFactory(path.open("ab"))
+
+    async def fork_while_a_line_waits() -> None:
+        factory.logger.info(b"before the fork")
+        worker = multiprocessing.get_context("fork").Process(target=factory.logger.info, args=(b"in the child",))
+        worker.start()
+        worker.join(10)
+
+    asyncio.run(fork_while_a_line_waits())
+    factory.logger.flush()
+    assert sorted(path.read_bytes().splitlines()) == [b"before the fork", b"in the child"]
