@@ -10,10 +10,13 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import os
 import re
 import sys
 import threading
-from typing import Any, BinaryIO
+from collections.abc import Iterator
+from multiprocessing import util
+from typing import Any, BinaryIO, TextIO
 
 import msgspec
 import structlog
@@ -29,35 +32,44 @@ def _json_line(event: Any, **_: Any) -> bytes:
 
 
 FLUSH_AFTER_SECONDS = 0.05
-"""How long an info or debug line may wait in the process's buffer before it is written."""
+"""How long an info or debug line may wait in the process before it is written."""
+PIPE_ATOMIC_BYTES = 4096
+"""What one write of whole lines is kept within (POSIX PIPE_BUF, Linux's): Granian's workers
+share the service's stdout, and a pipe takes a write of at most this many bytes whole, so
+lines of two processes never mix."""
 
 
 class DeferredFlushLogger:
     """structlog's `BytesLogger` without a write per line: info and debug lines wait in the
-    file's buffer up to `FLUSH_AFTER_SECONDS`, then go in one write with every line logged
-    meanwhile; a warning or worse is written at once, behind the lines before it.
+    logger up to `FLUSH_AFTER_SECONDS`, then go in as few writes as `PIPE_ATOMIC_BYTES`
+    allows with every line logged meanwhile; a warning or worse is written at once, behind
+    the lines before it.
 
     Under load a service logs a line per request, and a write per line (a system call, and a
-    wake-up of the reader: `rsms up`'s supervisor) was 4-6 % of ingest's CPU. What a kill -9
-    can lose is the last 50 ms of info lines; never a warning or an error. Off an event
-    loop (a thread of chDB's, a command without a loop) every line is written at once.
+    wake-up of the reader: `rsms up`'s supervisor) was 4-9 % of ingest's CPU. The lines wait
+    here, not in the file's buffer: with PYTHONUNBUFFERED=1 (the Docker image, `rsms up`)
+    stdout has none, and every line was a write of its own. What a kill -9 can lose is the
+    last 50 ms of info lines; never a warning or an error. Off an event loop (a thread of
+    chDB's, a command without a loop) every line is written at once.
     """
 
-    __slots__ = ("_file", "_lock", "_pending")
+    __slots__ = ("_file", "_lines", "_lock", "_pending")
 
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
         self._lock = threading.Lock()
+        self._lines: list[bytes] = []
+        """Lines not written yet, without their newlines."""
         self._pending: asyncio.AbstractEventLoop | None = None
         """The loop a flush is scheduled on, if any."""
 
     def _write_later(self, message: bytes) -> None:
-        self._file.write(message + b"\n")
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         with self._lock:
+            self._lines.append(message)
             pending = self._pending
             if loop is not None and pending is loop:
                 return
@@ -70,27 +82,64 @@ class DeferredFlushLogger:
         self.flush()
 
     def _write_now(self, message: bytes) -> None:
-        self._file.write(message + b"\n")
+        with self._lock:
+            self._lines.append(message)
         self.flush()
 
     def flush(self) -> None:
+        # Written under the lock: lines taken by one thread never overtake another's.
         with self._lock:
             self._pending = None
-        # stdout closed: the reader went away, or the interpreter is exiting.
-        with contextlib.suppress(OSError, ValueError):
-            self._file.flush()
+            lines, self._lines = self._lines, []
+            # stdout closed: the reader went away, or the interpreter is exiting.
+            with contextlib.suppress(OSError, ValueError):
+                for chunk in _chunks(lines, PIPE_ATOMIC_BYTES):
+                    self._file.write(chunk)
+                self._file.flush()
+
+    def after_fork(self) -> None:
+        """In a forked child (Granian's workers): a lock of its own (the parent's may have
+        been held by another thread at the fork), no flush pending on the parent's loop, and
+        a flush at its exit. The lines waiting were written before the fork (the `before`
+        hook), so none is written twice."""
+        self._lock = threading.Lock()
+        self._pending = None
+        self._lines = []
+        _flush_at_exit_of_a_child(self)
 
     msg = debug = info = _write_later
     warning = warn = error = err = critical = fatal = exception = failure = log = _write_now
 
 
+def _flush_at_exit_of_a_child(logger: DeferredFlushLogger) -> None:
+    """A multiprocessing child (Granian's workers) ends in `os._exit`, past `atexit`; its
+    exit finalizers still run, and flush what waits. (In any other process they run at
+    exit too: a second flush finds nothing.)"""
+    util.Finalize(None, logger.flush, exitpriority=0)
+
+
+def _chunks(lines: list[bytes], limit: int) -> Iterator[bytes]:
+    """`lines`, each ended by a newline, joined into pieces of at most `limit` bytes (a
+    longer line is a piece of its own)."""
+    start, size = 0, 0
+    for end, line in enumerate(lines):
+        if size and size + len(line) + 1 > limit:
+            yield b"\n".join(lines[start:end]) + b"\n"
+            start, size = end, 0
+        size += len(line) + 1
+    if size:
+        yield b"\n".join(lines[start:]) + b"\n"
+
+
 class _DeferredFlushLoggerFactory:
     def __init__(self, file: BinaryIO) -> None:
-        self._logger = DeferredFlushLogger(file)
-        atexit.register(self._logger.flush)
+        self.logger = DeferredFlushLogger(file)
+        atexit.register(self.logger.flush)
+        _flush_at_exit_of_a_child(self.logger)
+        os.register_at_fork(before=self.logger.flush, after_in_child=self.logger.after_fork)
 
     def __call__(self, *args: Any) -> DeferredFlushLogger:
-        return self._logger
+        return self.logger
 
 
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
@@ -100,6 +149,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
         if json_lines
         else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     )
+    factory = _DeferredFlushLoggerFactory(sys.stdout.buffer) if json_lines else None
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -109,20 +159,34 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=_DeferredFlushLoggerFactory(sys.stdout.buffer)
-        if json_lines
-        else structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=factory or structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
     # The standard library's handler writes str: the same JSON, rendered by json.dumps.
-    _route_library_logs(structlog.processors.JSONRenderer() if json_lines else renderer)
+    _route_library_logs(
+        structlog.processors.JSONRenderer() if json_lines else renderer, factory.logger if factory else None
+    )
 
 
-def _route_library_logs(renderer: Any) -> None:
+class _BehindWaitingLines(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose lines go out behind the structlog lines still waiting in
+    `waiting` (written first), as they would through one shared buffer."""
+
+    def __init__(self, stream: TextIO, waiting: DeferredFlushLogger | None) -> None:
+        super().__init__(stream)
+        self._waiting = waiting
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._waiting is not None:
+            self._waiting.flush()
+        super().emit(record)
+
+
+def _route_library_logs(renderer: Any, waiting: DeferredFlushLogger | None) -> None:
     """Libraries (aio-pika, FastStream, httpx) log through the standard library: render their
     warnings and errors as the same structured lines, so one parser reads every line."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _BehindWaitingLines(sys.stdout, waiting)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

@@ -21,8 +21,9 @@ from uuid import UUID
 
 import msgspec
 
+from services.ingest.accepted_job import AcceptedJob
 from services.ingest.ratelimit import KeyWrite
-from shared.contracts import MessageStatusReport, RecipientStatusRow, SmsJob
+from shared.contracts import MessageStatusReport, RecipientStatusRow
 from shared.countries import country_of
 from shared.redis_connection import RedisClient
 
@@ -44,7 +45,7 @@ _encode = msgspec.json.Encoder(decimal_format="string").encode
 _decode = msgspec.json.Decoder(AcceptedRecord).decode
 
 
-def record_of(job: SmsJob) -> AcceptedRecord:
+def record_of(job: AcceptedJob) -> AcceptedRecord:
     return AcceptedRecord(
         tag=job.tag,
         sender=job.sender,
@@ -92,7 +93,7 @@ class AcceptedMessages:
         self._ttl = ttl_seconds
         self._prefix = prefix
 
-    def write_of(self, job: SmsJob) -> KeyWrite:
+    def write_of(self, job: AcceptedJob) -> KeyWrite:
         """The Redis write that remembers `job`, to send with the request's other writes.
         If it fails, the job is queued all the same; its status is then only missing until
         the ledger has it."""

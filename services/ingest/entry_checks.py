@@ -52,19 +52,28 @@ async def identify(
     return caller
 
 
-@asynccontextmanager
-async def admitted(
+async def count(
     progress: RequestProgress, send_service: SendService, caller: Caller, parsed: SendRequest | None = None
-) -> AsyncIterator[Admission]:
-    """The admission bracket: count the request against its limits (a read against the
-    key's read limit), then, however the request ends, give back what it holds (its
-    concurrency slot, an unused spend)."""
+) -> Admission:
+    """Count the request against its limits (a read against the key's read limit). What it
+    returns holds a concurrency slot (and maybe a spend): `send_service.release` it however
+    the request ends (`admitted` does)."""
     try:
         admission = await (send_service.admit_read(caller) if progress.read else send_service.admit(caller, parsed))
     except RateLimited as exc:
         progress.decision = exc.decision
         raise
     progress.decision = admission.rate
+    return admission
+
+
+@asynccontextmanager
+async def admitted(
+    progress: RequestProgress, send_service: SendService, caller: Caller, parsed: SendRequest | None = None
+) -> AsyncIterator[Admission]:
+    """The admission bracket: `count` the request, then, however the request ends, give
+    back what it holds (its concurrency slot, an unused spend)."""
+    admission = await count(progress, send_service, caller, parsed)
     try:
         yield admission
     finally:

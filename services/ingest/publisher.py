@@ -15,8 +15,8 @@ import asyncio
 
 from faststream.rabbit import RabbitBroker
 
+from services.ingest.accepted_job import AcceptedJob, job_json
 from services.ingest.publish_groups import GroupCommitter, GroupLimits, GroupMessage
-from shared.contracts import SmsJob
 from shared.errors import ErrorCode, GatewayError
 from shared.rabbitmq import AMQPError, publish_confirmed
 from shared.topology import ACCEPTED_EXCHANGE
@@ -35,9 +35,9 @@ class JobPublisher:
         self._timeout = timeout
         self._groups = GroupCommitter(self._publish_message, limits or GroupLimits())
 
-    async def publish(self, job: SmsJob) -> None:
+    async def publish(self, job: AcceptedJob) -> None:
         try:
-            await self._groups.submit(job.model_dump_json().encode(), str(job.message_id))
+            await self._groups.submit(job_json(job), str(job.message_id))
         except (PublishRefused, *PUBLISH_ERRORS) as exc:
             # A new error per caller: the callers of one group share the cause, not the raise.
             raise GatewayError(ErrorCode.INTERNAL_ERROR, BROKER_UNAVAILABLE, retry_after=1) from exc

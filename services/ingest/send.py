@@ -15,6 +15,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from services.ingest.accepted import AcceptedMessages
+from services.ingest.accepted_job import AcceptedJob
 from services.ingest.access import AccessControl
 from services.ingest.account_store import Caller
 from services.ingest.admission import Admission, Caps, SendPlan, check_rate, send_refusal
@@ -25,7 +26,6 @@ from services.ingest.ratelimit import AdmissionAnswers, AdmissionQuery, RateDeci
 from services.ingest.schemas import SendResponse, SendResult
 from services.ingest.validation import SendRequest
 from shared.accounts import Project
-from shared.contracts import SmsJob
 from shared.errors import ErrorCode, GatewayError
 from shared.log import get_logger
 from shared.money import format_money
@@ -179,7 +179,7 @@ class SendService:
         """Publish the job (under `message_id`, an Idempotency-Key's claim's, else a new one)."""
         assert plan.sender is not None
         accepted_at = datetime.now(UTC)
-        job = SmsJob(
+        job = AcceptedJob(
             message_id=message_id or uuid.uuid4(),
             project=caller.project_id,
             key_id=caller.key.id,

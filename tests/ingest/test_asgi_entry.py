@@ -14,10 +14,10 @@ from litestar._asgi.utils import is_valid_host
 from litestar.testing import AsyncTestClient
 from structlog.testing import capture_logs
 
+from services.ingest.accepted_job import AcceptedJob
 from services.ingest.app import create_app
 from services.ingest.publisher import JobPublisher
 from services.ingest.send import SendService
-from shared.contracts import SmsJob
 from tests.support.accounts import ProjectKeys
 
 SEND = "/api/v1/sms/send"
@@ -100,7 +100,7 @@ async def test_a_host_litestar_refuses_is_refused_as_before(client: AsyncTestCli
 async def test_an_unexpected_error_is_the_contracts_500_logged_counted_and_the_slot_given_back(
     ingest_settings: Any, keys: ProjectKeys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def fail(self: JobPublisher, job: SmsJob) -> None:
+    async def fail(self: JobPublisher, job: AcceptedJob) -> None:
         raise RuntimeError("a fault of ours")
 
     released: list[object] = []

@@ -15,9 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
 
+from services.ingest.accepted_job import AcceptedJob
 from services.ingest.app import create_app
 from services.ingest.publisher import JobPublisher
-from shared.contracts import SmsJob
 from shared.topology import DISPATCH_QUEUE
 from tests.support.accounts import add_project
 from tests.support.queues import depth
@@ -120,7 +120,7 @@ async def test_redis_lost_right_after_the_confirm_still_answers_queued_and_a_ret
     settings = ingest_settings.model_copy(update={"redis_url": proxy.url_for(redis_url)})
     publish = JobPublisher.publish
 
-    async def publish_then_lose_redis(self: JobPublisher, job: SmsJob) -> None:
+    async def publish_then_lose_redis(self: JobPublisher, job: AcceptedJob) -> None:
         await publish(self, job)
         await proxy.cut()
 
