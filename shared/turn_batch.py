@@ -50,6 +50,17 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+def regroup(answers: Sequence[Result], items: Sequence[Sequence[object]]) -> list[list[Result]]:
+    """`answers` (one per op, the ops of `items` flattened in order) as one list per item:
+    for a `TurnBatch` whose items each carry several ops (a caller's whole share)."""
+    grouped: list[list[Result]] = []
+    at = 0
+    for item in items:
+        grouped.append(list(answers[at : at + len(item)]))
+        at += len(item)
+    return grouped
+
+
 def _one(item: object) -> int:
     return 1
 

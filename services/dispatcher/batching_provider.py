@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from services.dispatcher.provider import Delivery, OutboundBatch, Provider
 from shared.provider_state import ProviderState
-from shared.turn_batch import TurnBatch
+from shared.turn_batch import TurnBatch, regroup
 
 _Batches = tuple[OutboundBatch, ...]
 """The batches of one `send` call: one item, one wait for all of their answers."""
@@ -75,9 +75,4 @@ class BatchingProvider:
             answers = await self._inner.send([batch for batches in items for batch in batches])
         finally:
             self._observe_latency(time.perf_counter() - started)
-        out: list[list[list[Delivery]]] = []
-        at = 0
-        for batches in items:
-            out.append(answers[at : at + len(batches)])
-            at += len(batches)
-        return out
+        return regroup(answers, items)

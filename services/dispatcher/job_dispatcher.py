@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -100,6 +100,24 @@ _OUTCOME_FIELDS = frozenset(RecipientOutcome.model_fields)
 _PYDANTIC_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
 _new = object.__new__
 _set = object.__setattr__
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _as_constructed(model: type[_Model], values: dict[str, Any], fields: frozenset[str]) -> _Model:
+    """An instance of `model` holding `values` (every field), set up as `model_construct`
+    sets one up (`_fast_outcome`, `_fast_event`)."""
+    instance = _new(model)
+    _set(instance, "__dict__", values)
+    _set(instance, "__pydantic_fields_set__", set(fields))
+    _set(instance, "__pydantic_extra__", None)
+    _set(instance, "__pydantic_private__", None)
+    return instance
+
+
+def _laid_out_as_expected(fields: frozenset[str], expected: set[str]) -> bool:
+    """Whether pydantic lays models out as `_as_constructed` relies on (the slots of
+    `BaseModel`) and the model has exactly the fields its fast constructor sets."""
+    return getattr(BaseModel, "__slots__", ()) == _PYDANTIC_SLOTS and expected == fields
 
 
 def _fast_outcome(
@@ -118,10 +136,8 @@ def _fast_outcome(
     own would be, set up as `model_construct` sets it up. `outcome_constructor` uses it
     only where pydantic lays models out as this expects, and the dispatcher's tests
     compare the two field for field and byte for byte."""
-    outcome = _new(RecipientOutcome)
-    _set(
-        outcome,
-        "__dict__",
+    return _as_constructed(
+        RecipientOutcome,
         {
             "recipient": recipient,
             "country": country,
@@ -132,19 +148,16 @@ def _fast_outcome(
             "error_code": error_code,
             "error_message": error_message,
         },
+        _OUTCOME_FIELDS,
     )
-    _set(outcome, "__pydantic_fields_set__", set(_OUTCOME_FIELDS))
-    _set(outcome, "__pydantic_extra__", None)
-    _set(outcome, "__pydantic_private__", None)
-    return outcome
 
 
 def outcome_constructor() -> Callable[..., RecipientOutcome]:
     """The fast constructor where pydantic's model layout is the one it relies on (the
     slots of `BaseModel` and these eight fields), else `model_construct`."""
-    if (
-        getattr(BaseModel, "__slots__", ()) == _PYDANTIC_SLOTS
-        and {
+    if _laid_out_as_expected(
+        _OUTCOME_FIELDS,
+        {
             "recipient",
             "country",
             "status",
@@ -153,8 +166,7 @@ def outcome_constructor() -> Callable[..., RecipientOutcome]:
             "provider_reference",
             "error_code",
             "error_message",
-        }
-        == _OUTCOME_FIELDS
+        },
     ):
         return _fast_outcome
     return RecipientOutcome.model_construct
@@ -182,10 +194,8 @@ def _fast_event(
     """`OutcomeEvent.model_construct` with every field given, as `_fast_outcome` builds an
     outcome (a job's event cost as much as its outcome): pinned against pydantic's by the
     same tests."""
-    event = _new(OutcomeEvent)
-    _set(
-        event,
-        "__dict__",
+    return _as_constructed(
+        OutcomeEvent,
         {
             "schema_version": 1,
             "event_id": event_id,
@@ -200,19 +210,16 @@ def _fast_event(
             "outcomes": outcomes,
             "replay": replay,
         },
+        _EVENT_FIELDS,
     )
-    _set(event, "__pydantic_fields_set__", set(_EVENT_FIELDS))
-    _set(event, "__pydantic_extra__", None)
-    _set(event, "__pydantic_private__", None)
-    return event
 
 
 def event_constructor() -> Callable[..., OutcomeEvent]:
     """The fast event constructor where pydantic lays models out as it expects (the slots
     of `BaseModel` and the event's twelve fields), else one through `model_construct`."""
-    if (
-        getattr(BaseModel, "__slots__", ()) == _PYDANTIC_SLOTS
-        and {
+    if _laid_out_as_expected(
+        _EVENT_FIELDS,
+        {
             "schema_version",
             "event_id",
             "message_id",
@@ -225,8 +232,7 @@ def event_constructor() -> Callable[..., OutcomeEvent]:
             "occurred_at",
             "outcomes",
             "replay",
-        }
-        == _EVENT_FIELDS
+        },
     ):
         return _fast_event
     return _constructed_event

@@ -46,7 +46,7 @@ from uuid import UUID
 
 from shared.log import get_logger
 from shared.redis_connection import PRIMARY_ONLY, ConfirmedScript, Durability, RedisClient
-from shared.turn_batch import TurnBatch
+from shared.turn_batch import TurnBatch, regroup
 
 log = get_logger(__name__)
 
@@ -322,12 +322,7 @@ class SendMarkers:
         flat = [
             (start, [a.decode() if isinstance(a, bytes) else a for a in answer]) for answer in answers[len(settled) :]
         ]
-        out: list[list[_Answer]] = []
-        at = 0
-        for ops in handed_in:
-            out.append(flat[at : at + len(ops)])
-            at += len(ops)
-        return out
+        return regroup(flat, handed_in)
 
 
 def _pairs(markers: Mapping[str, str]) -> list[str]:

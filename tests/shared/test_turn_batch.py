@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.turn_batch import TurnBatch
+from shared.turn_batch import TurnBatch, regroup
 
 
 def chunks(sizes: Sequence[int], max_size: int | None) -> list[list[int]]:
@@ -258,3 +258,7 @@ def test_limits_below_one_are_refused() -> None:
         TurnBatch(flush, max_in_flight=0)
     with pytest.raises(ValueError, match="max_partial_in_flight"):
         TurnBatch(flush, max_size=5, max_partial_in_flight=0)
+
+
+def test_regroup_gives_each_item_its_own_answers_in_order() -> None:
+    assert regroup([1, 2, 3, 4], [("a",), ("b", "c"), (), ("d",)]) == [[1], [2, 3], [], [4]]
