@@ -49,6 +49,8 @@ class SendPlan:
     segments: SegmentCount
     cost: Decimal
     currency: str
+    prices: dict[str, Decimal] = field(default_factory=dict)
+    """Per-segment prices of the recipients' countries (`PriceTable.quote`)."""
 
     def within_segment_cap(self, caps: Caps) -> bool:
         return caps.segments_per_message is None or self.segments.segments <= caps.segments_per_message

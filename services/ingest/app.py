@@ -52,8 +52,9 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
     if settings is None:
         settings = IngestSettings()
         configure_logging("ingest", settings.log_level, settings.log_format)
+    metrics = IngestMetrics()
     outcomes = Outcomes(
-        IngestMetrics(),
+        metrics,
         requests_per_minute=settings.requests_per_minute,
         reads_per_minute=settings.reads_per_minute,
     )
@@ -93,11 +94,13 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         accepted = AcceptedMessages(redis, ttl_seconds=settings.accepted_status_ttl_seconds)
         publisher = JobPublisher(
             broker,
+            metrics=metrics,
             timeout=settings.publish_timeout_seconds,
             limits=GroupLimits(
                 max_jobs=settings.publish_group_max_jobs,
                 max_bytes=settings.publish_group_max_bytes,
                 max_wait_seconds=settings.publish_group_max_wait_ms / 1000,
+                max_in_flight=settings.publish_group_max_in_flight or None,
             ),
         )
         send_service = SendService(

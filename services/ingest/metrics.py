@@ -39,6 +39,17 @@ class IngestMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # Group commit at work: jobs over messages is how many jobs a broker message carried.
+        self.published_messages = Counter(
+            "rsms_ingest_published_messages",
+            "Broker messages published with accepted jobs (each confirmed)",
+            registry=self.registry,
+        )
+        self.published_jobs = Counter(
+            "rsms_ingest_published_jobs",
+            "Accepted jobs in those messages (group commit: several jobs share a message)",
+            registry=self.registry,
+        )
         # A metric's child of given label values, made once: `labels()` checks its arguments
         # and takes a lock at every call (every request counts in three). The values are
         # bounded: endpoints, outcome codes, the accounts file's projects.

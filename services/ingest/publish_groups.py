@@ -11,7 +11,14 @@ CPU on envelopes. The rule:
   confirm (an idle gateway adds no wait: requests that arrived in the same turn share a
   message, a lone request goes alone), or after `max_wait_seconds` while one is (under
   load, the wait gathers the requests of the next millisecond or two, while the broker is
-  busy confirming the previous group anyway).
+  busy confirming the previous group anyway);
+- but while `max_in_flight` publishes are waiting for their confirms, the open group
+  waits for one of them to be confirmed, however long that takes, and leaves then (or
+  when it is full). Under load a group is then what arrived during one confirm: the
+  slower the broker, the bigger the groups, so the broker, the dispatcher and the ledger
+  pay their per-message work for ever more jobs at once just when the machine is busiest,
+  where a fixed wait sends a new message every `max_wait_seconds` whatever the broker's
+  pace. A request waits at most for the confirm under way, then its own.
 
 Every caller waits for the confirm of the message its job is in, and a nack, a timeout or
 a broker error fails every job of that message: nothing of it was queued, so each caller
@@ -41,6 +48,8 @@ class GroupLimits:
     max_jobs: int = 64
     max_bytes: int = 1_048_576
     max_wait_seconds: float = 0.002
+    max_in_flight: int | None = 1
+    """Publishes awaiting their confirm at most, but for full groups (None: no limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,7 @@ class GroupMessage:
     body: bytes
     message_type: str
     message_id: str
+    jobs: int = 1
 
 
 def group_body(job_bodies: Sequence[bytes], message_ids: Sequence[str]) -> GroupMessage:
@@ -60,16 +70,19 @@ def group_body(job_bodies: Sequence[bytes], message_ids: Sequence[str]) -> Group
     if len(job_bodies) == 1:
         return GroupMessage(job_bodies[0], SINGLE_JOB_TYPE, message_ids[0])
     body = _BATCH_OPEN + b",".join(job_bodies) + _BATCH_CLOSE
-    return GroupMessage(body, BATCH_TYPE, f"batch-{message_ids[0]}")
+    return GroupMessage(body, BATCH_TYPE, f"batch-{message_ids[0]}", len(job_bodies))
 
 
 def is_full(jobs: int, size_bytes: int, limits: GroupLimits) -> bool:
     return jobs >= limits.max_jobs or size_bytes >= limits.max_bytes
 
 
-def flush_delay(publishes_waiting: int, limits: GroupLimits) -> float:
+def flush_delay(publishes_waiting: int, limits: GroupLimits) -> float | None:
     """How long a newly opened group waits for more jobs: no longer than the event-loop
-    turn (0) while no publish is waiting for its confirm, `max_wait_seconds` while one is."""
+    turn (0) while no publish is waiting for its confirm, `max_wait_seconds` while one is,
+    until a confirm (None) while `max_in_flight` are."""
+    if limits.max_in_flight is not None and publishes_waiting >= limits.max_in_flight:
+        return None
     return limits.max_wait_seconds if publishes_waiting else 0.0
 
 
@@ -102,7 +115,8 @@ class GroupCommitter:
         if group is None:
             group = self._open = _Group()
             delay = flush_delay(self._waiting, self._limits)
-            self._timer = loop.call_soon(self._flush) if delay <= 0 else loop.call_later(delay, self._flush)
+            if delay is not None:  # else the next confirm sends it (`_send`)
+                self._timer = loop.call_soon(self._flush) if delay <= 0 else loop.call_later(delay, self._flush)
         waiter: asyncio.Future[None] = loop.create_future()
         group.bodies.append(job_body)
         group.ids.append(message_id)
@@ -144,6 +158,10 @@ class GroupCommitter:
             return
         finally:
             self._waiting -= 1
+            if self._open is not None and self._timer is None:
+                # The open group was waiting for this confirm (or for any, while the
+                # broker fails): it leaves now, with the next turn's arrivals.
+                self._timer = asyncio.get_running_loop().call_soon(self._flush)
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)

@@ -16,6 +16,7 @@ import asyncio
 from faststream.rabbit import RabbitBroker
 
 from services.ingest.accepted_job import AcceptedJob, job_json
+from services.ingest.metrics import IngestMetrics
 from services.ingest.publish_groups import GroupCommitter, GroupLimits, GroupMessage
 from shared.errors import ErrorCode, GatewayError
 from shared.rabbitmq import AMQPError, publish_confirmed
@@ -30,9 +31,17 @@ class PublishRefused(Exception):
 
 
 class JobPublisher:
-    def __init__(self, broker: RabbitBroker, *, timeout: float, limits: GroupLimits | None = None) -> None:
+    def __init__(
+        self,
+        broker: RabbitBroker,
+        *,
+        timeout: float,
+        limits: GroupLimits | None = None,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
         self._broker = broker
         self._timeout = timeout
+        self._metrics = metrics
         self._groups = GroupCommitter(self._publish_message, limits or GroupLimits())
 
     async def publish(self, job: AcceptedJob) -> None:
@@ -59,3 +68,6 @@ class JobPublisher:
             )
         if not publish_confirmed(confirm):
             raise PublishRefused(type(confirm).__name__)
+        if self._metrics is not None:
+            self._metrics.published_messages.inc()
+            self._metrics.published_jobs.inc(message.jobs)

@@ -163,13 +163,15 @@ class SendService:
     def _plan(self, caller: Caller, request: SendRequest) -> SendPlan:
         segments = count_segments(request.message)
         record = caller.project.tags.get(request.tag)
+        quote = self._prices.quote(request.recipients, segments.segments)
         return SendPlan(
             tag=request.tag,
             sender=record.sender if record is not None and record.active else None,
             recipients=request.recipients,
             segments=segments,
-            cost=self._prices.estimate(request.recipients, segments.segments),
+            cost=quote.cost,
             currency=self._prices.currency,
+            prices=quote.prices,
             message=request.message,
         )
 
@@ -189,7 +191,7 @@ class SendService:
             message=plan.message,
             encoding=plan.segments.encoding,
             segments=plan.segments.segments,
-            prices=self._prices.prices_applied(),
+            prices=plan.prices,
             default_price=self._prices.default,
             currency=self._prices.currency,
             estimated_cost=plan.cost,

@@ -61,6 +61,12 @@ class IngestSettings(ServiceSettings):
         description="While a publish awaits its confirm, a new group waits this long for more jobs "
         "(an idle gateway never waits: a group then leaves at the next event-loop turn).",
     )
+    publish_group_max_in_flight: int = Field(
+        1,
+        ge=0,
+        description="Publishes awaiting their confirm at most: while that many are, a new group waits for "
+        "a confirm and leaves then, holding what arrived meanwhile (0: no limit, only the wait above).",
+    )
     redis_timeout_seconds: float = Field(2.0, description="Redis connect and command timeout.")
     ledger_query_timeout_seconds: float = Field(10.0, description="Wait this long for the ledger's answer.")
     idempotency_ttl_seconds: int = Field(86_400, description="How long an Idempotency-Key is remembered.")

@@ -149,3 +149,13 @@ async def test_the_daily_spend_cap_forbids_what_would_exceed_it_and_counts_only_
         headers=bearer(keys.test_key),
     )
     assert test_send.status_code == 200  # test sends are never billed, so never capped
+
+
+async def test_a_job_carries_the_prices_of_its_recipients_countries_only(
+    client: AsyncTestClient[Any], keys: ProjectKeys, amqp_url: str
+) -> None:
+    response = await send(client, keys, ["+14165550123", "+12025551234", "+46701234567"])
+    assert response.status_code == 200, response.text
+    [job] = await drain(amqp_url, DISPATCH_QUEUE.name, expect=1)
+    # CA and US from the table; SE has no price of its own (the default applies); NO is not a destination.
+    assert job["body"]["prices"] == {"CA": "0.20", "US": "0.10"}

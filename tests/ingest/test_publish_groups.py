@@ -95,9 +95,15 @@ def test_a_group_is_full_exactly_at_either_limit(jobs: int, size: int, max_jobs:
     assert is_full(jobs, size, limits) == (jobs >= max_jobs or size >= max_bytes)
 
 
-@given(waiting=st.integers(0, 100), wait=st.floats(0, 1))
-def test_an_idle_publisher_never_waits_a_busy_one_waits_the_max(waiting: int, wait: float) -> None:
-    assert flush_delay(waiting, GroupLimits(max_wait_seconds=wait)) == (wait if waiting else 0.0)
+@given(waiting=st.integers(0, 100), wait=st.floats(0, 1), in_flight=st.none() | st.integers(1, 10))
+def test_an_idle_publisher_never_waits_a_busy_one_waits_the_max_a_full_one_for_a_confirm(
+    waiting: int, wait: float, in_flight: int | None
+) -> None:
+    delay = flush_delay(waiting, GroupLimits(max_wait_seconds=wait, max_in_flight=in_flight))
+    if in_flight is not None and waiting >= in_flight:
+        assert delay is None
+    else:
+        assert delay == (wait if waiting else 0.0)
 
 
 async def test_jobs_submitted_in_one_turn_share_one_message_and_each_waits_for_it() -> None:
@@ -154,6 +160,51 @@ async def test_while_a_publish_awaits_its_confirm_the_next_jobs_gather_into_one_
     await asyncio.gather(first, *later)
     assert [t for _, t in recorder.messages] == [SINGLE_JOB_TYPE, BATCH_TYPE]
     assert len(SmsJobBatch.model_validate_json(recorder.messages[1][0]).jobs) == 3
+
+
+async def test_at_the_in_flight_limit_a_group_waits_for_a_confirm_however_long_and_leaves_then() -> None:
+    recorder = Recorder()
+    recorder.release.clear()
+    committer = GroupCommitter(recorder.publish, GroupLimits(max_wait_seconds=0.001, max_in_flight=1))
+    first = submit(committer, bodies(1)[0])
+    await recorder.published.wait()
+    later = []
+    for body in bodies(3):  # one per loop turn, well past the 1 ms wait, the first unconfirmed
+        later.append(submit(committer, body))
+        await asyncio.sleep(0.01)
+    assert len(recorder.messages) == 1, "nothing leaves while the one publish allowed awaits its confirm"
+    recorder.published.clear()
+    recorder.release.set()
+    await asyncio.gather(first, *later)
+    assert [t for _, t in recorder.messages] == [SINGLE_JOB_TYPE, BATCH_TYPE]
+    assert len(SmsJobBatch.model_validate_json(recorder.messages[1][0]).jobs) == 3
+
+
+async def test_at_the_in_flight_limit_a_full_group_still_leaves_at_once() -> None:
+    recorder = Recorder()
+    recorder.release.clear()
+    committer = GroupCommitter(recorder.publish, GroupLimits(max_jobs=2, max_in_flight=1))
+    first = submit(committer, bodies(1)[0])
+    await recorder.published.wait()
+    full = [submit(committer, b) for b in bodies(2)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(recorder.messages) == 2, "a full group does not wait for the confirm under way"
+    recorder.release.set()
+    await asyncio.gather(first, *full)
+
+
+async def test_a_failed_publish_at_the_in_flight_limit_lets_the_waiting_group_go() -> None:
+    recorder = Recorder(fail=ConnectionError("broker gone"))
+    recorder.release.clear()
+    committer = GroupCommitter(recorder.publish, GroupLimits(max_in_flight=1))
+    first = submit(committer, bodies(1)[0])
+    await recorder.published.wait()
+    second = submit(committer, bodies(1)[0])
+    await asyncio.sleep(0)
+    recorder.release.set()
+    answers = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), timeout=30)
+    assert len(recorder.messages) == 2 and all(isinstance(a, ConnectionError) for a in answers)
 
 
 async def test_a_failed_publish_fails_every_job_of_its_message() -> None:
