@@ -27,8 +27,10 @@ submits after the fault ("sending resumed after"), accepted/s over the whole loa
 Progress on stderr; a markdown table (or `--json`) on stdout. Exit status 1 when anything
 was lost, sent or billed twice, or not billed. "held for operator": jobs the dispatcher
 parked in `rsms.dispatch.dead` because a send was in flight when it died (outcome unknown:
-parked rather than perhaps sent twice; `rsms dlq` shows them); their numbers count as lost
-when the sink never got them.
+parked rather than perhaps sent twice; `rsms dlq` shows them). Their numbers are the
+operator's to decide, by design: one the sink never got counts as "held, not at sink",
+not as lost, and none of them counts as not billed (the dispatcher bills no held job), so
+the exit status means only what went wrong.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class Counts:
     unanswered: int  # requests given up on (no 200 by `--give-up`)
     sent_without_200: int  # at the sink, but its request never got a 200 (given up on)
     held: int  # jobs the dispatcher parked in rsms.dispatch.dead (outcome unknown) in this scenario
+    held_not_at_sink: int  # answered numbers of those jobs the sink never got (not lost)
     retries: int
     accepted_per_s: float
     sending_resumed_after_s: float
@@ -111,24 +114,28 @@ def count(
     accepted: dict[str, str],
     sink: dict[str, int],
     billed: dict[str, int],
+    held_ids: frozenset[str] = frozenset(),
     **figures: Any,
 ) -> Counts:
     """`accepted`: number → message id of every 200; `sink`: submits per destination (with or
-    without +); `billed`: `sent` rows per number. A number the client never got a 200 for may
-    still be sent (its request was accepted but the answer lost): it is not counted lost,
-    but sending it twice still counts."""
+    without +); `billed`: `sent` rows per number; `held_ids`: message ids of the jobs held
+    for an operator. A number the client never got a 200 for may still be sent (its request
+    was accepted but the answer lost): it is not counted lost, but sending it twice still
+    counts. A held job's numbers are neither lost nor unbilled: they wait for an operator."""
     at_sink = {digits(address): n for address, n in sink.items()}
     rows = {digits(address): n for address, n in billed.items()}
     wanted = {digits(address) for address in accepted}
+    held = {digits(address) for address, message_id in accepted.items() if message_id in held_ids}
     return Counts(
         scenario=scenario,
         answered_200=len(accepted),
         message_ids=len(set(accepted.values())),
         at_sink=sum(1 for address in wanted if address in at_sink),
-        lost=sum(1 for address in wanted if address not in at_sink),
+        lost=sum(1 for address in wanted - held if address not in at_sink),
+        held_not_at_sink=sum(1 for address in held if address not in at_sink),
         sent_twice=sum(1 for n in at_sink.values() if n > 1),
         billed=sum(1 for address in wanted if address in rows),
-        not_billed=sum(1 for address in wanted if address not in rows),
+        not_billed=sum(1 for address in wanted - held if address not in rows),
         billed_twice=sum(1 for n in rows.values() if n > 1),
         sent_without_200=sum(1 for address in at_sink if address not in wanted),
         **figures,
@@ -149,6 +156,7 @@ COLUMNS = (
     ("gave up", "unanswered"),
     ("sent without 200", "sent_without_200"),
     ("held for operator", "held"),
+    ("held, not at sink", "held_not_at_sink"),
     ("accepted/s", "accepted_per_s"),
     ("sending resumed after", "sending_resumed_after_s"),
     ("restarted after", "restarted_after_s"),
@@ -321,6 +329,19 @@ def billed_rows(amqp_url: str, scenario: int) -> dict[str, int]:
     return {row["recipient"]: int(row["c"]) for row in json.loads(done.stdout)["rows"]}
 
 
+def held_message_ids(amqp_url: str) -> frozenset[str]:
+    """Message ids of the jobs in the dispatcher's dead-letter queue (`rsms dlq list`, which
+    takes nothing off it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSMS_")}
+    env.update(RSMS_AMQP_URL=amqp_url, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "dlq", "list", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"rsms dlq list: {done.stderr.strip()[-500:]}")
+    return frozenset(str(row["message_id"]) for row in json.loads(done.stdout) if row.get("message_id"))
+
+
 def dead_jobs(cluster: RabbitCluster) -> int:
     """Jobs in the dispatcher's dead-letter queue (held for an operator)."""
     for line in cluster.ctl(
@@ -392,6 +413,7 @@ async def run_scenario(rsms: Rsms, sink: Sink, cluster: RabbitCluster, amqp_url:
         load.accepted,
         await asyncio.to_thread(sink.destinations),
         billed,
+        await asyncio.to_thread(held_message_ids, amqp_url),
         unanswered=load.unanswered,
         retries=load.retries,
         accepted_per_s=round(len(load.accepted) / (load_end - started), 1),

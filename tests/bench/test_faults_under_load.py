@@ -43,6 +43,20 @@ def test_lost_sent_twice_and_billed_twice_are_counted_apart():
     assert not counts.intact
 
 
+def test_a_held_jobs_numbers_are_neither_lost_nor_unbilled_but_held():
+    # id-1 and id-2 held for an operator: id-1 never sent, id-2 sent before the crash; neither billed.
+    accepted = {number(1, n): f"id-{n}" for n in range(4)}
+    sink = {number(1, 0): 1, number(1, 2): 1}
+    billed = {number(1, 0): 1}
+    counts = count("dispatcher", accepted, sink, billed, frozenset({"id-1", "id-2"}), **FIGURES)
+    assert (counts.held_not_at_sink, counts.lost, counts.not_billed) == (1, 1, 1)  # id-3: lost and unbilled
+    assert not counts.intact
+    held_only = count("dispatcher", accepted, {**sink, number(1, 3): 1}, {**billed, number(1, 3): 1},
+                      frozenset({"id-1", "id-2"}), **FIGURES)  # fmt: skip
+    assert (held_only.held_not_at_sink, held_only.lost, held_only.not_billed) == (1, 0, 0)
+    assert held_only.intact
+
+
 def test_a_number_sent_without_a_200_is_not_lost_but_its_resend_counts():
     # The request was accepted but its answer was lost (the client gave up): sent, not counted as accepted.
     counts = count("rabbitmq", {}, {number(5, 9): 2}, {}, **FIGURES)
