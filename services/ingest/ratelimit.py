@@ -51,67 +51,153 @@ from shared.turn_batch import TurnBatch
 Pipeline = NodePipeline | ClusterPipeline
 
 WINDOW_MS = 60_000
+_ANSWER_LENGTH = 9
+"""Numbers the rate script answers per admission."""
 SPEND_KEY_TTL_SECONDS = 2 * 86_400
 MICROS = Decimal(1_000_000)
 
+# The admissions of one project in one pipeline, decided in order, as if each ran alone one
+# after the other (they share one `now`). KEYS: every key they touch, once. ARGV[1]: the
+# window, the slot's lifetime and the spend key's TTL, joined by commas; then one argument
+# per admission: indices into KEYS of its key window, tag window (0: none), concurrency set
+# and spend prefix, then its key limit, tag limit (0: none), concurrency limit, whether to
+# count it (0: only read the key window), the cost to reserve and the spend cap (0: none),
+# all joined by commas, and last its slot. Answers nine numbers per admission, in order:
+# verdict, limit, remaining, reset (ms), retry (ms), now, spend status, spent, day.
+#
+# Each key is trimmed, counted and read once however many admissions use it; the counts
+# then live in Lua, and the admitted slots go in with one ZADD per key at the end (an
+# admission's verdict depends only on the counts, and the oldest entry of a window never
+# changes within the call). Per request the script cost Redis ~15 calls into Lua's command
+# layer, each more than the command itself; now a project's requests of one loop turn share
+# about a dozen.
 _SCRIPT = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-local n = {}
-for v in string.gmatch(ARGV[1], '[^,]+') do n[#n + 1] = tonumber(v) end
-local window, key_limit, tag_limit, concurrency_limit = n[1], n[2], n[3], n[4]
-local slot_ms, admit, cost, spend_cap, spend_ttl = n[5], n[6] == 1, n[7], n[8], n[9]
-local slot = ARGV[2]
+local head = {}
+for v in string.gmatch(ARGV[1], '[^,]+') do head[#head + 1] = tonumber(v) end
+local window, slot_ms, spend_ttl = head[1], head[2], head[3]
 local day = math.floor(now / 86400000)
 
-local function usage(key)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local count = redis.call('ZCARD', key)
-  local reset = now + window
-  if count > 0 then
-    reset = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]) + window
+local windows = {}
+local function usage(i)
+  local w = windows[i]
+  if w == nil then
+    local key = KEYS[i]
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    local count = redis.call('ZCARD', key)
+    local reset = now + window
+    if count > 0 then
+      reset = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]) + window
+    end
+    w = {count = count, reset = reset, adds = {}}
+    windows[i] = w
   end
-  return count, reset
+  return w
 end
 
-local key_count, key_reset = usage(KEYS[1])
-local tag_count, tag_reset = 0, now + window
-if tag_limit > 0 then tag_count, tag_reset = usage(KEYS[2]) end
-
-if not admit then return {0, key_limit, key_limit - key_count, key_reset, 0, now, 0, 0, day} end
-if key_count >= key_limit then
-  return {1, key_limit, 0, key_reset, key_reset - now, now, 0, 0, day}
-end
-if tag_limit > 0 and tag_count >= tag_limit then
-  return {2, tag_limit, 0, tag_reset, tag_reset - now, now, 0, 0, day}
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('ZCARD', KEYS[3]) >= concurrency_limit then
-  return {3, key_limit, key_limit - key_count, key_reset, 1000, now, 0, 0, day}
+local slots = {}
+local function taken(i)
+  local s = slots[i]
+  if s == nil then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    s = {count = redis.call('ZCARD', KEYS[i]), adds = {}}
+    slots[i] = s
+  end
+  return s
 end
 
-redis.call('ZADD', KEYS[1], now, slot)
-redis.call('PEXPIRE', KEYS[1], window)
-if tag_limit > 0 then
-  redis.call('ZADD', KEYS[2], now, slot)
-  redis.call('PEXPIRE', KEYS[2], window)
+local spends = {}
+local function spending(i)
+  local s = spends[i]
+  if s == nil then
+    local key = KEYS[i] .. ':' .. day
+    s = {key = key, spent = tonumber(redis.call('GET', key) or '0'), added = 0}
+    spends[i] = s
+  end
+  return s
 end
-redis.call('ZADD', KEYS[3], now + slot_ms, slot)
-redis.call('PEXPIRE', KEYS[3], slot_ms)
 
-local spend_status, spent = 0, 0
-if spend_cap > 0 then
-  local spend_key = KEYS[4] .. ':' .. day
-  spent = tonumber(redis.call('GET', spend_key) or '0')
-  if spent + cost > spend_cap then
-    spend_status = 2
-  elseif cost > 0 then
-    spent = redis.call('INCRBY', spend_key, cost)
-    redis.call('EXPIRE', spend_key, spend_ttl)
-    spend_status = 1
+local out = {}
+local function answer(...)
+  for _, v in ipairs({...}) do out[#out + 1] = v end
+end
+
+for a = 2, #ARGV do
+  local n = {}
+  local slot
+  for v in string.gmatch(ARGV[a], '[^,]+') do n[#n + 1] = v end
+  slot = n[11]
+  for j = 1, 10 do n[j] = tonumber(n[j]) end
+  local key_i, tag_i, conc_i, spend_i = n[1], n[2], n[3], n[4]
+  local key_limit, tag_limit, concurrency_limit = n[5], n[6], n[7]
+  local admit, cost, spend_cap = n[8] == 1, n[9], n[10]
+
+  local kw = usage(key_i)
+  local key_count, key_reset = kw.count, kw.reset
+  local tw = nil
+  local tag_count, tag_reset = 0, now + window
+  if tag_limit > 0 then
+    tw = usage(tag_i)
+    tag_count, tag_reset = tw.count, tw.reset
+  end
+  if not admit then
+    answer(0, key_limit, key_limit - key_count, key_reset, 0, now, 0, 0, day)
+  elseif key_count >= key_limit then
+    answer(1, key_limit, 0, key_reset, key_reset - now, now, 0, 0, day)
+  elseif tag_limit > 0 and tag_count >= tag_limit then
+    answer(2, tag_limit, 0, tag_reset, tag_reset - now, now, 0, 0, day)
+  else
+    local cs = taken(conc_i)
+    if cs.count >= concurrency_limit then
+      answer(3, key_limit, key_limit - key_count, key_reset, 1000, now, 0, 0, day)
+    else
+      kw.count = kw.count + 1
+      kw.adds[#kw.adds + 1] = now
+      kw.adds[#kw.adds + 1] = slot
+      if tw ~= nil then
+        tw.count = tw.count + 1
+        tw.adds[#tw.adds + 1] = now
+        tw.adds[#tw.adds + 1] = slot
+      end
+      cs.count = cs.count + 1
+      cs.adds[#cs.adds + 1] = now + slot_ms
+      cs.adds[#cs.adds + 1] = slot
+      local spend_status, spent = 0, 0
+      if spend_cap > 0 then
+        local s = spending(spend_i)
+        spent = s.spent
+        if spent + cost > spend_cap then
+          spend_status = 2
+        elseif cost > 0 then
+          s.spent = spent + cost
+          s.added = s.added + cost
+          spent = s.spent
+          spend_status = 1
+        end
+      end
+      answer(0, key_limit, key_limit - key_count - 1, key_reset, 0, now, spend_status, spent, day)
+    end
   end
 end
-return {0, key_limit, key_limit - key_count - 1, key_reset, 0, now, spend_status, spent, day}
+
+-- ZADD in chunks: unpack() of a very long list would overflow Lua's C stack.
+local function add_all(key, adds, ttl_ms)
+  if #adds == 0 then return end
+  for first = 1, #adds, 1000 do
+    redis.call('ZADD', key, unpack(adds, first, math.min(first + 999, #adds)))
+  end
+  redis.call('PEXPIRE', key, ttl_ms)
+end
+for i, w in pairs(windows) do add_all(KEYS[i], w.adds, window) end
+for i, s in pairs(slots) do add_all(KEYS[i], s.adds, slot_ms) end
+for _, s in pairs(spends) do
+  if s.added > 0 then
+    redis.call('INCRBY', s.key, s.added)
+    redis.call('EXPIRE', s.key, spend_ttl)
+  end
+end
+return out
 """
 
 
@@ -396,8 +482,16 @@ class RateLimiter:
         todo = list(range(len(items)))
         for attempt in (1, 2):
             async with self._redis.pipeline(transaction=False) as pipe:
-                needs_of = self._queue_all(pipe, [items[i] for i in todo])
+                needs_of, splits = self._queue_all(pipe, [items[i] for i in todo])
                 replies = list(await pipe.execute(raise_on_error=False))
+            for at, count in splits:
+                # A project's admissions share one script reply: nine numbers each, appended
+                # as one reply per admission where `_queue_all` said they would be.
+                reply = replies[at]
+                if isinstance(reply, Exception):
+                    replies += [reply] * count
+                else:
+                    replies += [reply[k : k + _ANSWER_LENGTH] for k in range(0, count * _ANSWER_LENGTH, _ANSWER_LENGTH)]
             again: list[int] = []
             for i, needs in zip(todo, needs_of, strict=True):
                 error = next((replies[n] for n in needs if isinstance(replies[n], Exception)), None)
@@ -427,11 +521,19 @@ class RateLimiter:
             blocked = found_among(recipients, replies[needs[2]]) | found_among(recipients, replies[needs[3]])
         return [rate, blocked, state]
 
-    def _queue_all(self, pipe: Pipeline, items: list[_Admit | Reservation]) -> list[list[int]]:
-        """Queue the commands of `items`, each request's own in order, then the shared
-        lookups; answers, per item, the indices of the replies it needs (an admission's:
-        its script's, the provider state's, and when it has recipients the blocklist's and
-        its project's opt-out list's)."""
+    def _queue_all(
+        self, pipe: Pipeline, items: list[_Admit | Reservation]
+    ) -> tuple[list[list[int]], list[tuple[int, int]]]:
+        """Queue the commands of `items`: the releases' in order, then one rate script call
+        per project for all its admissions, then the shared lookups. Answers, per item, the
+        indices of the replies it needs (an admission's: its own share of its project's
+        script reply, the provider state's, and when it has recipients the blocklist's and
+        its project's opt-out list's), and where each script reply is and how many
+        admissions share it: `_pipeline` appends their shares to the replies, in order, at
+        the indices given here.
+
+        The releases go first, so within one loop turn a slot given back is free for the
+        admissions (they come from requests that were all under way together)."""
         # The releases' slots, one ZREM per concurrency key, queued where that key's first
         # release was: no slot is given back later than it was with a ZREM each.
         slots: dict[str, list[str]] = {}
@@ -462,12 +564,19 @@ class RateLimiter:
                     own.append(queued)
                     queued += 1
             else:
-                self._queue_script(pipe, item)
-                own.append(queued)
-                queued += 1
                 admits.append((own, item))
             needs.append(own)
+        splits: list[tuple[int, int]] = []
         if admits:
+            by_project: dict[str, list[tuple[list[int], _Admit]]] = {}
+            for admit in admits:
+                by_project.setdefault(admit[1].query.project, []).append(admit)
+            shares: list[list[list[int]]] = []  # per project, in the order `_pipeline` appends
+            for project, group in by_project.items():
+                self._queue_script(pipe, project, [item for _, item in group])
+                splits.append((queued, len(group)))
+                queued += 1
+                shares.append([own for own, _ in group])
             pipe.get(PROVIDER_STATE_KEY)
             state_at = queued
             queued += 1
@@ -485,29 +594,53 @@ class RateLimiter:
                 pipe.evalsha(self._members_sha, 1, opt_out_key(project), numbers)
                 opt_outs_at[project] = queued
                 queued += 1
+            # Each admission's share of its project's script reply comes after every reply.
+            share_at = queued
+            for group_owns in shares:
+                for own in group_owns:
+                    own.append(share_at)
+                    share_at += 1
             for own, item in admits:
                 own.append(state_at)
                 if item.query.recipients:
                     own += (blocklist_at, opt_outs_at[item.query.project])
-        return needs
+        return needs, splits
 
-    def _queue_script(self, pipe: Pipeline, item: _Admit) -> None:
-        query = item.query
-        limits = query.limits
-        spend = query.spend
-        keys = rate_keys(self._prefix, query.project, query.key_id, query.tag, read=query.read)
-        numbers = script_numbers(
-            WINDOW_MS,
-            limits.reads_per_minute if query.read else limits.requests_per_minute,
-            limits.tag_requests_per_minute if query.tag else 0,
-            limits.concurrent_requests,
-            self._slot_ms,
-            1 if item.count else 0,
-            item.cost,
-            to_micros(spend.cap) if spend else 0,
-            SPEND_KEY_TTL_SECONDS,
-        )
-        pipe.evalsha(self._sha, len(keys), *keys, numbers, item.slot)
+    def _queue_script(self, pipe: Pipeline, project: str, admissions: list[_Admit]) -> None:
+        """One call of the rate script for `admissions`, all of `project`: its keys once
+        each, one argument per admission."""
+        keys: dict[str, int] = {}
+
+        def index(key: str) -> int:
+            at = keys.get(key)
+            if at is None:
+                at = keys[key] = len(keys) + 1  # Lua counts from 1
+            return at
+
+        records: list[str] = []
+        for item in admissions:
+            query = item.query
+            limits = query.limits
+            spend = query.spend
+            key, tag, conc, spend_key = rate_keys(self._prefix, project, query.key_id, query.tag, read=query.read)
+            tag_limit = limits.tag_requests_per_minute if query.tag else 0
+            records.append(
+                script_numbers(
+                    index(key),
+                    index(tag) if tag_limit else 0,
+                    index(conc),
+                    index(spend_key),
+                    limits.reads_per_minute if query.read else limits.requests_per_minute,
+                    tag_limit,
+                    limits.concurrent_requests,
+                    1 if item.count else 0,
+                    item.cost,
+                    to_micros(spend.cap) if spend else 0,
+                )
+                + f",{item.slot}"
+            )
+        head = script_numbers(WINDOW_MS, self._slot_ms, SPEND_KEY_TTL_SECONDS)
+        pipe.evalsha(self._sha, len(keys), *keys, head, *records)
 
     def _spend_prefix(self, project: str) -> str:
         return spend_prefix(self._prefix, project)
