@@ -169,7 +169,7 @@ async def compare(redis_url: str, batch: list[Admit]) -> None:
 
         # The same counts left in Redis: windows, concurrency slots, the day's spend.
         for name in ("key_0", "key_1", "key_2", f"tag:{project}:t1", f"tag:{project}:t2", "conc:key_0", "conc:key_1"):
-            kind, _, rest = name.partition(":")
+            kind = name.partition(":")[0]
             batched_key = f"batched:{{{project}}}:{name if kind in ('tag', 'conc') else 'key:' + name}"
             alone_key = batched_key.replace("batched:", "alone:", 1)
             assert await client.zcard(batched_key) == await client.zcard(alone_key), name
