@@ -17,6 +17,7 @@ from typing import Any, cast
 from litestar import Request
 from litestar.types import Receive
 
+from services.ingest.body_deadlines import BodyDeadlines
 from services.ingest.number_policy import NumberPolicy
 from services.ingest.validation import SendRequest, parse_send_request
 from shared.errors import ErrorCode, GatewayError
@@ -87,8 +88,9 @@ def content_type_error(content_type: str | None) -> GatewayError | None:
     )
 
 
-async def read_body(receive: Receive, max_bytes: int, time_limit: float) -> bytes:
-    """The whole body, at most `max_bytes` (else 413) within `time_limit` seconds (else 408).
+async def read_body(receive: Receive, max_bytes: int, time_limit: float, deadlines: BodyDeadlines) -> bytes:
+    """The whole body, at most `max_bytes` (else 413) within `time_limit` seconds (else 408;
+    `deadlines` keeps the time).
 
     Raises `ClientLeft` when the body ends early. Read from the ASGI messages directly:
     Litestar's own reader turns a disconnect into a 500 (and the send endpoint has no
@@ -96,30 +98,39 @@ async def read_body(receive: Receive, max_bytes: int, time_limit: float) -> byte
     """
     chunks: list[bytes] = []
     size = 0
+    started = deadlines.start(time_limit)
     try:
-        async with asyncio.timeout(time_limit):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientLeft
-                chunk = cast(bytes, message.get("body", b""))
-                size += len(chunk)
-                if size > max_bytes:
-                    raise too_large(max_bytes)
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-    except TimeoutError:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientLeft
+            chunk = cast(bytes, message.get("body", b""))
+            size += len(chunk)
+            if size > max_bytes:
+                raise too_large(max_bytes)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+    except asyncio.CancelledError:
+        if not deadlines.timed_out(started):
+            raise
         raise GatewayError(
             ErrorCode.VALIDATION_ERROR,
             f"Request body not received within {time_limit:g} seconds",
             status=HTTP_408_REQUEST_TIMEOUT,
         ) from None
+    finally:
+        deadlines.finish(started)
     return b"".join(chunks)
 
 
 async def receive_send_request(
-    content_type: str | None, receive: Receive, max_bytes: int, time_limit: float, policy: NumberPolicy
+    content_type: str | None,
+    receive: Receive,
+    max_bytes: int,
+    time_limit: float,
+    deadlines: BodyDeadlines,
+    policy: NumberPolicy,
 ) -> tuple[SendRequest | None, GatewayError | None]:
     """The parsed request, or the payload error that the admission step will answer with
     (so a malformed body counts against the limits like any other request).
@@ -129,7 +140,7 @@ async def receive_send_request(
     wrong_type = content_type_error(content_type)
     if wrong_type is not None:
         return None, wrong_type
-    body = await read_body(receive, max_bytes, time_limit)
+    body = await read_body(receive, max_bytes, time_limit, deadlines)
     try:
         return parse_send_request(body, policy=policy), None
     except GatewayError as error:  # answered once the request is counted: no free pass

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 from litestar.types import HTTPScope, Receive, Send
 
+from services.ingest.body_deadlines import BodyDeadlines
 from services.ingest.entry_checks import RequestProgress, count, identify
 from services.ingest.errors import Answer, Outcomes
 from services.ingest.http_limits import (
@@ -75,6 +76,7 @@ class SendEndpoint:
         self._max_body_bytes = max_body_bytes
         self._body_timeout_seconds = body_timeout_seconds
         self._max_header_bytes = max_header_bytes
+        self._body_deadlines = BodyDeadlines()
 
     async def __call__(self, scope: HTTPScope, headers: RequestHeaders, receive: Receive, send: Send) -> None:
         client = scope.get("client")
@@ -117,6 +119,7 @@ class SendEndpoint:
             receive,
             self._max_body_bytes,
             self._body_timeout_seconds,
+            self._body_deadlines,
             NumberPolicy.of(caller.project),
         )
         # `entry_checks.admitted`'s bracket, written out: its generator-based context
