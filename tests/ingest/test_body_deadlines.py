@@ -6,22 +6,23 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from litestar.types import HTTPReceiveMessage, HTTPRequestEvent, Receive
 
 from services.ingest.body_deadlines import BodyDeadlines
 from services.ingest.http_limits import read_body
 from shared.errors import GatewayError
 
 
-def _trickle(parts: list[bytes], gap: float):  # type: ignore[no-untyped-def]
+def _trickle(parts: list[bytes], gap: float) -> Receive:
     """An ASGI `receive` that gives `parts` `gap` seconds apart, then waits for ever."""
     queue = list(parts)
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> HTTPReceiveMessage:
         await asyncio.sleep(gap)
         if not queue:
             await asyncio.Event().wait()
         part = queue.pop(0)
-        return {"type": "http.request", "body": part, "more_body": bool(queue)}
+        return HTTPRequestEvent(type="http.request", body=part, more_body=bool(queue))
 
     return receive
 
