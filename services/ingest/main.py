@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
+from granian.constants import HTTPModes, Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.server import Server
 
@@ -56,11 +56,6 @@ def run() -> None:
         interface=Interfaces.ASGI,
         workers=settings.workers,
         loop=Loops.auto,
-        # Granian's single-threaded Rust runtime: for ASGI it otherwise picks the
-        # multi-threaded one (with its one thread), and hands each request across threads.
-        # In 7 interleaved pairs of `bench.peers` rounds st spent less CPU a message in 5
-        # (medians 0.66 vs 0.68 ms; bench/README.md, round 8).
-        runtime_mode=RuntimeModes.st,
         factory=True,
         log_access=False,
         # HTTP/1.1 only: the header timeout below bounds HTTP/1 alone, and HTTP/2 streams
