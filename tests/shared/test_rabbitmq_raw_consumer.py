@@ -7,7 +7,7 @@ import asyncio
 
 from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 
-from shared.rabbitmq import RawDelivery, ack_on_channel, consume_raw, hand_back
+from shared.rabbitmq import ChannelInvalidStateError, RawDelivery, ack_on_channel, consume_raw, hand_back
 from tests.ledger.support import eventually
 from tests.support.queues import depth
 
@@ -154,7 +154,17 @@ async def test_after_a_connection_loss_the_consumer_is_back_and_a_paused_one_sta
         await transport.connection.close(ConnectionError("connection lost"))
         await eventually(lambda: consuming.attached(), interval=0.05, timeout=20, what="the consumer attached again")
         assert not paused.attached()
-        await broker.publish(b"on", queue=queues[0].name, persist=True)
+
+        async def published(body: bytes, queue: str) -> bool:
+            # The broker's own publishing channel is restored on its own schedule, after
+            # or before the consumer's: a closed channel refuses before sending anything.
+            try:
+                await broker.publish(body, queue=queue, persist=True)
+            except ChannelInvalidStateError:
+                return False
+            return True
+
+        await eventually(lambda: published(b"on", queues[0].name), interval=0.05, timeout=20, what="a publish")
         await broker.publish(b"paused", queue=queues[1].name, persist=True)
         await eventually(lambda: got == [b"on"], interval=0.02, what="the consuming queue's message")
         await asyncio.sleep(0.3)
