@@ -31,7 +31,6 @@ from typing import IO
 
 import click
 
-STOP_GRACE_SECONDS = 20
 FIRST_RESTART_DELAY = 1.0
 LONGEST_RESTART_DELAY = 30.0
 STABLE_AFTER_SECONDS = 60.0
@@ -109,9 +108,12 @@ def prefixed_lines(fd: int, prefix: bytes, chunk: int = 65_536) -> Iterator[byte
 
 
 class Supervisor:
-    def __init__(self, services: list[Service], env: dict[str, str]) -> None:
+    def __init__(self, services: list[Service], env: dict[str, str], stop_seconds: float) -> None:
         self.services = services
         self._env = env
+        # The longest any service may take to stop (`ServiceSettings.stop_seconds`): killed
+        # sooner, a dispatcher's submits in flight would be held for an operator.
+        self._stop_seconds = stop_seconds
         self._width = max(len(s.name) for s in services)
         self._in_child = _die_with_parent()
 
@@ -181,14 +183,14 @@ class Supervisor:
         started = [s.process for s in self.services if s.process is not None]
         for process in reversed(started):
             _signal_group(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        deadline = time.monotonic() + self._stop_seconds
         for service in self.services:
             if service.process is None:
                 continue
             try:
                 service.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                click.echo(f"{service.name} did not stop in {STOP_GRACE_SECONDS}s; killing it", err=True)
+                click.echo(f"{service.name} did not stop in {self._stop_seconds:g}s; killing it", err=True)
         # Whatever is left of any group, the workers of a leader that already exited too.
         for process in started:
             _signal_group(process.pid, signal.SIGKILL)

@@ -224,7 +224,17 @@ def up(dispatchers: int, provider: str) -> None:
         Service("webhooks", ["webhooks"], COLOURS[4]),
         Service("ingest", ["ingest"], COLOURS[3]),
     ]
-    supervisor = Supervisor(services, env)
+    stop_seconds = max(
+        settings_class().stop_seconds()
+        for settings_class in (
+            IngestSettings,
+            DispatcherSettings,
+            LedgerSettings,
+            WebhooksSettings,
+            ProviderSimSettings,
+        )
+    )
+    supervisor = Supervisor(services, env, stop_seconds)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stopping.set())

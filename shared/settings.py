@@ -50,6 +50,11 @@ SETTINGS_CLASSES: tuple[tuple[str, str, str], ...] = (
 prints and the unknown-variable check compares against. Named, not imported, so a
 service process loads the other classes only to learn their variable names."""
 
+DEFAULT_STOP_SECONDS = 10.0
+"""A service without a shutdown wait of its own stops within this (Docker's default too)."""
+STOP_SLACK_SECONDS = 5.0
+"""Added to a service's own shutdown waits: closing connections and flushing logs after them."""
+
 NOT_SETTINGS_PREFIXES = ("RSMS_TEST_", "RSMS_BENCH_")
 """The test suite's and the benchmarks' own variables: not service settings."""
 
@@ -112,6 +117,15 @@ class ServiceSettings(BaseSettings):
 
         parse_amqp_urls(value)
         return value
+
+    def stop_seconds(self) -> float:
+        """The longest this service may take from SIGTERM to its exit, with these settings:
+        how long whatever stops it must wait before SIGKILL (`rsms up`, compose's
+        `stop_grace_period`, Kubernetes' `terminationGracePeriodSeconds`). Killed sooner, a
+        dispatcher's submits in flight end with an unknown outcome and are held for an
+        operator, and a batch the ledger or the webhook sender had not finished is done
+        again on its redelivery. A service with a shutdown wait of its own says so here."""
+        return DEFAULT_STOP_SECONDS
 
     def __init__(self, **values: Any) -> None:
         warn_about_unknown_variables()

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.settings import STOP_SLACK_SECONDS, ServiceSettings
 
 
 class DispatcherSettings(ServiceSettings):
@@ -183,3 +183,9 @@ class DispatcherSettings(ServiceSettings):
             self.receipts_callback_url or f"http://{self.dispatcher_http_host}:{self.dispatcher_http_port}/v1/receipts"
         )
         return url, self.receipts_callback_token
+
+    def stop_seconds(self) -> float:
+        # SIGTERM: the jobs in flight finish (the grace), then FastStream stops its own
+        # subscriber (the pending receipts: the same graceful timeout), then the SMSC's
+        # outstanding submits get the unbind grace.
+        return 2 * self.dispatcher_shutdown_grace_seconds + self.smpp_unbind_grace_seconds + STOP_SLACK_SECONDS

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, ValidationInfo, field_validator
 
 from services.ledger.dsn import dsn_hosts
-from shared.settings import ServiceSettings
+from shared.settings import STOP_SLACK_SECONDS, ServiceSettings
 
 DEFAULT_CLICKHOUSE_DIR = Path("var/clickhouse")
 
@@ -89,3 +89,8 @@ class LedgerSettings(ServiceSettings):
     def ledger_batch_messages(self) -> int:
         """Flush once half the prefetch window waits, so small events never stall on the timer."""
         return max(1, self.ledger_prefetch // 2)
+
+    def stop_seconds(self) -> float:
+        # SIGTERM: the last batch is flushed, then FastStream waits for its subscribers
+        # (both bounded by `ledger_shutdown_seconds`).
+        return 2 * self.ledger_shutdown_seconds + STOP_SLACK_SECONDS

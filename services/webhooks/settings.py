@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from shared.settings import ServiceSettings
+from shared.settings import STOP_SLACK_SECONDS, ServiceSettings
 
 
 class WebhooksSettings(ServiceSettings):
@@ -56,3 +56,8 @@ class WebhooksSettings(ServiceSettings):
         if not value or min(value) <= 0:
             raise ValueError("at least one delay, each above 0 ms")
         return value
+
+    def stop_seconds(self) -> float:
+        # SIGTERM: the requests in flight finish, then FastStream waits for its
+        # subscribers (both bounded by `webhooks_shutdown_seconds`).
+        return 2 * self.webhooks_shutdown_seconds + STOP_SLACK_SECONDS
