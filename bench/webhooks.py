@@ -38,6 +38,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -297,7 +298,7 @@ async def http_baseline(receiver: ReceiverProcess, count: int, batch: int, per_p
                 assert response.status_code == 204
 
         started = time.perf_counter()
-        workers = []
+        workers: list[Coroutine[Any, Any, None]] = []
         for project, events in by_project.items():
             batches = [events[i : i + batch] for i in range(0, len(events), batch)]
             workers.extend(worker(project, batches) for _ in range(per_project))
@@ -321,7 +322,7 @@ async def main(args: argparse.Namespace) -> None:
             for project in (*PROJECTS, HANGING):
                 store.create_project(data, project, project)
                 store.set_webhook(data, project, receiver.url(project), receiver.secrets[project])
-        base = {
+        base: dict[str, Any] = {
             "amqp_url": f"{BASE_AMQP}{vhost}",
             "accounts_file": accounts,
             "webhooks_http_port": 0,
