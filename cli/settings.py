@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-from importlib import import_module
 
 import click
-from pydantic_settings import BaseSettings
 
 from cli.table import json_option, print_table
-from shared.settings import SETTINGS_CLASSES
+from shared.settings import settings_classes
 
 
 def settings_rows() -> list[tuple[str, str, str, str]]:
     """(variable, services, default, description), one row per variable."""
     rows: dict[str, tuple[list[str], str, str]] = {}
-    for service, module, name in SETTINGS_CLASSES:
-        cls: type[BaseSettings] = getattr(import_module(module), name)
+    for service, cls in settings_classes().items():
         prefix = str(cls.model_config.get("env_prefix", ""))
         for field_name, field in cls.model_fields.items():
             variable = (prefix + field_name).upper()

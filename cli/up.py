@@ -32,6 +32,7 @@ from services.provider_sim.settings import ProviderSimSettings
 from services.webhooks.settings import WebhooksSettings
 from shared import accounts as store
 from shared.redis_connection import parse_redis_url
+from shared.settings import settings_classes
 
 COLOURS = ("cyan", "green", "yellow", "magenta", "blue", "red")
 DEMO_PROJECT = "demo"
@@ -224,16 +225,7 @@ def up(dispatchers: int, provider: str) -> None:
         Service("webhooks", ["webhooks"], COLOURS[4]),
         Service("ingest", ["ingest"], COLOURS[3]),
     ]
-    stop_seconds = max(
-        settings_class().stop_seconds()
-        for settings_class in (
-            IngestSettings,
-            DispatcherSettings,
-            LedgerSettings,
-            WebhooksSettings,
-            ProviderSimSettings,
-        )
-    )
+    stop_seconds = max(settings_class().stop_seconds() for settings_class in settings_classes().values())
     supervisor = Supervisor(services, env, stop_seconds)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGHUP):

@@ -137,6 +137,11 @@ class ServiceSettings(BaseSettings):
             raise InvalidSetting(describe_source_error(type(self), error)) from None
 
 
+def settings_classes() -> dict[str, type[ServiceSettings]]:
+    """Every service's settings class by service name (`SETTINGS_CLASSES`), imported now."""
+    return {service: getattr(import_module(module), name) for service, module, name in SETTINGS_CLASSES}
+
+
 # --- one line per bad value -----------------------------------------------------------
 
 
@@ -194,8 +199,7 @@ def _shown(value: object, variable: str) -> str:
 def known_variables() -> frozenset[str]:
     """Every variable some service reads."""
     names: set[str] = set()
-    for _service, module, name in SETTINGS_CLASSES:
-        cls: type[BaseSettings] = getattr(import_module(module), name)
+    for cls in settings_classes().values():
         names.update(variable_name(cls, field) for field in cls.model_fields)
     return frozenset(names)
 

@@ -18,7 +18,6 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import click
 import pytest
 
 from cli.main import rsms
-from shared.settings import SETTINGS_CLASSES
+from shared.settings import settings_classes
 from tests.support.demo_gateway import DemoGateway, demo_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,7 +142,7 @@ def test_every_rsms_command_in_the_readme_parses(monkeypatch: pytest.MonkeyPatch
 def test_every_default_in_the_readme_settings_table_is_accepted_when_pasted(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = re.findall(r"^\| `(RSMS_[A-Z0-9_]+)` \| ([^|]+) \| `([^`]*)` \|", README, re.M)
     assert len(rows) > 40, "the README's settings table moved: update this test"
-    classes = {service: getattr(import_module(module), name) for service, module, name in SETTINGS_CLASSES}
+    classes = settings_classes()
     for variable, services, default in rows:
         if "<" in default:  # a placeholder such as <working dir>
             continue

@@ -5,10 +5,9 @@ with submits in flight holds them for an operator."""
 from __future__ import annotations
 
 import re
-from importlib import import_module
 from typing import Any
 
-from shared.settings import SETTINGS_CLASSES, ServiceSettings
+from shared.settings import settings_classes
 
 _DURATION = re.compile(r"(?:(\d+)m)?(?:(\d+)s)?")
 DOCKER_DEFAULT_STOP_SECONDS = 10.0
@@ -22,23 +21,22 @@ def seconds(duration: str) -> float:
     return 60 * int(minutes or 0) + int(secs or 0)
 
 
-def _default_settings(service: str) -> ServiceSettings | None:
-    """The service's settings with every default (whatever this process's environment says),
-    or None for a command that is not a service."""
-    for name, module, class_name in SETTINGS_CLASSES:
-        if name == service:
-            settings_class: type[ServiceSettings] = getattr(import_module(module), class_name)
-            return settings_class.model_construct()
-    return None
-
-
 def stop_periods(services: dict[str, dict[str, Any]]) -> dict[str, tuple[float, float]]:
     """Each compose service running an RSMS service: name -> (its stop period, the longest
-    stop its default settings allow)."""
+    stop its settings allow with every default, whatever this process's environment says)."""
+    classes = settings_classes()
     periods = {}
     for name, service in services.items():
-        settings = _default_settings((service.get("command") or [""])[0])
-        if settings is not None:
+        settings_class = classes.get((service.get("command") or [""])[0])
+        if settings_class is not None:
             period = service.get("stop_grace_period")
-            periods[name] = (seconds(period) if period else DOCKER_DEFAULT_STOP_SECONDS, settings.stop_seconds())
+            longest = settings_class.model_construct().stop_seconds()
+            periods[name] = (seconds(period) if period else DOCKER_DEFAULT_STOP_SECONDS, longest)
     return periods
+
+
+def check_stop_periods(services: dict[str, dict[str, Any]]) -> None:
+    """Every RSMS service is there, and none is killed before its longest stop."""
+    periods = stop_periods(services)
+    assert {"ingest", "dispatcher", "ledger", "webhooks"} <= set(periods)
+    assert {name: p for name, p in periods.items() if p[0] < p[1]} == {}, "(stop_grace_period, stop_seconds)"
