@@ -301,11 +301,15 @@ def progress(index: int, total: int, r: Round) -> str:
 # --- main ---------------------------------------------------------------------------------
 
 
-def build(names: list[str], sink_port: int, rsms_settings: dict[str, str]) -> list[System]:
+def build(names: list[str], sink_port: int, rsms_settings: dict[str, str], window: int | None = None) -> list[System]:
+    """The systems to run; `window`, if given, is the SMPP window of RSMS and Kannel alike
+    (Jasmin's SMPP client has none: it never waits for responses before the next submit)."""
+    if window:
+        rsms_settings = {**rsms_settings, "RSMS_SMPP_WINDOW": str(window)}
     makers: dict[str, Callable[[], System]] = {
         "rsms": lambda: Rsms(sink_port, rsms_settings),
         "jasmin": lambda: Jasmin(sink_port),
-        "kannel": lambda: Kannel(sink_port),
+        "kannel": lambda: Kannel(sink_port, window),
     }
     return [makers[name]() for name in names]
 
@@ -337,6 +341,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain-cap", type=float, default=180.0, help="Longest wait for the sink to get everything.")
     parser.add_argument("--systems", default="rsms,jasmin,kannel")
     parser.add_argument("--no-bulk", action="store_true", help="Skip the 1000-recipient runs.")
+    parser.add_argument(
+        "--window",
+        type=int,
+        help="The SMPP window (submits awaiting a response) of RSMS and Kannel alike; default: each one's own (10).",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="RSMS_X=VALUE", help="An RSMS setting.")
     parser.add_argument("--json", action="store_true", help="Print the results as JSON instead of the table.")
     parser.add_argument("--hold", type=float, default=0.0, help="After starting, wait this long (to attach py-spy).")
@@ -369,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sink.start()
         say(f"SMPP sink on port {sink.port}")
-        for system in build(names, sink.port, rsms_settings):
+        for system in build(names, sink.port, rsms_settings, args.window):
             say(f"starting {system.label} …")
             systems.append(system)
             system.start()

@@ -485,7 +485,7 @@ end
 
 
 class Kannel(System):
-    def __init__(self, sink_port: int) -> None:
+    def __init__(self, sink_port: int, window: int | None = None) -> None:
         super().__init__(
             "kannel",
             "Kannel 1.4.5 (Debian `kannel`)",
@@ -495,6 +495,8 @@ class Kannel(System):
             sink_port=sink_port,
         )
         self.dir = PEERS_DIR / "kannel"
+        # submit_sm outstanding on its bind (`max-pending-submits`, Kannel's default 10).
+        self.window = window
         self.admin_port = free_port()
         self.smsbox_port = free_port()
         self.sendsms_port = free_port()
@@ -545,7 +547,7 @@ transceiver-mode = true
 smsc-username = kannel
 smsc-password = kannel
 system-type = ""
-"""
+""" + (f"max-pending-submits = {self.window}\n" if self.window else "")
 
     def start(self) -> None:
         if not shutil.which("bearerbox"):

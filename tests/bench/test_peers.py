@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from bench import smpp_sink
 from bench.ingest_env import free_port
-from bench.peers import cpu_seconds, rotated
-from bench.peers_systems import Jasmin, Kannel, lua_numbers
+from bench.peers import build, cpu_seconds, rotated
+from bench.peers_systems import Jasmin, Kannel, Rsms, lua_numbers
 from bench.peers_table import (
     BULK,
     SINGLE,
@@ -269,6 +269,17 @@ def test_kannel_is_configured_to_send_to_the_sink_over_smpp_and_keep_a_store():
     core = next(block for block in groups if "group = core" in block)
     assert "store-type = file" in core and 'admin-allow-ip = "127.0.0.1"' in core
     assert f"sendsms-port = {kannel.sendsms_port}" in conf
+
+
+def test_one_window_is_given_to_rsms_and_kannel_alike_and_none_leaves_their_defaults():
+    rsms, jasmin, kannel = build(["rsms", "jasmin", "kannel"], 40123, {"RSMS_X": "1"}, window=100)
+    assert isinstance(rsms, Rsms) and isinstance(kannel, Kannel) and isinstance(jasmin, Jasmin)
+    assert rsms.extra_settings == {"RSMS_X": "1", "RSMS_SMPP_WINDOW": "100"}
+    smsc = next(block for block in kannel.config().split("\n\n") if "group = smsc" in block)
+    assert "max-pending-submits = 100" in smsc
+    default_rsms, default_kannel = build(["rsms", "kannel"], 40123, {})
+    assert isinstance(default_rsms, Rsms) and "RSMS_SMPP_WINDOW" not in default_rsms.extra_settings
+    assert "max-pending-submits" not in default_kannel.config()
 
 
 def test_jasmin_listens_only_locally_on_its_own_vhost_and_redis():
