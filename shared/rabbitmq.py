@@ -81,7 +81,6 @@ __all__ = [
     "missing_consumers",
     "next_node",
     "parse_amqp_urls",
-    "publish_confirmed",
     "publishes_refused",
     "refused_too_long",
     "subscriber_attached",
@@ -149,11 +148,6 @@ JSON = "application/json"
 PERSISTENT = 2
 
 
-def publish_confirmed(answer: object) -> bool:
-    """Whether `broker.publish` on a confirm channel answered the broker's ack."""
-    return isinstance(answer, Basic.Ack)
-
-
 class ConfirmedPublisher:
     """Persistent, mandatory publishes, each returning once the broker confirmed it (a
     nack raises aiormq's DeliveryError), straight on the AMQP channel of a confirm channel
@@ -167,12 +161,19 @@ class ConfirmedPublisher:
       leave together, and the broker confirms them together.
     """
 
-    def __init__(self, broker: RabbitBroker, timeout_seconds: float) -> None:
+    def __init__(
+        self, broker: RabbitBroker, timeout_seconds: float, *, returns_raise: bool = False, fail_fast: bool = False
+    ) -> None:
         self._broker = broker
         self._timeout = timeout_seconds
-        # The settings FastStream's default channel has (confirms on, returns not raised),
-        # on the broker's robust connection, but not the channel messages are delivered on.
-        self._spec = Channel(publisher_confirms=True)
+        # Confirms on, on the broker's robust connection, but not the channel messages are
+        # delivered on. `returns_raise`: a message no queue took (returned, then confirmed)
+        # raises aiormq's PublishError instead of counting as published.
+        self._spec = Channel(publisher_confirms=True, on_return_raises=returns_raise)
+        # While the connection is down the robust channel waits for it to come back.
+        # `fail_fast`: raise ChannelInvalidStateError at once instead, for a caller with a
+        # client waiting (ingest answers the contract's error, as FastStream's publish did).
+        self._fail_fast = fail_fast
         self._channel: AbstractRobustChannel | None = None
 
     async def open(self) -> None:
@@ -187,9 +188,12 @@ class ConfirmedPublisher:
         routing_key: str = "",
         message_id: str | None = None,
         content_type: str = JSON,
+        message_type: str | None = None,
     ) -> None:
         if self._channel is None:
             raise RuntimeError("ConfirmedPublisher.open() was not called")
+        if self._fail_fast and self._channel.is_closed:
+            raise ChannelInvalidStateError("the connection to RabbitMQ is down")
         # Asked each time: after a reconnect the robust channel has a new one underneath.
         channel: Any = await self._channel.get_underlay_channel()
         await channel.basic_publish(
@@ -200,6 +204,7 @@ class ConfirmedPublisher:
                 content_type=content_type,
                 delivery_mode=PERSISTENT,
                 message_id=message_id,
+                message_type=message_type,
             ),
             mandatory=True,
             timeout=self._timeout,

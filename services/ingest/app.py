@@ -95,6 +95,7 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         publisher = JobPublisher(
             broker,
             metrics=metrics,
+            health=publishes,
             timeout=settings.publish_timeout_seconds,
             limits=GroupLimits(
                 max_jobs=settings.publish_group_max_jobs,
@@ -128,9 +129,14 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
         )
         await warn_unless_persistent(redis, "ingest")  # Idempotency-Keys must outlive a restart
         watcher = asyncio.create_task(accounts.watch(settings.accounts_reload_seconds))
+
         # The service starts even while RabbitMQ is down: sends answer the contract's error
         # until the connection is there.
-        connector = asyncio.create_task(connect_when_available(broker, lambda: declare_topology(broker)))
+        async def set_up_broker() -> None:
+            await declare_topology(broker)
+            await publisher.open()
+
+        connector = asyncio.create_task(connect_when_available(broker, set_up_broker))
         await asyncio.wait([connector], timeout=settings.publish_timeout_seconds)
         # Full garbage collections stopped each worker for 60-390 ms every 1-3 s under load
         # (they walked the start-up heap each time): freeze it once started (shared/gc_tuning.py).

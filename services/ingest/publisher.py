@@ -7,6 +7,14 @@ answers `queued` only after that confirm.
 Jobs accepted close together share one message and one confirm (group commit,
 `publish_groups.py`): a plain `SmsJob` when a job goes alone, an `SmsJobBatch` otherwise.
 A failed publish fails every job of its message, each with the contract's error.
+
+The message goes straight to a confirm channel of its own (`shared.rabbitmq.ConfirmedPublisher`),
+as the dispatcher's outbox publishes, not through FastStream's publish path (middlewares,
+codec, exchange lookup per call): the services' hot publishes take one path, the adapter's.
+(In CPU it is even: a group carries about ten jobs under load, so the path's cost per send
+was already small; bench/README.md, round 11.) A message no queue took (the broker returns
+it, then confirms it) raises, like a nack: a job no queue holds is not queued. While the
+connection is down a publish fails at once, as FastStream's did: a client is waiting.
 """
 
 from __future__ import annotations
@@ -19,15 +27,11 @@ from services.ingest.accepted_job import AcceptedJob, job_json
 from services.ingest.metrics import IngestMetrics
 from services.ingest.publish_groups import GroupCommitter, GroupLimits, GroupMessage
 from shared.errors import ErrorCode, GatewayError
-from shared.rabbitmq import AMQPError, publish_confirmed
+from shared.rabbitmq import AMQPError, ConfirmedPublisher, PublishHealth
 from shared.topology import ACCEPTED_EXCHANGE
 
 BROKER_UNAVAILABLE = "The message broker is unavailable; nothing was queued. Retry shortly"
 PUBLISH_ERRORS = (TimeoutError, AMQPError, ConnectionError, RuntimeError)
-
-
-class PublishRefused(Exception):
-    """The broker answered the publish with something other than an ack (a nack)."""
 
 
 class JobPublisher:
@@ -38,16 +42,25 @@ class JobPublisher:
         timeout: float,
         limits: GroupLimits | None = None,
         metrics: IngestMetrics | None = None,
+        health: PublishHealth | None = None,
     ) -> None:
-        self._broker = broker
         self._timeout = timeout
+        self._publisher = ConfirmedPublisher(broker, timeout, returns_raise=True, fail_fast=True)
+        # These publishes bypass FastStream's middlewares: recorded here, so refused ones
+        # make the service unready (and, when stuck, reconnect it to another node).
+        self._health = health or PublishHealth()
         self._metrics = metrics
         self._groups = GroupCommitter(self._publish_message, limits or GroupLimits())
+
+    async def open(self) -> None:
+        """Opens the confirm channel; call once the broker is connected. Until then every
+        publish fails (the contract's error), as it does while the broker is away."""
+        await self._publisher.open()
 
     async def publish(self, job: AcceptedJob) -> None:
         try:
             await self._groups.submit(job_json(job), str(job.message_id))
-        except (PublishRefused, *PUBLISH_ERRORS) as exc:
+        except PUBLISH_ERRORS as exc:
             # A new error per caller: the callers of one group share the cause, not the raise.
             raise GatewayError(ErrorCode.INTERNAL_ERROR, BROKER_UNAVAILABLE, retry_after=1) from exc
 
@@ -56,18 +69,18 @@ class JobPublisher:
         await self._groups.close()
 
     async def _publish_message(self, message: GroupMessage) -> None:
+        # Persistent and mandatory; returns once confirmed, raises on a nack or a return.
+        # While the connection is down it fails at once (`fail_fast`); the timeout bounds the
+        # rest (a connection lost after the check, a confirm that does not come).
         async with asyncio.timeout(self._timeout):
-            confirm = await self._broker.publish(
-                message.body,
-                exchange=ACCEPTED_EXCHANGE,
-                persist=True,
-                mandatory=True,
-                message_id=message.message_id,
-                content_type="application/json",
-                message_type=message.message_type,
+            await self._health.watch(
+                self._publisher.publish(
+                    message.body,
+                    exchange=ACCEPTED_EXCHANGE.name,
+                    message_id=message.message_id,
+                    message_type=message.message_type,
+                )
             )
-        if not publish_confirmed(confirm):
-            raise PublishRefused(type(confirm).__name__)
         if self._metrics is not None:
             self._metrics.published_messages.inc()
             self._metrics.published_jobs.inc(message.jobs)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aio_pika
 import pytest
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
@@ -18,7 +19,8 @@ from litestar.testing import AsyncTestClient
 from services.ingest.accepted_job import AcceptedJob
 from services.ingest.app import create_app
 from services.ingest.publisher import JobPublisher
-from shared.topology import DISPATCH_QUEUE
+from shared.topology import ACCEPTED_EXCHANGE, DISPATCH_QUEUE, LEDGER_ACCEPTED_QUEUE
+from tests.ledger.support import eventually
 from tests.support.accounts import add_project
 from tests.support.queues import depth
 
@@ -68,13 +70,23 @@ async def test_broker_down_answers_the_contract_error_and_releases_the_slot(
     keys = add_project(accounts_file)
     target = urlsplit(amqp_url)
     proxy = await tcp_proxy(target.hostname, target.port or 5672)
-    settings = ingest_settings.model_copy(update={"amqp_url": proxy.url_for(amqp_url), "publish_timeout_seconds": 1.0})
+    # A long publish timeout: while the connection is known to be down, a send is refused
+    # at once, not after waiting for a reconnect (its client is waiting, and holds a slot).
+    settings = ingest_settings.model_copy(update={"amqp_url": proxy.url_for(amqp_url), "publish_timeout_seconds": 60.0})
     async with AsyncTestClient(app=create_app(settings)) as client:
         headers = {"Authorization": f"Bearer {keys.live_key}"}
         assert (await client.post(SEND, json=PAYLOAD, headers=headers)).status_code == 200
         await proxy.cut()
+
+        async def broker_unready() -> bool:
+            return (await client.get("/health/ready")).status_code == 503
+
+        await eventually(broker_unready, what="ingest to see the broker gone")
         for _ in range(3):
+            started = asyncio.get_running_loop().time()
             response = await client.post(SEND, json=PAYLOAD, headers=headers)
+            # Not a speed figure: waiting for the reconnect would take the whole minute.
+            assert asyncio.get_running_loop().time() - started < 30
             assert response.status_code == 500, response.text
             error = response.json()["error"]
             assert error["code"] == "INTERNAL_ERROR"
@@ -84,6 +96,36 @@ async def test_broker_down_answers_the_contract_error_and_releases_the_slot(
         await redis.aclose()
         await proxy.restore()
         assert (await send_until_ok(client, keys.live_key)).status_code == 200
+    assert await depth(amqp_url, DISPATCH_QUEUE.name) == 2
+
+
+async def test_a_job_no_queue_takes_is_refused_with_the_contract_error_and_nothing_kept(
+    ingest_settings: Any, accounts_file: Path, redis_url: str, amqp_url: str
+) -> None:
+    """The broker confirms a message it returned (mandatory, no queue bound): ingest must
+    not answer `queued` for it."""
+    keys = add_project(accounts_file)
+    async with AsyncTestClient(app=create_app(ingest_settings)) as client:
+        headers = {"Authorization": f"Bearer {keys.live_key}"}
+        assert (await client.post(SEND, json=PAYLOAD, headers=headers)).status_code == 200
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            channel = await connection.channel()
+            queues = [await channel.get_queue(q.name) for q in (DISPATCH_QUEUE, LEDGER_ACCEPTED_QUEUE)]
+            for queue in queues:
+                await queue.unbind(ACCEPTED_EXCHANGE.name)
+            response = await client.post(SEND, json=PAYLOAD, headers=headers)
+            assert response.status_code == 500, response.text
+            error = response.json()["error"]
+            assert error["code"] == "INTERNAL_ERROR" and "nothing was queued" in error["message"]
+            redis = aioredis.Redis.from_url(redis_url)
+            assert await redis.zcard(f"rsms:rl:{{{keys.project}}}:conc:{keys.live_key_id}") == 0
+            await redis.aclose()
+            for queue in queues:
+                await queue.bind(ACCEPTED_EXCHANGE.name)
+        finally:
+            await connection.close()
+        assert (await client.post(SEND, json=PAYLOAD, headers=headers)).status_code == 200
     assert await depth(amqp_url, DISPATCH_QUEUE.name) == 2
 
 

@@ -31,6 +31,7 @@ async def drain(amqp_url: str, queue: str, *, expect: int | None = None, wait: f
                         "delivery_mode": message.delivery_mode,
                         "message_id": message.message_id,
                         "content_type": message.content_type,
+                        "type": message.type,
                     },
                 }
             )
