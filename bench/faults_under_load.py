@@ -11,7 +11,7 @@ and data; the machine's RabbitMQ on 5672 is shared and never restarted). The sce
 one after another on the same gateway, each after the previous one has drained (the
 gateway recovering is part of what is tested):
 
-- `ingest-worker`: kill -9 of one of ingest's Granian workers (Granian starts another);
+- `ingest-worker`: kill -9 of one of ingest's uvicorn workers (its supervisor starts another);
 - `dispatcher`, `ledger`, `webhooks`: kill -9 of the service (`rsms up` restarts it);
 - `rabbitmq`: `rabbitmqctl stop_app`, `--rabbit-down` seconds, `start_app` of the node.
 
@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench.ingest_env import server_workers
 from bench.ingest_loadgen import Connection, Target, _install_fast_loop
 from bench.peers import Sink, say
 from bench.peers_systems import MESSAGE, PEERS_DIR, TAG, Rsms, command_line, wait_until
@@ -272,9 +273,10 @@ def victim(rsms: Rsms, scenario: str) -> tuple[int, str]:
     """The PID to kill and the service whose PID shows the restart."""
     if scenario == "ingest-worker":
         server = service_pid(rsms, "ingest")
-        workers = children(server) if server is not None else []
+        # A worker, not multiprocessing's resource tracker (a child of the server too).
+        workers = server_workers(server) if server is not None else []
         if not workers:
-            raise RuntimeError("no Granian worker under ingest")
+            raise RuntimeError("no uvicorn worker under ingest")
         return workers[0], "ingest"
     pid = service_pid(rsms, "dispatcher" if scenario == "dispatcher" else scenario)
     if pid is None:
@@ -292,13 +294,13 @@ def inject(rsms: Rsms, cluster: RabbitCluster, scenario: str, rabbit_down: float
         return None
     pid, service = victim(rsms, scenario)
     server = service_pid(rsms, "ingest")
-    workers = len(children(server)) if server is not None else 0
+    workers = len(server_workers(server)) if server is not None else 0
     os.kill(pid, signal.SIGKILL)
     say(f"  kill -9 {pid} ({scenario})")
 
     def replaced() -> bool:
         if scenario == "ingest-worker":
-            return server is not None and len([p for p in children(server) if p != pid]) >= workers
+            return server is not None and len([p for p in server_workers(server) if p != pid]) >= workers
         now = service_pid(rsms, service)
         return now is not None and now != pid
 

@@ -2,9 +2,10 @@
 
 `POST /api/v1/sms/send` decodes the same JSON body with Litestar's own decoder (msgspec)
 and answers a JSON object of the gateway's size and shape, with no auth, Redis, RabbitMQ
-or validation: what Litestar and Granian alone cost on this machine. The server is built
-with exactly the arguments `services/ingest/main.py` gives Granian, so the ratio between
-the two measures the gateway's own work and nothing else.
+or validation: what Litestar and uvicorn alone cost on this machine. The server is built
+as `services/ingest/main.py` builds it (`services.ingest.http_server`: the same protocol,
+loop, limits, backlog and supervisor, the limits from the same settings), so the ratio
+between the two measures the gateway's own work and nothing else.
 
     .venv/bin/python -m bench.ingest_baseline --port 8099 --workers 1
 """
@@ -16,9 +17,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from granian.constants import Interfaces, Loops
-from granian.server import Server
 from litestar import Litestar, MediaType, Request, get, post
+
+from services.ingest.http_server import serve
+from services.ingest.main import ingest_server_config
+from services.ingest.settings import IngestSettings
 
 
 @post("/api/v1/sms/send", status_code=200, media_type=MediaType.JSON)
@@ -54,17 +57,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    # Keep in step with services/ingest/main.py: same interface, loop, factory and logging.
-    Server(
-        "bench.ingest_baseline:create_app",
-        address=args.host,
-        port=args.port,
-        interface=Interfaces.ASGI,
-        workers=args.workers,
-        loop=Loops.auto,
-        factory=True,
-        log_access=False,
-    ).serve()
+    # Keep in step with services/ingest/main.py: the same server, limits and backlog.
+    settings = IngestSettings(ingest_host=args.host, ingest_port=args.port, ingest_workers=args.workers)
+    config = ingest_server_config(settings, "bench.ingest_baseline:create_app")
+    serve(config)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ every request: that is part of what is measured). Nothing is left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -48,6 +49,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_workers(pid: int) -> list[int]:
+    """The worker processes of the server `pid` (`rsms ingest`, or `bench.ingest_baseline`):
+    its children that multiprocessing's spawn started (`spawn_main` on their command line),
+    not its resource tracker, a child too."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    workers = []
+    for child in children.read_text().split() if children.exists() else []:
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(int(child))
+    return workers
+
+
 def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
@@ -64,7 +78,8 @@ class Server:
 
     def start(self) -> None:
         log = self.log_path.open("wb")
-        # A new session, so stopping it reaches Granian's workers and nothing else.
+        # A new session, so stopping it reaches uvicorn's workers (and multiprocessing's
+        # resource tracker) and nothing else.
         self.process = subprocess.Popen(
             self.command,
             cwd=self.cwd,
@@ -90,16 +105,16 @@ class Server:
         raise RuntimeError(f"{self.name} not ready within {timeout:.0f}s:\n{self.tail()}")
 
     def worker_pids(self) -> list[int]:
-        """Granian's worker processes (for py-spy): the children of the server process."""
+        """uvicorn's worker processes (for py-spy): `server_workers` of the server process."""
         if self.process is None:
             return []
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(p) for p in children.read_text().split()] if children.exists() else []
+        return server_workers(self.process.pid)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        # SIGINT: Granian's graceful stop (lifespan shutdown closes broker and Redis).
+        # SIGINT: uvicorn's graceful stop, in the supervisor and in each worker (lifespan
+        # shutdown closes broker and Redis).
         os.killpg(self.process.pid, signal.SIGINT)
         try:
             self.process.wait(timeout=10)

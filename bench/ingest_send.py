@@ -7,7 +7,7 @@ Measures `POST /api/v1/sms/send` on this machine with the real Redis and RabbitM
 3. p99 latency at a fixed offered load (open loop, 500 requests/s by default).
 
 The baseline (`bench/ingest_baseline.py`) decodes the same body with Litestar/msgspec and
-answers a small JSON, started the same way (Granian, same arguments, same worker count),
+answers a small JSON, started the same way (uvicorn, same arguments, same worker count),
 in the same run, interleaved round by round with the gateway. Every figure is the median
 over the rounds. The gateway runs as `rsms ingest` on a throw-away vhost and Redis
 database (`bench/ingest_env.py`); after each gateway scenario the bench checks that the
@@ -204,7 +204,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each throughput run")
     parser.add_argument("--latency-seconds", type=float, default=8.0, help="length of each fixed-rate run")
     parser.add_argument("--rate", type=float, default=500.0, help="offered load for the p99 scenario")
-    parser.add_argument("--workers", type=int, default=2, help="Granian workers, the same for both servers")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers, the same for both servers")
     parser.add_argument("--connections", type=int, default=64, help="requests in flight (throughput runs)")
     parser.add_argument("--open-loop-connections", type=int, default=64)
     parser.add_argument(
@@ -235,7 +235,7 @@ def main() -> int:
         baseline = env.baseline(free_port(), args.workers)
         client = "wrk" if wrk_path() and not args.python_client else "Python"
         print(
-            f"vhost {env.vhost}, Redis {env.redis_url}, {args.workers} Granian worker(s) each, "
+            f"vhost {env.vhost}, Redis {env.redis_url}, {args.workers} uvicorn worker(s) each, "
             f"load from {client}; load average {_load()} on {os.cpu_count()} cores",
             flush=True,
         )

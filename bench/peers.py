@@ -224,7 +224,7 @@ def drain(sink: Sink, expected: int, cap: float) -> tuple[SinkStats, bool]:
 
 
 def start_profilers(system: System, directory: Path, seconds: float, label: str) -> list[subprocess.Popen[bytes]]:
-    """py-spy on every Python process of RSMS's services (Granian's workers each), collapsed stacks
+    """py-spy on every Python process of RSMS's services (uvicorn's workers each), collapsed stacks
     (`--format raw`) sampled at 50 Hz without pausing the process (`--nonblocking`), so the
     profile costs the system little; `bench.profile_summary` reads them."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")

@@ -28,13 +28,22 @@ IDLE_LEAVES = (
     "_worker (concurrent/futures/thread.py",
     "get (queue.py",
     "_wait_for_tstate_lock",
+    # A uvicorn worker's thread that answers its supervisor's health checks.
+    "_recv (multiprocessing/connection.py",
 )
 # On every stack of a service (its entry point): they say nothing about where time goes.
 SCAFFOLDING = ("<frozen runpy>", "click", "cli", "multiprocessing", "threading", "asyncio/runners.py", "uvloop")
 # A Python frame on top of the stack whose time is spent in native code below it.
 NATIVE_LEAVES = {
     "Runner.run (asyncio/runners.py)": "uvloop's event loop (C: I/O, callbacks)",
-    "MPServer._spawn_asgi_lifespan_worker (granian/server/mp.py)": "Granian's server (Rust: HTTP, the worker loop)",
+    # uvicorn's protocol hands a read to httptools; what is on top of it is the C parser (its
+    # callbacks, Python, are frames of their own).
+    "HttpToolsProtocol.data_received (uvicorn/protocols/http/httptools_impl.py)": (
+        "httptools' parser (C: reading requests)"
+    ),
+    "RequestResponseCycle.send (uvicorn/protocols/http/httptools_impl.py)": (
+        "uvicorn writing a response (its Python, and uvloop's socket write: C)"
+    ),
 }
 FILE_NAME = re.compile(r"^(?P<label>[^-]+)-(?P<service>[a-z]+)-(?P<pid>\d+)\.txt$")
 

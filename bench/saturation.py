@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.saturation [--rate 1000] [--latency-seconds 30] [--minutes 10] [--json]
     .venv/bin/python -m bench.saturation --only latency      # or --only saturation
 
-Starts the whole gateway with `rsms up` (supervisor, ingest with its Granian workers, one
+Starts the whole gateway with `rsms up` (supervisor, ingest with its uvicorn workers, one
 dispatcher, ledger, webhook sender, the idle provider simulator) on a throw-away vhost
 and a redis-server of its own, sending over SMPP to the counting sink, exactly as
 `bench.peers` runs RSMS (`bench.peers_systems.Rsms`, `bench.peers.Sink`). Then:
@@ -85,10 +85,11 @@ def rss_bytes(pid: int) -> int | None:
 
 
 def processes(rsms: Rsms) -> dict[str, list[int]]:
-    """Every process of every service now (Granian may replace a worker), and RabbitMQ's.
-    Each once: `Rsms.parts` lists a Granian worker under ingest's main process and again on
-    its own (its command line names the service too), which counted ingest's workers twice
-    (5 processes for 3, their RSS and CPU doubled)."""
+    """Every process of every service now (uvicorn's supervisor may replace an ingest
+    worker), and RabbitMQ's. Each once: `Rsms.parts` lists a child whose command line names
+    its service under the service's main process and again on its own (ingest's forked
+    workers once were, their RSS and CPU counted twice); uvicorn's spawned workers and
+    multiprocessing's resource tracker are listed under ingest's main process only."""
     found = {service: list(dict.fromkeys(pids)) for service, pids in rsms.parts(RSMS_ALL_SERVICES).items()}
     found[RABBITMQ] = rabbitmq_pids()
     return found

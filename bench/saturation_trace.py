@@ -309,7 +309,7 @@ class Dumper:
 def start_profiles(
     rsms: Rsms, out: Path, seconds: float, rate: int, raw: bool = False, native: bool = False
 ) -> list[subprocess.Popen[bytes]]:
-    """py-spy on every Python process of the gateway (Granian's workers, each service):
+    """py-spy on every Python process of the gateway (uvicorn's workers, each service):
     speedscope with idle samples (ordered: a timeline), or `raw` (busy samples only, folded
     stacks: CPU shares; `native` adds the C frames, uvloop's and chDB's)."""
     spies = []
@@ -470,9 +470,11 @@ def summarise_profile(path: Path, window: tuple[float, float] | None, rate: int,
 
 
 IDLE_LEAVES = ("select", "epoll", "poll", "wait", "run_once", "_run_once", "acquire", "sleep", "accept", "recv")
-LOOP_LEAVES = ("Runner.run", "MPServer._spawn_asgi_lifespan_worker", "_worker", "stop_when_orphaned.<locals>.watch")
-"""Frames that are on top while a thread waits: uvloop's and Granian's loops run in C/Rust
-under these, so a sample with one of them on top is (mostly) a thread waiting for work."""
+LOOP_LEAVES = ("Runner.run", "_worker", "stop_when_orphaned.<locals>.watch")
+"""Frames that are on top while a thread waits: uvloop's loop (a uvicorn worker's too) runs
+in C under `Runner.run`, so a sample with one of them on top is (mostly) a thread waiting
+for work. (A uvicorn worker's thread answering its supervisor's health checks waits in
+`Connection._recv`: an IDLE_LEAVES word.)"""
 
 
 def _idle(names: list[str]) -> bool:

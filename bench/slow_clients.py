@@ -1,10 +1,10 @@
 """Slow clients against the send API: does a normal client still get quick answers?
 
 Issue 8 found that 1,100 connections trickling one body byte every 10 s took the API down
-for everybody, no key needed (the body was read before the key was checked, and Granian's
-connection permits, 512 a worker, were all held). This bench starts `rsms ingest` as an
-operator would (2 workers, default settings) and measures a normal client twice in the
-same run:
+for everybody, no key needed (the body was read before the key was checked, and the
+server's connection permits, 512 a worker then, were all held). This bench starts
+`rsms ingest` as an operator would (2 workers, default settings) and measures a normal
+client twice in the same run:
 
 1. **baseline**: no slow clients;
 2. **under attack**: with `--slow` (2,000) slow connections held open by a second process,

@@ -12,8 +12,9 @@ LISTEN_STATE = "0A"  # TCP_LISTEN in /proc/net/tcp
 
 
 def port_taken(host: str, port: int) -> bool:
-    """Whether listening on host:port would fail. Checked by binding without SO_REUSEPORT:
-    Granian binds with it, so a second server would otherwise share the port silently."""
+    """Whether listening on host:port would fail. Checked by binding as uvicorn does (with
+    SO_REUSEADDR: a port left in TIME_WAIT is free) and without SO_REUSEPORT, so a listener
+    that set SO_REUSEPORT, which a second one could otherwise share silently, counts too."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner

@@ -2,16 +2,20 @@
 and stopped to the last process when `rsms up` ends, however it ends.
 
 - Each service runs in its own session (process group), so Ctrl-C reaches only `rsms up`,
-  which stops the services in order, and a service's own children (Granian's workers) are
-  stopped with it: the group is signalled, not just the process.
+  which stops the services in order, and a service's own children (ingest's uvicorn
+  workers, multiprocessing's resource tracker) are stopped with it: the group is
+  signalled, not just the process.
 - A service that dies is restarted after a pause that doubles while it keeps dying soon
   after its start (1 s, 2 s, 4 s … 30 s) and starts over once it has run for a minute. A
   service that exits with code 2 (a bad setting: restarting cannot help) stops the gateway.
 - Each service gets SIGTERM from the kernel if `rsms up` itself dies, even by SIGKILL
-  (PR_SET_PDEATHSIG), so no service outlives it. Belt and braces: a Granian server that
-  got that SIGTERM while a worker was still starting was seen to keep both processes
-  (under load, in CI), so every service also watches its parent (`stop_when_orphaned`)
-  and, orphaned and still running `ORPHAN_GRACE_SECONDS` later, kills its own group.
+  (PR_SET_PDEATHSIG), so no service outlives it; a service's own children do not get it.
+  Belt and braces: a server can outlive that SIGTERM (uvicorn's supervisor waits for its
+  workers without a time limit, so one worker stuck in its shutdown keeps them all; the
+  server before it was seen to keep its processes after a SIGTERM that came while a
+  worker was still starting, under load, in CI), so every service also watches its parent
+  (`stop_when_orphaned`) and, orphaned and still running `ORPHAN_GRACE_SECONDS` later,
+  kills its own group.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Starts the provider simulator, the ledger (owning embedded ClickHouse under `var/`), the
 dispatcher(s), the webhook sender and the ingest API as separate processes, prefixes their log lines,
 restarts any that dies (`cli/supervisor.py`), and stops every one of them on Ctrl-C. It
-refuses to start (exit code 2) when a port it needs is taken: Granian listens with
-SO_REUSEPORT, so a second gateway would otherwise share the API's port with the first.
+refuses to start (exit code 2) when a port it needs is taken, in one line naming the
+setting and the process that holds it: otherwise the service that cannot bind its port
+would exit and be restarted again and again, its error among every other service's lines.
 `--provider smpp` sends through the simulator's SMPP face instead of its HTTP API.
 """
 

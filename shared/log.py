@@ -34,7 +34,7 @@ def _json_line(event: Any, **_: Any) -> bytes:
 FLUSH_AFTER_SECONDS = 0.05
 """How long an info or debug line may wait in the process before it is written."""
 PIPE_ATOMIC_BYTES = 4096
-"""What one write of whole lines is kept within (POSIX PIPE_BUF, Linux's): Granian's workers
+"""What one write of whole lines is kept within (POSIX PIPE_BUF, Linux's): uvicorn's workers
 share the service's stdout, and a pipe takes a write of at most this many bytes whole, so
 lines of two processes never mix."""
 
@@ -98,10 +98,10 @@ class DeferredFlushLogger:
                 self._file.flush()
 
     def after_fork(self) -> None:
-        """In a forked child (Granian's workers): a lock of its own (the parent's may have
-        been held by another thread at the fork), no flush pending on the parent's loop, and
-        a flush at its exit. The lines waiting were written before the fork (the `before`
-        hook), so none is written twice."""
+        """In a forked child (`os.fork`, or multiprocessing's fork start method): a lock of
+        its own (the parent's may have been held by another thread at the fork), no flush
+        pending on the parent's loop, and a flush at its exit. The lines waiting were
+        written before the fork (the `before` hook), so none is written twice."""
         self._lock = threading.Lock()
         self._pending = None
         self._lines = []
@@ -112,9 +112,10 @@ class DeferredFlushLogger:
 
 
 def _flush_at_exit_of_a_child(logger: DeferredFlushLogger) -> None:
-    """A multiprocessing child (Granian's workers) ends in `os._exit`, past `atexit`; its
-    exit finalizers still run, and flush what waits. (In any other process they run at
-    exit too: a second flush finds nothing.)"""
+    """A child multiprocessing forked ends in `os._exit`, past `atexit`; its exit finalizers
+    still run, and flush what waits. (A spawned child, as uvicorn's workers are, ends through
+    `sys.exit`, and any other process at its exit: they run there too, and the second flush
+    finds nothing. A process killed by a signal runs neither.)"""
     util.Finalize(None, logger.flush, exitpriority=0)
 
 

@@ -183,6 +183,9 @@ def create_app(settings: IngestSettings | None = None) -> Litestar:
             render_plugins=[swagger_ui()],  # offline: its assets are served by this app
         ),
         debug=False,
+        # Logging is configured once, by `configure_logging` (structured lines): Litestar's
+        # default would put its own plain-text handler on the root logger at startup.
+        logging_config=None,
     )
 
 

@@ -1,4 +1,4 @@
-"""`rsms ingest`: serve the public API with Granian, and /metrics and /health/* on the ops port."""
+"""`rsms ingest`: serve the public API (`http_server.py`), and /metrics and /health/* on the ops port."""
 
 from __future__ import annotations
 
@@ -12,19 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from granian.constants import HTTPModes, Interfaces, Loops
-from granian.http import HTTP1Settings
-from granian.server import Server
 
+from services.ingest.http_server import IngestServerConfig, ServerLimits, serve, server_config
 from services.ingest.settings import IngestSettings
 from shared.log import configure_logging, get_logger
 
 # prometheus_client decides at import whether values live in per-process files, so this is
 # set before anything imports it (hence a name here, not an import from metrics.py).
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# Seconds between respawns of a worker that died; Granian gives up (and the process exits,
-# for `rsms up` or the orchestrator to restart) when one dies again within 5.5 s.
-RESPAWN_INTERVAL_SECONDS = 1.0
 
 
 def run() -> None:
@@ -33,7 +28,7 @@ def run() -> None:
     log = get_logger(__name__)
     metrics_dir = None
     if not os.environ.get(MULTIPROCESS_ENV):
-        # Granian serves from worker processes, one or more: each counts in its own files
+        # The API is served from worker processes, one or more: each counts in its own files
         # under this directory (the workers inherit it), and the ops server here adds them
         # up, so a scrape sees the whole service, not one worker.
         metrics_dir = os.environ[MULTIPROCESS_ENV] = tempfile.mkdtemp(prefix="rsms-ingest-metrics-")
@@ -49,39 +44,37 @@ def run() -> None:
         max_connections_per_worker=settings.ingest_max_connections,
         open_files_limit=open_files,
     )
-    server = Server(
-        "services.ingest.app:create_app",
-        address=settings.ingest_host,
-        port=settings.ingest_port,
-        interface=Interfaces.ASGI,
-        workers=settings.workers,
-        loop=Loops.auto,
-        factory=True,
-        log_access=False,
-        # HTTP/1.1 only: the header timeout below bounds HTTP/1 alone, and HTTP/2 streams
-        # would open a second way to hold a worker slowly. A TLS proxy in front can speak
-        # HTTP/2 to clients.
-        http=HTTPModes.http1,
-        http1_settings=HTTP1Settings(header_read_timeout=round(settings.ingest_header_timeout_seconds * 1000)),
-        # Connections a worker holds at once (Granian's permits are per connection, idle
-        # keep-alive ones included): the default, backlog/workers (512), let 1,100 slow
-        # clients hold every one. New connections wait in the listen backlog beyond it.
-        backpressure=settings.ingest_max_connections,
-        backlog=max(1024, min(settings.ingest_max_connections, 4096)),
-        respawn_failed_workers=True,
-        respawn_interval=RESPAWN_INTERVAL_SECONDS,
-    )
+    config = ingest_server_config(settings, "services.ingest.app:create_app")
     try:
-        server.serve()
+        serve(config)
     finally:
         stop_ops()
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+def ingest_server_config(settings: IngestSettings, app: str) -> IngestServerConfig:
+    """The server `rsms ingest` runs for `app` (an import string of its factory), from the
+    settings: the benchmarks' bare baseline is served by the same."""
+    return server_config(
+        app,
+        settings.ingest_host,
+        settings.ingest_port,
+        settings.workers,
+        ServerLimits(
+            header_timeout=settings.ingest_header_timeout_seconds,
+            max_header_bytes=settings.max_header_bytes,
+            max_connections=settings.ingest_max_connections,
+            # As many as the listen backlog holds: beyond it the kernel would drop them too.
+            max_waiting=settings.ingest_max_connections,
+        ),
+        backlog=max(1024, min(settings.ingest_max_connections, 4096)),
+    )
+
+
 def _start_ops_server(settings: IngestSettings, metrics_dir: Path) -> Callable[[], None]:
     """/metrics of all workers and /health/* on the ops port, served by a thread of the main
-    process (Granian's workers serve only the API); returns what stops it."""
+    process (the workers serve only the API); returns what stops it."""
     # Imported only now: prometheus_client reads MULTIPROCESS_ENV when first imported.
     from services.ingest.metrics import all_workers_registry
     from shared.ops_server import OpsServer

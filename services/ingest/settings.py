@@ -91,7 +91,7 @@ class IngestSettings(ServiceSettings):
 
     @property
     def workers(self) -> int:
-        """Granian's worker processes: as set, else `default_workers` of this machine."""
+        """The server's worker processes: as set, else `default_workers` of this machine."""
         return self.ingest_workers if self.ingest_workers is not None else default_workers(available_cpus())
 
     @field_validator("trusted_proxies", mode="before")
@@ -110,9 +110,9 @@ def default_workers(cpus: int) -> int:
     make bigger groups. On 2 cores, one worker instead of two took `bench.peers` from
     ~2,200 to ~2,950 single-recipient sends a second, at 0.59 instead of 0.85 CPU-ms each
     (bench/README.md). The price: with one worker, a worker that dies leaves the API
-    unanswered for the second Granian takes to start another (`RESPAWN_INTERVAL_SECONDS`);
-    two keep one serving meanwhile. A host that runs ingest alone, or wants that, sets
-    `RSMS_INGEST_WORKERS`."""
+    unanswered until the supervisor has started another (it looks every half second, and a
+    worker takes about a second to start); two keep one serving meanwhile. A host that runs
+    ingest alone, or wants that, sets `RSMS_INGEST_WORKERS`."""
     return max(1, cpus // 2)
 
 

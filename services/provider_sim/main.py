@@ -1,12 +1,24 @@
-"""Runs the simulator under granian until SIGTERM/SIGINT (`rsms provider-sim`)."""
+"""Runs the simulator under uvicorn until SIGTERM/SIGINT (`rsms provider-sim`)."""
 
 from __future__ import annotations
 
-from granian import Granian
-from granian.constants import Interfaces
+import contextvars
+import os
+import signal
+import threading
+from types import FrameType
+
+import uvicorn
 
 from services.provider_sim.settings import ProviderSimSettings
 from shared.log import configure_logging, get_logger
+
+GRACEFUL_SHUTDOWN_SECONDS = 5
+"""On SIGTERM, requests in flight (one hanging in the timeout fault, say) get this long to
+finish before they are cancelled and the app shuts down."""
+KILL_AFTER_SECONDS = 10.0
+"""A stop that has not ended this long after the signal ends the process: the simulator
+keeps nothing worth a long drain."""
 
 
 def run(settings: ProviderSimSettings | None = None) -> None:
@@ -17,18 +29,52 @@ def run(settings: ProviderSimSettings | None = None) -> None:
         host=settings.provider_sim_host,
         port=settings.provider_sim_port,
     )
-    # One worker: the delivery log lives in that process's memory, and tests and
+    # One process, no workers: the delivery log lives in its memory, and tests and
     # benchmarks read it back through the admin API.
-    Granian(
+    config = uvicorn.Config(
         "services.provider_sim.app:create_app",
         factory=True,
-        interface=Interfaces.ASGI,
-        address=settings.provider_sim_host,
+        host=settings.provider_sim_host,
         port=settings.provider_sim_port,
-        workers=1,
-        log_access=False,
-        # A worker stopped while it was still starting (the SMPP face binding, under load)
-        # was seen to hang on its shutdown, keeping both processes up after SIGTERM: the
-        # simulator keeps nothing worth a long drain, so it is killed after this long.
-        workers_kill_timeout=10,
-    ).serve()
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        # The receipt reporter and the SMPP face start and stop with the app.
+        lifespan="on",
+        # Logging is ours (`configure_logging`), and there is no access log; uvicorn's
+        # info lines about starting and stopping are left out (its warnings stay).
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    # uvicorn raises the signal that stopped it again once it has shut down: these make
+    # that an exit with code 0 through the interpreter's own exit (which writes the log
+    # lines still waiting), not a death by SIGTERM or a KeyboardInterrupt's traceback.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_quietly)
+    _StoppedInTime(config).run()
+
+
+class _StoppedInTime(uvicorn.Server):
+    """uvicorn's server, ended `KILL_AFTER_SECONDS` after the first SIGTERM/SIGINT if its
+    stop has not ended it by then (a stop that came while the app was still starting, the
+    SMPP face binding under load, was once seen to hang)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            # In this thread's context: its log line names the service.
+            deadline = threading.Timer(KILL_AFTER_SECONDS, contextvars.copy_context().run, args=(_stop_overdue,))
+            deadline.daemon = True
+            deadline.start()
+        super().handle_exit(sig, frame)
+
+
+def _stop_overdue() -> None:
+    get_logger(__name__).error("provider simulator did not stop in time; exiting", seconds=KILL_AFTER_SECONDS)
+    os._exit(1)
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)

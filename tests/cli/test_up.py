@@ -53,8 +53,11 @@ def test_demo_project_is_created_once_with_a_working_test_key(tmp_path: Path) ->
     assert ensure_demo_project(path) is None  # second run: nothing new, the key is not shown again
 
 
+# As uvicorn listens (SO_REUSEADDR, which lets no second listener in), and with SO_REUSEPORT,
+# which would let a second one share the port silently.
+@pytest.mark.parametrize("option", [socket.SO_REUSEADDR, socket.SO_REUSEPORT], ids=["reuseaddr", "reuseport"])
 def test_a_taken_port_is_refused_in_one_line_naming_the_setting_and_its_process(
-    free_port: Callable[[], int], amqp_url: str, redis_url: str
+    free_port: Callable[[], int], amqp_url: str, redis_url: str, option: int
 ) -> None:
     names = ("RSMS_INGEST_PORT", "RSMS_INGEST_OPS_PORT", "RSMS_DISPATCHER_HTTP_PORT", "RSMS_LEDGER_HTTP_PORT")
     ports = {name: free_port() for name in names}
@@ -62,8 +65,7 @@ def test_a_taken_port_is_refused_in_one_line_naming_the_setting_and_its_process(
     ports["RSMS_WEBHOOKS_HTTP_PORT"] = free_port()
     env = {name: str(port) for name, port in ports.items()} | {"RSMS_AMQP_URL": amqp_url, "RSMS_REDIS_URL": redis_url}
     with socket.socket() as holder:
-        # As Granian listens: with SO_REUSEPORT, which a second Granian would share silently.
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.setsockopt(socket.SOL_SOCKET, option, 1)
         holder.bind(("127.0.0.1", ports["RSMS_INGEST_PORT"]))
         holder.listen()
         result = CliRunner(env=env).invoke(rsms, ["up"])

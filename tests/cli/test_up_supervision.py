@@ -48,7 +48,7 @@ def test_a_killed_service_comes_back_a_second_gateway_is_refused_and_nothing_sur
     # with it and the API comes back.
     ingest = next(pid for pid in before if os.getpgid(pid) == pid and b" ingest" in _cmdline(pid))
     orphans = descendants(ingest)
-    assert orphans, "Granian's workers"
+    assert orphans, "uvicorn's workers"
     os.kill(ingest, signal.SIGKILL)
     up.wait_for(r"ingest exited with code -9 .*restarting it in 1 s")
     up.wait_for(r"restarting ingest")
@@ -91,8 +91,9 @@ def _cmdline(pid: int) -> bytes:
 
 
 def test_a_service_that_ignores_its_sigterm_is_killed_once_orphaned(tmp_path: Path) -> None:
-    # The stand-in for `rsms up` starts a "service" that ignores SIGTERM (as a Granian
-    # server caught mid-start did), then dies; the service's watchdog kills its group.
+    # The stand-in for `rsms up` starts a "service" that ignores SIGTERM (as good as a server
+    # whose worker hangs in its shutdown: uvicorn's supervisor waits for it), then dies; the
+    # service's watchdog kills its group.
     service = (
         "import signal, time\n"
         "from cli.supervisor import stop_when_orphaned\n"

@@ -1,4 +1,4 @@
-"""The API as the real server (Granian) serves it: raw HTTP framing, header lines as sent,
+"""The API as the real server (uvicorn, `http_server.py`) serves it: raw HTTP framing, header lines as sent,
 slow and broken clients. What the in-process test client cannot show."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import httpx
 
 from tests.ingest.conftest import StartIngest
 from tests.support.accounts import add_project
-from tests.support.ingest_server import ServedIngest, raw_request
+from tests.support.ingest_server import ServedIngest, raw_request, read_answer
 
 SEND = "/api/v1/sms/send"
 PAYLOAD = {"tag": "billing", "recipients": ["+4712345678"], "message": "hi"}
@@ -94,7 +94,7 @@ def test_unauthenticated_request_with_a_body_that_never_finishes_gets_401_at_onc
         with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
             # Declares 100 bytes, sends one, and would trickle the rest for ever.
             sock.sendall(head(key, "Content-Length: 100") + b"{")
-            answer = sock.recv(65536)  # within the socket timeout: not after the body timeout
+            answer = read_answer(sock)  # within the socket timeout: not after the body timeout
         status, body = status_and_body(answer)
         assert status == 401 and body["error"]["code"] == "UNAUTHORIZED", body  # type: ignore[index]
 
@@ -106,7 +106,7 @@ def test_a_keyed_body_that_never_finishes_is_cut_after_the_body_timeout(
     served = start_ingest(body_timeout_seconds="1")
     with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
         sock.sendall(head(keys.live_key, "Content-Length: 100") + b"{")
-        answer = sock.recv(65536)
+        answer = read_answer(sock)
     status, body = status_and_body(answer)
     assert status == 408, body
     assert body["error"] == {  # type: ignore[comparison-overlap]

@@ -1,4 +1,4 @@
-"""One server worker dying must not end the service: Granian respawns it."""
+"""One server worker dying must not end the service: the supervisor starts another."""
 
 from __future__ import annotations
 

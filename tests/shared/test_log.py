@@ -7,8 +7,10 @@ import io
 import json
 import logging
 import multiprocessing
+from multiprocessing.context import ForkContext, SpawnContext
 from pathlib import Path
 
+import pytest
 import structlog
 
 from shared.log import (
@@ -139,12 +141,17 @@ def _log_in_a_worker(path: str) -> None:
     asyncio.run(serve())
 
 
-def test_a_forked_worker_writes_its_waiting_lines_when_it_exits(tmp_path: Path) -> None:
-    # Granian's workers are multiprocessing children: they end in os._exit, past atexit.
+@pytest.mark.parametrize(
+    "context", [multiprocessing.get_context("spawn"), multiprocessing.get_context("fork")], ids=["spawn", "fork"]
+)
+def test_a_worker_writes_its_waiting_lines_when_it_exits(tmp_path: Path, context: SpawnContext | ForkContext) -> None:
+    # uvicorn's workers are multiprocessing spawn children that set their logging up anew,
+    # and end through sys.exit; a forked child ends in os._exit, past atexit.
     path = tmp_path / "out"
-    worker = multiprocessing.get_context("fork").Process(target=_log_in_a_worker, args=(str(path),))
+    worker = context.Process(target=_log_in_a_worker, args=(str(path),))
     worker.start()
-    worker.join(10)
+    worker.join(30)
+    assert worker.exitcode == 0
     assert path.read_bytes().splitlines() == [b"the worker's last line"]
 
 

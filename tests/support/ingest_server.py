@@ -1,4 +1,4 @@
-"""The ingest API as `rsms ingest` serves it: Granian worker processes on a real port.
+"""The ingest API as `rsms ingest` serves it: uvicorn worker processes on a real port.
 
 For what only the real server shows (raw HTTP framing, slow clients, header lines as sent,
 worker deaths); the in-process test client covers the rest.
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from bench.ingest_env import server_workers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,9 +45,28 @@ class ServedIngest:
         return self.log_path.read_text(errors="replace")
 
     def worker_pids(self) -> list[int]:
-        """The Granian workers: the server process's children."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+        """The server's workers: its children started by multiprocessing's spawn (not its
+        resource tracker, a child too)."""
+        return server_workers(self.process.pid)
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole answer (head and Content-Length body) from `sock`, however the server
+    split it into writes."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return answer
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    while len(body) < length and (chunk := sock.recv(65536)):
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def raw_request(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
@@ -77,7 +98,7 @@ def wait_until_live(url: str, process: subprocess.Popen[bytes], log_path: Path, 
 def served_ingest(env: dict[str, str], port: int, log_path: Path, ops_port: int) -> Iterator[ServedIngest]:
     """`rsms ingest` with `env` (RSMS_* settings) on `port` (its ops server on `ops_port`),
     stopped (the whole process group) afterwards."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RSMS_", "GRANIAN_", "PROMETHEUS_"))}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RSMS_", "PROMETHEUS_"))}
     clean.update(env, RSMS_INGEST_PORT=str(port), RSMS_INGEST_OPS_PORT=str(ops_port), PYTHONPATH=str(PROJECT_ROOT))
     with log_path.open("wb") as log:
         process = subprocess.Popen(
