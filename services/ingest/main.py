@@ -92,10 +92,17 @@ def _start_ops_server(settings: IngestSettings, metrics_dir: Path) -> Callable[[
     ops = OpsServer(settings.ingest_ops_host, settings.ingest_ops_port, all_workers_registry(metrics_dir), api_ready)
     loop = asyncio.new_event_loop()
     loop.run_until_complete(ops.start())
-    threading.Thread(target=loop.run_forever, name="ingest-ops", daemon=True).start()
+    thread = threading.Thread(target=loop.run_forever, name="ingest-ops", daemon=True)
+    thread.start()
 
     def stop() -> None:
+        # Stopped, joined and closed here: a loop left open is closed by the garbage
+        # collector at interpreter exit, after its sockets are gone (a traceback per stop).
         loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        if not thread.is_alive():
+            loop.run_until_complete(ops.stop())
+            loop.close()
 
     return stop
 

@@ -67,6 +67,10 @@ def test_a_killed_service_comes_back_a_second_gateway_is_refused_and_nothing_sur
     up.process.send_signal(signal.SIGINT)
     assert up.process.wait(60) == 0
     assert not [pid for pid in everything if alive(pid)]
+    # And no service printed a traceback on its way out (ingest's ops loop, left open for
+    # the garbage collector, once printed "Exception ignored in: BaseEventLoop.__del__"
+    # when `rsms up` stopped it from a terminal).
+    assert "Traceback" not in "\n".join(up.lines), "\n".join(up.lines)[-3000:]
 
 
 def test_no_service_outlives_rsms_up_killed_with_sigkill(start_up: Callable[[], Gateway]) -> None:

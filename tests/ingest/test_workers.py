@@ -38,3 +38,13 @@ def test_a_worker_killed_with_sigkill_is_respawned_and_the_api_keeps_answering(
         response = httpx.post(f"{served.url}/api/v1/sms/send", json=payload, headers=headers, timeout=10)
         assert response.status_code == 200, response.text
     assert all(alive(pid) for pid in respawned)
+
+
+def test_sigterm_stops_the_server_and_its_workers_cleanly(start_ingest: StartIngest) -> None:
+    served = start_ingest(workers=2)
+    workers = eventually(lambda: len(pids := served.worker_pids()) == 2 and pids, "two workers")
+    os.killpg(served.process.pid, signal.SIGTERM)  # as `rsms up` and orchestrators stop it
+    assert served.process.wait(20) == 0
+    assert not any(alive(pid) for pid in workers)
+    # No traceback on the way out (see the ops loop's `stop` in services/ingest/main.py).
+    assert "Traceback" not in served.log(), served.log()[-3000:]
