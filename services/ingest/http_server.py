@@ -22,8 +22,8 @@ Workers run under uvicorn's multiprocess supervisor even when there is one, so a
 that dies is replaced (half a second later) without the service exiting.
 
 Everything here that reaches under uvicorn's public API (the protocol's hooks and state,
-`ServerState.connections`, the supervisor) is checked by tests/ingest/test_http_server.py,
-which fails loudly if an upgrade moves it.
+`ServerState.connections`, the supervisor, `configure_logging` as a worker's first call) is
+checked by tests/ingest/test_http_server.py, which fails loudly if an upgrade moves it.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from uvicorn import _subprocess as uvicorn_subprocess
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors.multiprocess import Multiprocess
@@ -184,6 +185,11 @@ def test_the_uvicorn_internals_the_adapter_relies_on_are_where_it_expects() -> N
     config.load()
     assert config.http_protocol_class is GuardedHttpProtocol
     assert list(inspect.signature(Multiprocess).parameters) == ["config", "sockets"]
+    # A worker calls `configure_logging` before it serves (where the adapter sets its exit
+    # on SIGTERM), and uvicorn raises the stopping signal again after its graceful stop.
+    started = inspect.getsource(uvicorn_subprocess.subprocess_started)
+    assert started.index("config.configure_logging()") < started.index("target(sockets=sockets)")
+    assert "signal.raise_signal(" in inspect.getsource(uvicorn.Server.capture_signals)
     assert callable(config.bind_socket)
 
 
