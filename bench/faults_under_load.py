@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.ingest_env import server_workers
+from bench.ingest_env import children, server_workers
 from bench.ingest_loadgen import Connection, Target, _install_fast_loop
 from bench.peers import Sink, say
 from bench.peers_systems import MESSAGE, PEERS_DIR, TAG, Rsms, command_line, wait_until
@@ -254,13 +254,6 @@ async def watch_sink(sink: Sink, until: asyncio.Event, times: list[float]) -> No
 
 
 # --- the faults ---------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def service_pid(rsms: Rsms, name: str) -> int | None:

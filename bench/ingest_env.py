@@ -49,16 +49,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def server_workers(pid: int) -> list[int]:
     """The worker processes of the server `pid` (`rsms ingest`, or `bench.ingest_baseline`):
     its children that multiprocessing's spawn started (`spawn_main` on their command line),
     not its resource tracker, a child too."""
-    children = Path(f"/proc/{pid}/task/{pid}/children")
     workers = []
-    for child in children.read_text().split() if children.exists() else []:
+    for child in children(pid):
         with contextlib.suppress(OSError):
             if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                workers.append(int(child))
+                workers.append(child)
     return workers
 
 

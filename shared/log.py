@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -109,6 +110,19 @@ class DeferredFlushLogger:
 
     msg = debug = info = _write_later
     warning = warn = error = err = critical = fatal = exception = failure = log = _write_now
+
+
+def exit_normally_on_stop_signals() -> None:
+    """SIGTERM and SIGINT end this process as a normal exit (`SystemExit(0)`), so `atexit`
+    and the exit finalizers write the lines still waiting. uvicorn raises the signal that
+    stopped it again after its graceful stop: with the default handler the process would
+    die of it and those lines would be lost."""
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, _exit_normally)
+
+
+def _exit_normally(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _flush_at_exit_of_a_child(logger: DeferredFlushLogger) -> None:

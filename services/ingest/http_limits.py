@@ -38,16 +38,20 @@ class ClientLeft(Exception):
 HTTP_431_HEADERS_TOO_LARGE = 431
 
 
+def headers_too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        ErrorCode.VALIDATION_ERROR,
+        f"Request headers exceed the maximum size of {limit // 1024} KB",
+        status=HTTP_431_HEADERS_TOO_LARGE,
+    )
+
+
 def check_header_size(headers: Iterable[tuple[bytes, bytes]], limit: int) -> None:
-    """Headers over the limit get the contract's error shape from here. (The server answers
-    headers over its own, larger buffer with an empty 431 of its own: no request reaches
-    the app then.)"""
+    """Headers over the limit get the contract's error shape from here. (A head over twice
+    the limit is refused by the server with the same error before it reaches the app:
+    `http_server.py`.)"""
     if sum(len(name) + len(value) for name, value in headers) > limit:
-        raise GatewayError(
-            ErrorCode.VALIDATION_ERROR,
-            f"Request headers exceed the maximum size of {limit // 1024} KB",
-            status=HTTP_431_HEADERS_TOO_LARGE,
-        )
+        raise headers_too_large(limit)
 
 
 async def check_request_header_size(request: Request[Any, Any, Any]) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
-import signal
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -41,7 +40,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from services.ingest.http_limits import headers_too_large
 from shared.errors import ErrorCode, GatewayError
+from shared.log import exit_normally_on_stop_signals
 
 SWEEP_SECONDS = 0.25
 """How often a worker closes the connections past their head deadline: a head gets at most
@@ -81,12 +82,7 @@ class IngestServerConfig(Config):
         signal ends the worker as a normal exit."""
         super().configure_logging()
         if multiprocessing.parent_process() is not None:
-            for stop in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(stop, _exit_normally)
-
-
-def _exit_normally(signum: int, frame: object) -> None:
-    raise SystemExit(0)
+            exit_normally_on_stop_signals()
 
 
 def server_config(
@@ -177,13 +173,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > self._head_limit:
                 self.head_deadline = None
-                self._refuse(
-                    GatewayError(
-                        ErrorCode.VALIDATION_ERROR,
-                        f"Request headers exceed the maximum size of {self._guard.limits.max_header_bytes // 1024} KB",
-                        status=431,
-                    )
-                )
+                self._refuse(headers_too_large(self._guard.limits.max_header_bytes))
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

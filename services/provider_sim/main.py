@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextvars
 import os
-import signal
 import threading
 from types import FrameType
 
 import uvicorn
 
 from services.provider_sim.settings import ProviderSimSettings
-from shared.log import configure_logging, get_logger
+from shared.log import configure_logging, exit_normally_on_stop_signals, get_logger
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 """On SIGTERM, requests in flight (one hanging in the timeout fault, say) get this long to
@@ -52,8 +51,7 @@ def run(settings: ProviderSimSettings | None = None) -> None:
     # uvicorn raises the signal that stopped it again once it has shut down: these make
     # that an exit with code 0 through the interpreter's own exit (which writes the log
     # lines still waiting), not a death by SIGTERM or a KeyboardInterrupt's traceback.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _exit_quietly)
+    exit_normally_on_stop_signals()
     _StoppedInTime(config).run()
 
 
@@ -74,7 +72,3 @@ class _StoppedInTime(uvicorn.Server):
 def _stop_overdue() -> None:
     get_logger(__name__).error("provider simulator did not stop in time; exiting", seconds=KILL_AFTER_SECONDS)
     os._exit(1)
-
-
-def _exit_quietly(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
