@@ -193,8 +193,9 @@ def test_the_uvicorn_internals_the_adapter_relies_on_are_where_it_expects() -> N
     assert callable(config.bind_socket)
 
 
-def test_a_free_port_is_bound_by_the_supervisor_not_shared() -> None:
-    """`serve` binds in the supervisor: a port another server holds fails at once."""
+def test_a_port_another_server_holds_is_not_shared_the_bind_exits() -> None:
+    """`serve` binds in the supervisor, without SO_REUSEPORT: a port another server holds
+    fails at once instead of being shared."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
